@@ -77,3 +77,7 @@ def seed(conn, tables: dict[str, list[dict]]) -> None:
         table = metadata.tables[name]
         conn.execute(insert(table), [contract.derive(name, typed_row(name, row)) for row in rows])
     ensure_cycle_month_calendar(conn)
+
+
+# Real SMTP server on loopback (aiosmtpd) for mailer tests: see tests/fixtures_smtp.py.
+pytest_plugins = ["fixtures_smtp"]

@@ -1,0 +1,1 @@
+"""SMTP fixtures (real aiosmtpd server on loopback). Filled in by the mailer work."""
