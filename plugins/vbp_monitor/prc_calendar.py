@@ -186,7 +186,7 @@ def ensure_work_calendar(conn) -> None:
 
 def ensure_cycle_month_calendar(conn, months: int = 24) -> None:
     """Cycle months 1..``months`` for every agreement period_start (a small table)."""
-    from sqlalchemy import insert, select
+    from sqlalchemy import select
 
     from vbp_monitor.schema import agreements, cycle_month_calendar
 
@@ -199,4 +199,14 @@ def ensure_cycle_month_calendar(conn, months: int = 24) -> None:
             rows.append({"period_start": period_start, "cycle_month": k,
                          "month_start": first, "month_end": last})
     if rows:
-        conn.execute(insert(cycle_month_calendar), rows)
+        # parallel backfills may add the same start at once: first writer wins
+        stmt = _insert_ignoring_duplicates(conn, cycle_month_calendar)
+        conn.execute(stmt, rows)
+
+
+def _insert_ignoring_duplicates(conn, table):
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert(table).on_conflict_do_nothing()

@@ -1,0 +1,100 @@
+"""vbp_annual_report_collection · 年度报告收集 (domain.md DAG 4, seed 002 §三(二), 附件2).
+Logic: vbp_monitor.annual_report."""
+from __future__ import annotations
+
+from airflow.sdk import MultipleCronTriggerTimetable, dag, task
+
+from vbp_monitor.dag_support import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params
+
+DAG_ID = "vbp_annual_report_collection"
+
+DOC = """
+## 年度报告收集 · annual report collection
+
+Each branch bureau (`branches` rows with level `branch`) reports on the previous year's
+supervision (加强集采监管工作落实情况报告, seed 002 附件2) **before 15 January, inclusive**
+(profile `[annual_report]`). Daily at 06:00 Asia/Shanghai from **2 January to 1 February**
+(`0 6 2-31 1 *` + `0 6 1 2 *`); the run with logical date D **judges the day J = D − 1** for
+report year D.year − 1. "Submitted by J" = `submitted_at` before J+1 00:00; a branch's latest
+submission counts. Every run judges the submissions dated J; the first run (J = 1 January)
+also those dated earlier.
+
+| code | condition | severity | metric / threshold |
+| --- | --- | --- | --- |
+| `ANNUAL_REPORT_DUE` | D is a reminder day (5, 10, 14 January) and nothing submitted by J | info | 0 / 1 |
+| `ANNUAL_REPORT_MISSING` | J is the deadline (15 January) and nothing submitted by J | critical | 0 / 1 |
+| `ANNUAL_REPORT_LATE` | the submission is dated J and J is after the deadline | warning | days late / 0 |
+| `ANNUAL_REPORT_INCOMPLETE` | the submission judged now lacks one of 一、总体进展 · 二、具体工作落实情况 · 三、存在的问题 · 四、下一步打算 | high | headings found / 4 |
+
+Headings: a paragraph (DOCX incl. tables; Markdown/TXT lines) that, stripped of its numbering
+(一、 1. （三） …), spaces and punctuation, starts with the heading's words; Word's automatic
+numbering is not needed. Files are read from `<VBP_LANDING_DIR>/annual_reports/<file_name>`;
+a missing or unreadable file lacks every heading. ANNUAL_REPORT_* also go to the city bureau.
+
+**Outputs**: alerts (period `YYYY-MM-DD` = J, subject = the branch). On the first reminder day
+each branch that has not submitted gets, attached to its email, a draft report pre-filled
+with its figures of the year (institutions, agreements, 一院一档 completion, online purchase
+rates, entry-sweep / monitoring / overdue-payment / prepayment alert counts, prepayment
+ledger, top problems): `<VBP_OUTPUT_DIR>/vbp_annual_report_collection/<year>/年度报告草稿_<branch>_<year>.docx`.
+Run it after the monthly DAGs of December so the draft has their figures. Param
+`branch_code` restricts a rerun to one branch.
+""" + BACKFILL_DOC.format(dag_id=DAG_ID)
+
+
+def _run(context):
+    from vbp_monitor.periods import judged_day
+    from vbp_monitor.runs import RunContext
+
+    return RunContext.from_airflow(context, judged_day)
+
+
+@dag(
+    dag_id=DAG_ID,
+    # 2 January – 1 February: J runs from 1 to 31 January.
+    schedule=MultipleCronTriggerTimetable("0 6 2-31 1 *", "0 6 1 2 *", timezone="Asia/Shanghai"),
+    start_date=START_DATE,
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    params=operator_params(batch=False),
+    max_active_runs=4,
+    tags=["vbp", "daily", "年度报告"],
+    description="年度报告收集：分局次年1月15日前报送年度集采监管工作报告（提醒、逾期未报、逾期报送、章节缺失；首次提醒附预填草稿）",
+    doc_md=DOC,
+)
+def vbp_annual_report_collection():
+    @task
+    def validate(**context) -> dict:
+        import json
+
+        from vbp_monitor.annual_report import validate as validate_inputs
+        from vbp_monitor.db import get_engine
+
+        report = validate_inputs(get_engine(), _run(context))
+        return json.loads(json.dumps(report or {}, default=str))
+
+    @task
+    def judge(**context) -> dict:
+        from vbp_monitor.annual_report import judge as judge_day
+        from vbp_monitor.db import get_engine
+
+        return judge_day(get_engine(), _run(context))
+
+    @task
+    def notify(judged: dict, **context) -> dict:
+        import json
+        from pathlib import Path
+
+        from vbp_monitor.db import get_engine
+        from vbp_monitor.mailer import notify_run
+
+        attachments = {branch: [Path(p) for p in paths]
+                       for branch, paths in (judged.get("attachments") or {}).items()}
+        sent = notify_run(get_engine(), _run(context), attachments=attachments)
+        return json.loads(json.dumps(sent or {}, default=str))
+
+    judged = judge()
+    validate() >> judged
+    notify(judged)
+
+
+vbp_annual_report_collection()

@@ -1,0 +1,100 @@
+"""vbp_entry_sweep · 进院排查 (domain.md DAG 1, seed 002 §二(二)). Logic: vbp_monitor.entry_sweep."""
+from __future__ import annotations
+
+from airflow.sdk import dag, task
+
+from vbp_monitor.dag_support import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params
+from vbp_monitor.timetables import FirstWorkingDayTimetable
+
+DAG_ID = "vbp_entry_sweep"
+
+DOC = """
+## 进院排查 · month-3 entry sweep
+
+**Judges** (run on the first PRC working day, 06:00 Asia/Shanghai; judged period = the month
+before the run's month) every agreement of a **public** institution with
+`agreed_quantity > 0` whose cycle month k — profile `[entry_sweep] entry_sweep_month`,
+default 3 — ends in the judged month, as of that last day. Each agreement year is swept once
+(a renewal year is swept again at its own month k). An agreement year shorter than k months
+is not swept. Example: a year starting 2024-01-31 has month 3 ending 2024-04-29, judged by
+the run for April 2024 (D in May).
+
+Selected purchases = platform order lines, not cancelled, of products selected in the
+agreement's batch with its generic name, dated `period_start` … the milestone day.
+Completion rate = selected quantity ÷ agreed quantity; time progress = elapsed days ÷ days of
+the agreement year (both ends counted).
+
+| code | condition | severity | metric / threshold |
+| --- | --- | --- | --- |
+| `ENTRY_NOT_PURCHASED` | no selected purchase by the milestone day | high | 0 / agreed quantity |
+| `ENTRY_BEHIND_AGREEMENT` | completion rate < `progress_warning_ratio` (0.8) × time progress | warning | completion rate / 0.8 × time progress |
+
+A value exactly at the threshold does not alert. Alerts carry `milestone_month` = k and
+`period` = the judged month.
+
+**Outputs**: alerts, and per branch
+`<VBP_OUTPUT_DIR>/vbp_entry_sweep/<YYYY-MM>/进院排查_<branch>_<YYYY-MM>.xlsx` — every swept
+agreement with its figures and verdict — attached to the branch's email.
+
+**Corrections**: trigger the DAG again for the same logical date: figures are recomputed,
+alerts no longer raised become `resolved`, nothing already notified is mailed twice. Params
+`branch_code` / `batch_code` restrict a rerun.
+""" + BACKFILL_DOC.format(dag_id=DAG_ID)
+
+
+def _run(context):
+    from vbp_monitor.periods import judged_month
+    from vbp_monitor.runs import RunContext
+
+    return RunContext.from_airflow(context, judged_month)
+
+
+@dag(
+    dag_id=DAG_ID,
+    schedule=FirstWorkingDayTimetable(),
+    start_date=START_DATE,
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    params=operator_params(),
+    max_active_runs=4,
+    tags=["vbp", "monthly", "进院排查"],
+    description="进院排查：执行第3个月末公立医疗机构中选产品未进院采购、未按协议量采购",
+    doc_md=DOC,
+)
+def vbp_entry_sweep():
+    @task
+    def validate(**context) -> dict:
+        import json
+
+        from vbp_monitor.db import get_engine
+        from vbp_monitor.entry_sweep import validate as validate_inputs
+
+        report = validate_inputs(get_engine(), _run(context))
+        return json.loads(json.dumps(report or {}, default=str))
+
+    @task
+    def judge(**context) -> dict:
+        from vbp_monitor.db import get_engine
+        from vbp_monitor.entry_sweep import judge as judge_month
+
+        return judge_month(get_engine(), _run(context))
+
+    @task
+    def notify(judged: dict, **context) -> dict:
+        import json
+        from pathlib import Path
+
+        from vbp_monitor.db import get_engine
+        from vbp_monitor.mailer import notify_run
+
+        attachments = {branch: [Path(p) for p in paths]
+                       for branch, paths in (judged.get("attachments") or {}).items()}
+        sent = notify_run(get_engine(), _run(context), attachments=attachments)
+        return json.loads(json.dumps(sent or {}, default=str))
+
+    judged = judge()
+    validate() >> judged
+    notify(judged)
+
+
+vbp_entry_sweep()

@@ -1,0 +1,98 @@
+"""vbp_volume_review · 报量审核 (domain.md DAG 5, seed 002 §二(一)). Logic: vbp_monitor.volume_review."""
+from __future__ import annotations
+
+from airflow.sdk import dag, task
+
+from vbp_monitor.dag_support import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params
+from vbp_monitor.timetables import FirstWorkingDayTimetable
+
+DAG_ID = "vbp_volume_review"
+
+DOC = """
+## 报量审核 · volume-report review
+
+**Judges** every batch whose `report_deadline` falls in the month before the run's month
+(run on the first PRC working day, 06:00 Asia/Shanghai), as of the deadline. Subject:
+institution × batch × selected generic name of the batch, for every institution (any
+ownership) with a history or a report. The latest report dated on or before the deadline
+counts (by `report_date`, then `report_id`). History = the institution's purchases of any
+product with that generic name, any channel, not cancelled, in the calendar year before the
+deadline's year. Ratio 0.8 = profile `[volume_review] history_floor_ratio`.
+
+| code | condition | severity |
+| --- | --- | --- |
+| `REPORT_BELOW_80_NO_EXPLANATION` | reported < 0.8 × history, explanation empty or blank | high (要求作出说明) |
+| `REPORT_BELOW_80` | reported < 0.8 × history, with an explanation | warning (审核说明，不充分的退回重新填报) |
+| `REPORT_BELOW_HISTORY` | 0.8 × history ≤ reported < history | info (原则上不少于上一年度实际采购量) |
+| `HISTORY_NOT_REPORTED` | history > 0 and no report by the deadline | high (重点关注) |
+
+metric = reported quantity (0 when not reported); threshold = the limit broken
+(0.8 × history, or history).
+
+**Outputs**: alerts (period `YYYY-MM`), and per branch
+`<VBP_OUTPUT_DIR>/vbp_volume_review/<YYYY-MM>/报量审核_<branch>_<YYYY-MM>.xlsx` with one row
+per subject (history, reported, ratio, explanation, verdict, what to do), attached to the
+branch's email.
+
+**Corrections**: after institutions re-report, trigger this DAG again for the same logical
+date: corrected subjects' alerts become `resolved`, the spreadsheets are rewritten, and no
+alert already notified is mailed twice. Params `branch_code` / `batch_code` restrict a rerun.
+""" + BACKFILL_DOC.format(dag_id=DAG_ID)
+
+
+def _run(context):
+    from vbp_monitor.periods import judged_month
+    from vbp_monitor.runs import RunContext
+
+    return RunContext.from_airflow(context, judged_month)
+
+
+@dag(
+    dag_id=DAG_ID,
+    schedule=FirstWorkingDayTimetable(),
+    start_date=START_DATE,
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    params=operator_params(),
+    max_active_runs=4,
+    tags=["vbp", "monthly", "报量审核"],
+    description="报量审核：报量截止日在上月的批次，报量低于上一年度实际采购量（80%）及有历史采购量未报量",
+    doc_md=DOC,
+)
+def vbp_volume_review():
+    @task
+    def validate(**context) -> dict:
+        import json
+
+        from vbp_monitor.db import get_engine
+        from vbp_monitor.volume_review import validate as validate_inputs
+
+        report = validate_inputs(get_engine(), _run(context))
+        return json.loads(json.dumps(report or {}, default=str))
+
+    @task
+    def judge(**context) -> dict:
+        from vbp_monitor.db import get_engine
+        from vbp_monitor.volume_review import judge as judge_month
+
+        return judge_month(get_engine(), _run(context))
+
+    @task
+    def notify(judged: dict, **context) -> dict:
+        import json
+        from pathlib import Path
+
+        from vbp_monitor.db import get_engine
+        from vbp_monitor.mailer import notify_run
+
+        attachments = {branch: [Path(p) for p in paths]
+                       for branch, paths in (judged.get("attachments") or {}).items()}
+        sent = notify_run(get_engine(), _run(context), attachments=attachments)
+        return json.loads(json.dumps(sent or {}, default=str))
+
+    judged = judge()
+    validate() >> judged
+    notify(judged)
+
+
+vbp_volume_review()

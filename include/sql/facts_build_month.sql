@@ -1,0 +1,56 @@
+-- Purchase facts of one calendar month (domain.md › counting rules; DAG 2): ONE pass over
+-- the month's order lines, grouped by segment, institution, product, channel and unit price.
+-- Cancelled lines are not purchases. A line belongs to its order_date (local order day).
+--
+-- segment_start splits the month at the agreement-period boundaries inside it (every
+-- period_start, every period_end + 1 day), so a figure "from max(first day of M,
+-- period_start) to min(last day of M, period_end)" is an exact sum of whole segments.
+-- The segment map is a tiny per-month set (<= 31 rows: day -> segment_start) joined to the
+-- lines by order_date; period_end + 1 day comes from work_calendar.day_ordinal.
+-- Unit price stays in the key so the price-cap rules are exact.
+--
+-- Run inside one transaction (purchase_facts.build_month): delete the month, rebuild it,
+-- record it in the cache index. Params: :month_start, :month_end, :built_at.
+DELETE FROM purchase_facts WHERE month_start = :month_start;
+DELETE FROM purchase_facts_months WHERE month_start = :month_start;
+INSERT INTO purchase_facts (
+    month_start, segment_start, institution_code, product_code, channel, unit_price,
+    quantity, amount, line_count
+)
+WITH boundaries AS (
+    SELECT a.period_start AS day
+    FROM agreements a
+    WHERE a.period_start > :month_start
+      AND a.period_start <= :month_end
+    UNION
+    SELECT next_day.day
+    FROM agreements a
+    JOIN work_calendar period_end ON period_end.day = a.period_end
+    JOIN work_calendar next_day ON next_day.day_ordinal = period_end.day_ordinal + 1
+    WHERE a.period_end >= :month_start
+      AND a.period_end < :month_end
+    UNION
+    SELECT wc.day
+    FROM work_calendar wc
+    WHERE wc.day = :month_start
+),
+segment_map AS (
+    SELECT d.day, MAX(b.day) AS segment_start
+    FROM work_calendar d
+    JOIN boundaries b ON b.day <= d.day
+    WHERE d.day >= :month_start
+      AND d.day <= :month_end
+    GROUP BY d.day
+)
+SELECT :month_start, sm.segment_start, o.institution_code, o.product_code, o.channel,
+       o.unit_price, SUM(o.quantity), SUM(o.amount), COUNT(*)
+FROM orders o
+JOIN segment_map sm ON sm.day = o.order_date
+WHERE o.order_date >= :month_start
+  AND o.order_date <= :month_end
+  AND o.cancelled = FALSE
+GROUP BY sm.segment_start, o.institution_code, o.product_code, o.channel, o.unit_price;
+INSERT INTO purchase_facts_months (month_start, built_at, line_count)
+SELECT :month_start, :built_at, COALESCE(SUM(f.line_count), 0)
+FROM purchase_facts f
+WHERE f.month_start = :month_start;

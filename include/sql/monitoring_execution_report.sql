@@ -1,0 +1,72 @@
+-- 带量执行报表 (seed 002 §二(三)): per institution × batch × agreement year, from the
+-- institution file (一院一档) of :period and the purchase facts of M.
+--   agreements        number of agreed generic names (agreements)
+--   zero_purchase     no selected purchase since period_start
+--   below_progress    some selected purchase, completion rate < time progress
+--   on_track          completion rate >= time progress, not above the agreed quantity
+--   over_agreed       cumulative selected quantity above the agreed quantity
+--   non_selected_products  distinct products of the agreed generic names bought in M
+--                     (any channel, within the agreement year) that are not selected in
+--                     the batch
+-- Completion vs progress is cumulative × total_days vs elapsed_days × agreed (see
+-- monitoring_agreement_alerts.sql). Params: :period, :month_start, :eps, :branch_code.
+WITH file_rows AS (
+    SELECT m.*, a.period_start, a.period_end,
+           as_of.day_ordinal - period_start.day_ordinal + 1 AS elapsed_days,
+           period_end.day_ordinal - period_start.day_ordinal + 1 AS total_days,
+           CASE WHEN a.period_start > :month_start THEN a.period_start ELSE :month_start END AS from_day
+    FROM institution_file_metrics m
+    JOIN agreements a ON a.agreement_id = m.agreement_id
+    JOIN work_calendar period_start ON period_start.day = a.period_start
+    JOIN work_calendar period_end ON period_end.day = a.period_end
+    JOIN work_calendar as_of ON as_of.day = m.as_of_date
+    WHERE m.period = :period
+      AND (:branch_code IS NULL OR m.branch_code = :branch_code)
+),
+classified AS (
+    SELECT fr.*,
+           CASE
+               WHEN fr.cumulative_selected_quantity <= :eps THEN 'zero'
+               WHEN fr.cumulative_selected_quantity > fr.agreed_quantity * (1 + :eps) THEN 'over'
+               WHEN fr.cumulative_selected_quantity * fr.total_days
+                    < (1 - :eps) * fr.elapsed_days * fr.agreed_quantity THEN 'below'
+               ELSE 'on_track'
+           END AS progress_class
+    FROM file_rows fr
+),
+non_selected AS (
+    SELECT fr.institution_code, fr.batch_code, fr.period_start,
+           COUNT(DISTINCT f.product_code) AS non_selected_products
+    FROM file_rows fr
+    JOIN products p ON p.generic_name = fr.generic_name
+    JOIN purchase_facts f
+      ON f.institution_code = fr.institution_code
+     AND f.product_code = p.product_code
+     AND f.month_start = :month_start
+    WHERE f.segment_start >= fr.from_day
+      AND f.segment_start <= fr.as_of_date
+      AND NOT (p.is_selected = TRUE AND p.batch_code = fr.batch_code)
+    GROUP BY fr.institution_code, fr.batch_code, fr.period_start
+)
+SELECT c.branch_code, br.branch_name, c.institution_code, i.institution_name, i.ownership,
+       c.batch_code, b.batch_name, c.period_start, c.period_end, c.as_of_date,
+       MAX(c.time_progress) AS time_progress,
+       COUNT(*) AS agreements,
+       SUM(CASE WHEN c.progress_class = 'zero' THEN 1 ELSE 0 END) AS zero_purchase,
+       SUM(CASE WHEN c.progress_class = 'below' THEN 1 ELSE 0 END) AS below_progress,
+       SUM(CASE WHEN c.progress_class = 'on_track' THEN 1 ELSE 0 END) AS on_track,
+       SUM(CASE WHEN c.progress_class = 'over' THEN 1 ELSE 0 END) AS over_agreed,
+       COALESCE(MAX(ns.non_selected_products), 0) AS non_selected_products,
+       SUM(c.selected_amount) AS selected_amount,
+       SUM(c.non_selected_amount) AS non_selected_amount
+FROM classified c
+JOIN institutions i ON i.institution_code = c.institution_code
+JOIN batches b ON b.batch_code = c.batch_code
+LEFT JOIN branches br ON br.branch_code = c.branch_code
+LEFT JOIN non_selected ns
+  ON ns.institution_code = c.institution_code
+ AND ns.batch_code = c.batch_code
+ AND ns.period_start = c.period_start
+GROUP BY c.branch_code, br.branch_name, c.institution_code, i.institution_name, i.ownership,
+         c.batch_code, b.batch_name, c.period_start, c.period_end, c.as_of_date
+ORDER BY c.branch_code, c.institution_code, c.batch_code, c.period_start

@@ -1,0 +1,385 @@
+"""Ingest of the landing folder (data-contract.md › Inbound) on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, insert, select, text
+
+from landing_builders import full_city, header_of, write_csv, write_landing
+from vbp_monitor import contract
+from vbp_monitor.ingest import ingest_landing
+from vbp_monitor.periods import ingest_period
+from vbp_monitor.runs import RunContext
+from vbp_monitor.schema import alerts, metadata, purchase_facts_months, quarantine, work_calendar
+
+D = "2025-03-03"
+
+
+def run_for(day: str = D, run_id: str = "manual__1") -> RunContext:
+    return RunContext.for_test("vbp_ingest", ingest_period(day), run_id=run_id)
+
+
+def table_rows(engine, name: str) -> list[tuple]:
+    table = metadata.tables[name]
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(select(table).order_by(*table.primary_key.columns))]
+
+
+def counts(engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {name: conn.execute(select(func.count()).select_from(metadata.tables[name])).scalar_one()
+                for name in contract.LOAD_ORDER}
+
+
+def dq_alerts(engine, **filters) -> list[dict]:
+    query = select(alerts).where(alerts.c.rule_code == "DATA_QUALITY")
+    for name, value in filters.items():
+        query = query.where(alerts.c[name] == value)
+    with engine.connect() as conn:
+        return [dict(row) for row in conn.execute(query.order_by(alerts.c.alert_id)).mappings()]
+
+
+def quarantined(engine, source_file: str) -> list[dict]:
+    with engine.connect() as conn:
+        return [dict(row) for row in conn.execute(
+            select(quarantine).where(quarantine.c.source_file == source_file).order_by(quarantine.c.row_number)
+        ).mappings()]
+
+
+def order(order_id: str, **changes) -> dict:
+    row = {"order_id": order_id, "institution_code": "H1", "product_code": "P-AML-S", "distributor_code": "D1",
+           "channel": "platform", "order_time": "2025-02-20 09:00:00", "quantity": "10", "unit_price": "0.5",
+           "amount": "5", "response_time": "", "acceptance_date": "", "cancelled": "false"}
+    row.update(changes)
+    return row
+
+
+# ---------------------------------------------------------------- loading
+def test_every_table_loads_and_a_second_ingest_changes_nothing(engine, tmp_path):
+    landing = write_landing(tmp_path / "landing", full_city())
+    summary = ingest_landing(engine, run_for(), landing)
+
+    expected = {name: len(rows) for name, rows in full_city().items()}
+    assert counts(engine) == expected
+    assert summary["absent"] == []
+    assert summary["files"]["orders.csv"] == {**summary["files"]["orders.csv"],
+                                              "read": 3, "loaded": 3, "quarantined": 0, "rejected": 0}
+    assert dq_alerts(engine) == []
+    assert quarantined(engine, "orders.csv") == []
+
+    # typed and derived as the rules read them
+    with engine.connect() as conn:
+        o1 = conn.execute(text("SELECT * FROM orders WHERE order_id = 'O-1'")).mappings().one()
+        batch = conn.execute(text("SELECT cycle_end_date FROM batches")).scalar_one()
+        cancelled = dict(conn.execute(text("SELECT order_id, cancelled FROM orders")).all())
+        feb8 = conn.execute(select(work_calendar).where(work_calendar.c.day == dt.date(2025, 2, 8))).mappings().one()
+        cycle_months = conn.execute(text("SELECT COUNT(*) FROM cycle_month_calendar")).scalar_one()
+    assert str(o1["order_date"]) == "2025-02-03"
+    assert Decimal(str(o1["response_hours"])) == Decimal("5.5")
+    assert Decimal(str(o1["amount"])) == Decimal("500")
+    assert str(batch) == "2026-12-31"
+    assert {k: bool(v) for k, v in cancelled.items()} == {"O-1": False, "O-2": False, "O-3": True}
+    assert feb8["is_workday"] and feb8["source"] == "override"  # holidays.csv rebuilt the calendar
+    assert cycle_months == 24
+
+    before = {name: table_rows(engine, name) for name in contract.LOAD_ORDER}
+    with engine.begin() as conn:
+        conn.execute(insert(purchase_facts_months), [{"month_start": dt.date(2025, 2, 1),
+                                                      "built_at": dt.datetime.now(dt.timezone.utc), "line_count": 3}])
+    ingest_landing(engine, run_for(run_id="manual__2"), landing)
+    assert {name: table_rows(engine, name) for name in contract.LOAD_ORDER} == before
+    assert dq_alerts(engine) == []
+    with engine.connect() as conn:  # orders were (re)loaded: the monthly facts cache is stale
+        assert conn.execute(select(func.count()).select_from(purchase_facts_months)).scalar_one() == 0
+
+
+def test_absent_files_leave_their_tables_alone(engine, tmp_path):
+    landing = write_landing(tmp_path / "landing", full_city())
+    ingest_landing(engine, run_for(), landing)
+    (landing / "orders.csv").unlink()
+    (landing / "payments.csv").unlink()
+    summary = ingest_landing(engine, run_for(run_id="manual__2"), landing)
+    assert {"orders", "payments"} <= set(summary["absent"])
+    assert counts(engine)["orders"] == 3 and counts(engine)["payments"] == 1
+
+
+def test_gb18030_csv_xlsx_and_utf8_bom_load_like_utf8(engine, tmp_path):
+    data = full_city()
+    formats = {"branches": "utf-8-sig", "institutions": "gb18030", "products": "gb18030",
+               "batches": "xlsx-typed", "orders": "xlsx-typed", "agreements": "xlsx"}
+    landing = write_landing(tmp_path / "landing", data, formats=formats)
+    assert (landing / "institutions.csv").read_bytes().decode("gb18030").startswith("institution_code")
+    summary = ingest_landing(engine, run_for(), landing)
+
+    assert summary["files"]["orders.xlsx"]["loaded"] == 3
+    assert summary["files"]["batches.xlsx"]["loaded"] == 1
+    assert summary["files"]["institutions.csv"]["loaded"] == 4
+    assert dq_alerts(engine) == []
+    assert counts(engine) == {name: len(rows) for name, rows in data.items()}
+    with engine.connect() as conn:
+        names = dict(conn.execute(text("SELECT institution_code, institution_name FROM institutions")).all())
+        branch = conn.execute(text("SELECT branch_code, branch_name FROM branches WHERE level = 'city'")).one()
+        o1 = conn.execute(text("SELECT order_time, quantity, unit_price, acceptance_date FROM orders "
+                               "WHERE order_id = 'O-1'")).one()
+        start = conn.execute(text("SELECT start_date, cycle_months FROM batches")).one()
+        price = conn.execute(text("SELECT selected_price FROM products WHERE product_code = 'P-AML-S'")).scalar()
+    assert names["H2"] == "南康区人民医院"
+    assert tuple(branch) == ("CITY", "市医保局")  # the BOM is not part of the first column name
+    assert str(o1.order_time).startswith("2025-02-03 09:30:00")
+    assert Decimal(str(o1.quantity)) == 1000 and Decimal(str(o1.unit_price)) == Decimal("0.5")
+    assert str(o1.acceptance_date) == "2025-02-05"
+    assert str(start.start_date) == "2025-01-01" and start.cycle_months == 24
+    assert Decimal(str(price)) == Decimal("0.5")
+
+
+# ---------------------------------------------------------------- quarantine
+def test_bad_rows_are_quarantined_with_reasons_and_one_alert_per_file(engine, tmp_path):
+    data = full_city(orders=[
+        order("O-NEG", quantity="-5", amount="-2.5"),
+        order("O-UNKNOWN", product_code="P-NOPE"),
+    ])
+    landing = write_landing(tmp_path / "landing", data)
+    summary = ingest_landing(engine, run_for(), landing)
+
+    assert summary["files"]["orders.csv"]["quarantined"] == 2
+    assert summary["files"]["orders.csv"]["loaded"] == 3
+    with engine.connect() as conn:
+        loaded = set(conn.execute(text("SELECT order_id FROM orders")).scalars())
+    assert loaded == {"O-1", "O-2", "O-3"}
+
+    rows = quarantined(engine, "orders.csv")
+    assert [(r["row_number"], r["row_key"]) for r in rows] == [(4, "O-NEG"), (5, "O-UNKNOWN")]
+    assert "quantity" in rows[0]["reasons"] and "须大于 0" in rows[0]["reasons"]
+    assert "product_code" in rows[1]["reasons"] and "products" in rows[1]["reasons"]
+    raw = json.loads(rows[0]["raw_row"])
+    assert raw["quantity"] == "-5" and raw["order_id"] == "O-NEG" and list(raw) == header_of("orders")
+    assert rows[0]["run_id"] == "manual__1"
+
+    [alert] = dq_alerts(engine)
+    assert alert["source_file"] == "orders.csv"
+    assert alert["severity"] == "high" and alert["branch_code"] == "CITY" and alert["status"] == "open"
+    assert Decimal(alert["metric_value"]) == 2 and Decimal(alert["threshold_value"]) == 0
+    assert alert["period"] == D and alert["dag_id"] == "vbp_ingest"
+    message = alert["message"]
+    for fragment in ("orders.csv", "vbp_orders", "expect_column_values_to_be_between",
+                     "expect_column_values_to_be_in_set", "O-NEG", "O-UNKNOWN", "quantity", "product_code"):
+        assert fragment in message
+
+    # the same delivery again: same quarantine, same single alert
+    ingest_landing(engine, run_for(run_id="manual__2"), landing)
+    assert [(r["row_number"], r["row_key"]) for r in quarantined(engine, "orders.csv")] == [(4, "O-NEG"), (5, "O-UNKNOWN")]
+    assert len(dq_alerts(engine)) == 1
+
+
+def test_corrected_redelivery_resolves_the_files_alert(engine, tmp_path):
+    landing = write_landing(tmp_path / "landing", full_city(orders=[order("O-NEG", quantity="-5", amount="-2.5")]))
+    ingest_landing(engine, run_for(), landing)
+    assert [a["status"] for a in dq_alerts(engine, source_file="orders.csv")] == ["open"]
+
+    write_csv(landing, "orders", full_city(orders=[order("O-NEG", quantity="5", amount="2.5")])["orders"])
+    summary = ingest_landing(engine, run_for(run_id="manual__2"), landing)
+    assert summary["files"]["orders.csv"]["quarantined"] == 0
+    assert [a["status"] for a in dq_alerts(engine, source_file="orders.csv")] == ["resolved"]
+    assert quarantined(engine, "orders.csv") == []
+    assert counts(engine)["orders"] == 4
+
+
+def test_missing_column_rejects_the_whole_file(engine, tmp_path):
+    data = full_city()
+    landing = write_landing(tmp_path / "landing", data)
+    ingest_landing(engine, run_for(), landing)
+    before = table_rows(engine, "orders")
+
+    changed = [dict(row, quantity="99999") for row in data["orders"]] + [order("O-NEW")]
+    header = [name for name in header_of("orders") if name != "channel"]
+    write_csv(landing, "orders", changed, header=header)
+    summary = ingest_landing(engine, run_for(run_id="manual__2"), landing)
+
+    assert summary["files"]["orders.csv"]["rejected"] == 4
+    assert summary["files"]["orders.csv"]["loaded"] == 0
+    assert table_rows(engine, "orders") == before  # nothing of it loaded
+    [alert] = dq_alerts(engine, source_file="orders.csv")
+    assert "orders.csv" in alert["message"] and "channel" in alert["message"] and "拒收" in alert["message"]
+    assert Decimal(alert["metric_value"]) == 4 and Decimal(alert["threshold_value"]) == 0
+    assert alert["severity"] == "high"
+
+
+def test_missing_column_on_first_delivery_loads_nothing(engine, tmp_path):
+    data = full_city()
+    landing = write_landing(tmp_path / "landing", data)
+    write_csv(landing, "payments", data["payments"], header=["payment_id", "order_id", "payment_date"])
+    ingest_landing(engine, run_for(), landing)
+    assert counts(engine)["payments"] == 0
+    [alert] = dq_alerts(engine, source_file="payments.csv")
+    assert "amount" in alert["message"] and Decimal(alert["metric_value"]) == 1
+
+
+def test_branches_need_exactly_one_city_row(engine, tmp_path):
+    data = full_city()
+    data["branches"].append({"branch_code": "CITY2", "branch_name": "另一个市局", "level": "city", "emails": ""})
+    landing = write_landing(tmp_path / "landing", data)
+    summary = ingest_landing(engine, run_for(), landing)
+    assert summary["files"]["branches.csv"]["rejected"] == 4
+    assert counts(engine)["branches"] == 0
+    [alert] = dq_alerts(engine, source_file="branches.csv")
+    assert "city" in alert["message"] and "expect_column_sum_to_be_between" in alert["message"]
+    # without branches, institutions cannot reference them: quarantined, not loaded
+    assert summary["files"]["institutions.csv"]["quarantined"] == 4
+
+
+def test_row_level_expectations_and_their_boundaries(engine, tmp_path):
+    data = full_city(
+        orders=[
+            order("O-AMT-OK", quantity="3", unit_price="0.3333", amount="1.00"),      # 0.0001 off: fine
+            order("O-AMT-EDGE", quantity="1", unit_price="10", amount="10.01"),      # exactly 0.01 off: fine
+            order("O-AMT-BAD", quantity="1", unit_price="10", amount="10.02"),
+            order("O-RESP-BAD", response_time="2025-02-20 08:59:59"),
+            order("O-RESP-OK", response_time="2025-02-20 09:00:00"),
+            order("O-ACC-BAD", acceptance_date="2025-02-19"),
+            order("O-ACC-OK", acceptance_date="2025-02-20"),
+            order("O-DATE-BAD", order_time="2025-02-30 09:00:00"),
+            order("O-CHANNEL-BAD", channel="online"),
+            order("O-BOOL-BAD", cancelled="maybe"),
+            order("O-BOOL-OK", cancelled="是"),
+            order("O-NUM-BAD", quantity="10件", amount="5"),
+            order("O-DUP"), order("O-DUP"),
+            order("O-REQ-BAD", institution_code=""),
+            order("O-PRICE-ZERO", unit_price="0", amount="0"),
+        ],
+        products=[
+            {"product_code": "P-SEL-NOPRICE", "generic_name": "阿托伐他汀", "manufacturer": "丙药业", "category": "drug",
+             "consistency_passed": "1", "is_selected": "1", "batch_code": "NB1", "selected_price": ""},
+            {"product_code": "P-BAD-CAT", "generic_name": "阿托伐他汀", "manufacturer": "丙药业", "category": "food",
+             "consistency_passed": "0", "is_selected": "0"},
+        ],
+        agreements=[
+            {"agreement_id": "A-NOT-SELECTED", "institution_code": "H1", "batch_code": "NB1", "generic_name": "阿托伐他汀",
+             "period_start": "2025-01-01", "period_end": "2025-12-31", "agreed_quantity": "1",
+             "agreed_ratio": "0.5", "agreed_amount": "1"},
+            {"agreement_id": "A-RATIO", "institution_code": "M1", "batch_code": "NB1", "generic_name": "氨氯地平",
+             "period_start": "2025-01-01", "period_end": "2025-12-31", "agreed_quantity": "1",
+             "agreed_ratio": "1.2", "agreed_amount": "1"},
+            {"agreement_id": "A-BACKWARDS", "institution_code": "P1", "batch_code": "NB1", "generic_name": "氨氯地平",
+             "period_start": "2025-12-31", "period_end": "2025-01-01", "agreed_quantity": "1",
+             "agreed_ratio": "0.5", "agreed_amount": "1"},
+        ],
+        offline_filings=[{"order_id": "O-1", "filed_date": "2025-02-05"}],  # O-1 is a platform order
+        annual_reports=[{"branch_code": "B2", "report_year": "2024", "submitted_at": "2025-01-12 10:00:00",
+                         "file_name": "B2_2024.pdf"}],
+        prepayments=[{"txn_id": "T-BAD", "institution_code": "H1", "batch_code": "NB1", "txn_date": "2025-01-10",
+                      "txn_type": "refund", "amount": "0"}],
+    )
+    landing = write_landing(tmp_path / "landing", data)
+    ingest_landing(engine, run_for(), landing)
+
+    def reasons(file_name):
+        return {row["row_key"]: row["reasons"] for row in quarantined(engine, file_name)}
+
+    orders = reasons("orders.csv")
+    assert set(orders) == {"O-AMT-BAD", "O-RESP-BAD", "O-ACC-BAD", "O-DATE-BAD", "O-CHANNEL-BAD", "O-BOOL-BAD",
+                           "O-NUM-BAD", "O-DUP", "O-REQ-BAD"}
+    assert "amount_deviation" in orders["O-AMT-BAD"]
+    assert "response_time" in orders["O-RESP-BAD"]
+    assert "acceptance_date" in orders["O-ACC-BAD"]
+    assert "expect_column_values_to_match_strftime_format" in orders["O-DATE-BAD"]
+    assert "platform、offline" in orders["O-CHANNEL-BAD"]
+    assert "cancelled" in orders["O-BOOL-BAD"]
+    assert "expect_column_values_to_match_regex" in orders["O-NUM-BAD"]
+    assert "expect_column_values_to_be_unique" in orders["O-DUP"]
+    assert "institution_code" in orders["O-REQ-BAD"] and "必填" in orders["O-REQ-BAD"]
+    assert len(quarantined(engine, "orders.csv")) == 10  # both O-DUP rows
+    with engine.connect() as conn:
+        loaded = set(conn.execute(text("SELECT order_id FROM orders")).scalars())
+    assert {"O-AMT-OK", "O-AMT-EDGE", "O-RESP-OK", "O-ACC-OK", "O-BOOL-OK", "O-PRICE-ZERO"} <= loaded
+
+    products = reasons("products.csv")
+    assert set(products) == {"P-SEL-NOPRICE", "P-BAD-CAT"}
+    assert "selected_price" in products["P-SEL-NOPRICE"]
+    assert "category" in products["P-BAD-CAT"]
+
+    agreements = reasons("agreements.csv")
+    assert set(agreements) == {"A-NOT-SELECTED", "A-RATIO", "A-BACKWARDS"}
+    assert "中选产品的通用名" in agreements["A-NOT-SELECTED"]
+    assert "0 到 1" in agreements["A-RATIO"]
+    assert "period_end" in agreements["A-BACKWARDS"]
+
+    assert "offline" in reasons("offline_filings.csv")["O-1"]
+    assert ".docx" in reasons("annual_reports.csv")["B2|2024"]
+    prepay = reasons("prepayments.csv")["T-BAD"]
+    assert "txn_type" in prepay and "amount" in prepay
+
+    files = {a["source_file"] for a in dq_alerts(engine)}
+    assert files == {"orders.csv", "products.csv", "agreements.csv", "offline_filings.csv",
+                     "annual_reports.csv", "prepayments.csv"}
+
+
+def test_agreements_of_an_institution_and_batch_share_their_periods(engine, tmp_path):
+    def agreement(agreement_id, generic, start, end, institution="H1"):
+        return {"agreement_id": agreement_id, "institution_code": institution, "batch_code": "NB1",
+                "generic_name": generic, "period_start": start, "period_end": end, "agreed_quantity": "10",
+                "agreed_ratio": "0.5", "agreed_amount": "5"}
+
+    data = full_city(
+        products=[{"product_code": "P-ATV-S", "generic_name": "阿托伐他汀", "manufacturer": "丙药业", "category": "drug",
+                   "consistency_passed": "true", "is_selected": "true", "batch_code": "NB1", "selected_price": "1.2"},
+                  {"product_code": "P-MET-S", "generic_name": "二甲双胍", "manufacturer": "丁药业", "category": "drug",
+                   "consistency_passed": "true", "is_selected": "true", "batch_code": "NB1", "selected_price": "0.1"}],
+    )
+    data["agreements"] = [
+        agreement("A-1", "氨氯地平", "2025-01-01", "2025-12-31"),
+        agreement("A-2", "阿托伐他汀", "2025-01-01", "2025-12-31"),
+        agreement("A-ODD", "二甲双胍", "2025-03-01", "2026-02-28"),          # overlaps, differs: the odd one out
+        agreement("A-RENEWAL", "氨氯地平", "2026-01-01", "2026-12-31"),      # the next year: fine
+        agreement("A-H2", "氨氯地平", "2025-03-01", "2026-02-28", "H2"),     # another institution: fine
+    ]
+    landing = write_landing(tmp_path / "landing", data)
+    ingest_landing(engine, run_for(), landing)
+    rows = quarantined(engine, "agreements.csv")
+    assert [r["row_key"] for r in rows] == ["A-ODD"]
+    assert "共用协议年度" in rows[0]["reasons"]
+
+    # a later delivery of one more agreement that disagrees with the stored year
+    write_csv(landing, "agreements", [agreement("A-LATE", "二甲双胍", "2025-02-01", "2026-01-31")])
+    ingest_landing(engine, run_for(run_id="manual__2"), landing)
+    assert [r["row_key"] for r in quarantined(engine, "agreements.csv")] == ["A-LATE"]
+    with engine.connect() as conn:
+        stored = set(conn.execute(text("SELECT agreement_id FROM agreements")).scalars())
+    assert stored == {"A-1", "A-2", "A-RENEWAL", "A-H2"}
+
+
+def test_extra_fields_and_blank_lines(engine, tmp_path):
+    data = full_city()
+    landing = write_landing(tmp_path / "landing", data)
+    lines = (landing / "payments.csv").read_text(encoding="utf-8").splitlines()
+    lines.insert(1, "")
+    lines.append("PAY-2,O-1,2025-03-11,10,unexpected")
+    lines.append("PAY-3,O-1,2025-03-12,10,")  # a trailing separator is not data
+    (landing / "payments.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    summary = ingest_landing(engine, run_for(), landing)
+    assert summary["files"]["payments.csv"] == {**summary["files"]["payments.csv"],
+                                                "read": 3, "loaded": 2, "quarantined": 1}
+    [row] = quarantined(engine, "payments.csv")
+    assert row["row_key"] == "PAY-2" and row["row_number"] == 2 and "字段数" in row["reasons"]
+
+
+def test_annual_reports_check_only_the_file_suffix(engine, tmp_path):
+    data = full_city(annual_reports=[
+        {"branch_code": "B2", "report_year": "2024", "submitted_at": "2025-01-12 10:00:00", "file_name": "b2.MD"},
+    ])
+    landing = write_landing(tmp_path / "landing", data)
+    ingest_landing(engine, run_for(), landing)  # B1_2024.docx is not in the folder: not our business
+    assert counts(engine)["annual_reports"] == 2
+    assert dq_alerts(engine) == []
+
+
+@pytest.mark.parametrize("content", [b"", b"\xef\xbb\xbf"])
+def test_an_empty_file_is_rejected(engine, tmp_path, content):
+    landing = write_landing(tmp_path / "landing", {k: v for k, v in full_city().items() if k != "payments"})
+    (landing / "payments.csv").write_bytes(content)
+    summary = ingest_landing(engine, run_for(), landing)
+    assert summary["files"]["payments.csv"]["rejected"] == 0
+    [alert] = dq_alerts(engine, source_file="payments.csv")
+    assert "表头" in alert["message"]

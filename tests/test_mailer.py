@@ -1,0 +1,334 @@
+"""Notification (operations.md › Notification) against a real SMTP server on loopback."""
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import func, select, update
+
+from conftest import seed
+from fixtures_smtp import DATA_TEAM_EMAIL, alert, raise_alerts
+from vbp_monitor.alerts import Scope
+from vbp_monitor.mailer import NotificationError, notify_run, notify_task_failure
+from vbp_monitor.periods import judged_month
+from vbp_monitor.runs import RunContext
+from vbp_monitor.schema import alert_deliveries, alerts, branches
+
+DAG = "vbp_monthly_monitoring"
+FEBRUARY = judged_month(dt.date(2025, 3, 3))  # judges 2025-02
+JANUARY = judged_month(dt.date(2025, 2, 5))  # judges 2025-01
+B1, B2, B2B, CITY = "b1@example.org", "b2@example.org", "b2b@example.org", "city@example.org"
+
+B1_INSTITUTIONS = ("第一人民医院", "部队医院")
+B2_INSTITUTIONS = ("南康区人民医院", "仁爱民营医院")
+
+
+def _run(period=FEBRUARY, **kwargs) -> RunContext:
+    return RunContext.for_test(DAG, period, run_id=f"manual__{period.label}", **kwargs)
+
+
+def _february_alerts() -> list[dict]:
+    return [
+        alert("PROGRESS_BEHIND", "H1", "B1", "warning", batch_code="NB1", generic_name="氨氯地平",
+              metric_value="0.24", threshold_value="0.3156", message="第一人民医院氨氯地平完成率24%，低于序时进度"),
+        alert("PAYMENT_OVERDUE", "M1", "B1", "critical", order_id="O-M1-1", metric_value="45",
+              threshold_value="30", message="部队医院订单O-M1-1货款逾期45天未结清"),
+        alert("NON_EVALUATED_PURCHASE", "H1", "B1", "info", product_code="P-AML-N", generic_name="氨氯地平",
+              message="第一人民医院采购未通过一致性评价药品"),
+        alert("PROGRESS_BEHIND", "H2", "B2", "warning", batch_code="NB1", generic_name="氨氯地平",
+              metric_value="0.10", threshold_value="0.3156", message="南康区人民医院氨氯地平完成率10%"),
+        alert("PAYMENT_OVERDUE", "P1", "B2", "high", order_id="O-P1-1", metric_value="35",
+              threshold_value="30", message="仁爱民营医院订单O-P1-1货款逾期35天"),
+        alert("BRANCH_ONLINE_RATE_LOW", None, "B2", "high", category="drug", metric_value="0.85",
+              threshold_value="0.9", message="南康分局辖区药品网采率85%，低于90%"),
+        alert("DATA_QUALITY", None, "CITY", "high", source_file="orders.csv", metric_value="3",
+              message="orders.csv 有3行金额与数量×单价不符，已隔离"),
+    ]
+
+
+def _xlsx(mail):
+    from openpyxl import load_workbook
+
+    (name, content), = [(n, c) for n, c in mail.attachments().items() if n.endswith(".xlsx")]
+    return load_workbook(io.BytesIO(content))
+
+
+def _one(server, address):
+    mails = server.to(address)
+    assert len(mails) == 1, [m.subject for m in mails]
+    return mails[0]
+
+
+def _unnotified(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(alerts).where(
+            alerts.c.status == "open", alerts.c.notified_at.is_(None))).scalar_one()
+
+
+def _deliveries(engine) -> list:
+    with engine.connect() as conn:
+        return conn.execute(select(alert_deliveries).order_by(
+            alert_deliveries.c.alert_id, alert_deliveries.c.audience)).all()
+
+
+def test_one_email_per_audience_each_branch_only_its_own_institutions(mail_city, smtp_server):
+    run = _run()
+    raise_alerts(mail_city, run, _february_alerts())
+
+    result = notify_run(mail_city, run)
+
+    assert result == {"emails": 4, "alerts": 7,
+                      "audiences": ["branch:B1", "branch:B2", "city", "data_team"]}
+    assert smtp_server.per_recipient() == {B1: 1, B2: 1, B2B: 1, CITY: 1, DATA_TEAM_EMAIL: 1}
+
+    b1 = _one(smtp_server, B1)
+    assert b1.subject == "【集采监管预警】章贡分局 · 月度监测 · 2025年2月 · 新增3条"
+    b1_html = b1.html()
+    assert all(name in b1_html for name in B1_INSTITUTIONS)
+    assert not any(name in b1_html for name in B2_INSTITUTIONS)
+    b1_sheet = _xlsx(b1).active
+    header = [cell.value for cell in b1_sheet[1]]
+    codes = {row[header.index("机构代码")] for row in b1_sheet.iter_rows(min_row=2, values_only=True)}
+    assert codes == {"H1", "M1"}
+    assert "alert_key" in header
+
+    b2 = _one(smtp_server, B2)
+    assert b2.message["To"] == f"{B2}, {B2B}"  # one email to both addresses of the branch
+    b2_html = b2.html()
+    assert all(name in b2_html for name in B2_INSTITUTIONS)
+    assert not any(name in b2_html for name in B1_INSTITUTIONS)
+    assert "南康分局辖区药品网采率85%" in b2_html  # branch-level rule: the branch concerned too
+    for mail in (b1, b2):
+        assert "orders.csv" not in mail.html() and "DATA_QUALITY" not in mail.html()
+
+    city = _one(smtp_server, CITY)
+    assert city.subject.startswith("【集采监管预警】市医保局 · 月度监测 · 2025年2月 · 汇总新增6条")
+    city_html = city.html()
+    # routed in detail: the critical alert and the branch-level rule; not the ordinary ones
+    assert "部队医院订单O-M1-1货款逾期45天未结清" in city_html
+    assert "南康分局辖区药品网采率85%" in city_html
+    assert "南康区人民医院氨氯地平完成率10%" not in city_html
+    assert "orders.csv" not in city_html
+    summary = _xlsx(city)["汇总"]
+    counts = {(row[0], row[1]): row[-1] for row in summary.iter_rows(min_row=2, values_only=True)}
+    assert counts[("B1 章贡分局", "约定采购量完成进度滞后（PROGRESS_BEHIND）")] == 1
+    assert counts[("B2 南康分局", "货款逾期未结清（PAYMENT_OVERDUE）")] == 1
+    assert counts[("合计", None)] == 6
+    assert "约定采购量完成进度滞后" in city_html  # summary rows carry Chinese rule titles
+
+    data_team = _one(smtp_server, DATA_TEAM_EMAIL)
+    assert "数据质量" in data_team.subject
+    assert "orders.csv" in data_team.html()
+    assert not any(name in data_team.html() for name in B1_INSTITUTIONS + B2_INSTITUTIONS)
+
+    assert _unnotified(mail_city) == 0
+    audiences = [row.audience for row in _deliveries(mail_city)]
+    assert sorted(set(audiences)) == ["branch:B1", "branch:B2", "city", "data_team"]
+    assert len(audiences) == 3 * 2 + 3 * 2 + 1  # branch and city for each, data team for DQ
+
+
+def test_html_is_chinese_and_sorted_by_severity(mail_city, smtp_server):
+    run = _run()
+    raise_alerts(mail_city, run, _february_alerts())
+    notify_run(mail_city, run)
+
+    html = _one(smtp_server, B1).html()
+    assert 'lang="zh-CN"' in html and "严重程度" in html and "预警规则" in html and "医疗机构" in html
+    assert re.findall(r'data-severity="(\w+)"', html) == ["critical", "warning", "info"]
+    assert html.index("严重") < html.index("关注") < html.index("提醒")
+    assert "货款逾期未结清（PAYMENT_OVERDUE）" in html
+    assert "M1 部队医院" in html and "NB1 第一批国家集采" in html
+    b2_severities = re.findall(r'data-severity="(\w+)"', _one(smtp_server, B2).html())
+    assert b2_severities == ["high", "high", "warning"]
+
+
+def test_rerun_sends_nothing_and_force_resend_sends_again(mail_city, smtp_server):
+    run = _run()
+    raise_alerts(mail_city, run, _february_alerts())
+    notify_run(mail_city, run)
+    first = _deliveries(mail_city)
+
+    # the same run again (Airflow rerun of the same logical date): the judge re-raises the same
+    # alerts, the notify sends nothing
+    raise_alerts(mail_city, run, _february_alerts())
+    assert notify_run(mail_city, run) == {"emails": 0, "alerts": 0, "audiences": []}
+    assert smtp_server.per_recipient() == {B1: 1, B2: 1, B2B: 1, CITY: 1, DATA_TEAM_EMAIL: 1}
+
+    resend = notify_run(mail_city, _run(force_resend=True))
+    assert resend["emails"] == 4 and resend["alerts"] == 7
+    assert smtp_server.per_recipient() == {B1: 2, B2: 2, B2B: 2, CITY: 2, DATA_TEAM_EMAIL: 2}
+    assert "重发3条" in smtp_server.to(B1)[-1].subject
+    again = _deliveries(mail_city)
+    assert [(r.alert_id, r.audience) for r in again] == [(r.alert_id, r.audience) for r in first]
+    assert all(new.sent_at >= old.sent_at and new.message_id != old.message_id
+               for new, old in zip(again, first))
+
+
+def test_a_branch_with_nothing_new_receives_nothing(mail_city, smtp_server):
+    run = _run()
+    raise_alerts(mail_city, run, _february_alerts())
+    notify_run(mail_city, run)
+    smtp_server.clear()
+
+    # a rerun after corrected data raises one more alert, in B2 only
+    extra = alert("OFFLINE_NOT_FILED", "P1", "B2", "high", order_id="O-P1-9", message="仁爱民营医院线下采购未备案")
+    raise_alerts(mail_city, run, [extra])
+    assert notify_run(mail_city, run)["audiences"] == ["branch:B2", "city"]
+    assert smtp_server.per_recipient() == {B2: 1, B2B: 1, CITY: 1}
+    b2 = _one(smtp_server, B2)
+    assert "新增1条" in b2.subject and "O-P1-9" in b2.html() and "O-P1-1" not in b2.html()
+
+
+def test_smtp_down_keeps_alerts_pending_and_the_next_attempt_sends_each_once(mail_city, smtp_server):
+    run = _run()
+    raise_alerts(mail_city, run, _february_alerts())
+    smtp_server.stop()
+
+    with pytest.raises(NotificationError):
+        notify_run(mail_city, run)
+    assert _unnotified(mail_city) == 7
+    assert _deliveries(mail_city) == []
+
+    smtp_server.start()
+    assert notify_run(mail_city, run)["emails"] == 4
+    assert notify_run(mail_city, run)["emails"] == 0  # and a further retry sends nothing
+    assert smtp_server.per_recipient() == {B1: 1, B2: 1, B2B: 1, CITY: 1, DATA_TEAM_EMAIL: 1}
+    assert _unnotified(mail_city) == 0
+
+
+def test_partial_failure_then_retry_does_not_send_branch_emails_twice(mail_city, smtp_server):
+    run = _run()
+    raise_alerts(mail_city, run, _february_alerts())
+    smtp_server.refuse(CITY)
+
+    with pytest.raises(NotificationError, match="city"):
+        notify_run(mail_city, run)
+    # branches and data team were accepted; the city's email was refused
+    assert smtp_server.per_recipient() == {B1: 1, B2: 1, B2B: 1, DATA_TEAM_EMAIL: 1}
+    assert _unnotified(mail_city) == 6  # every non-DQ alert still waits for the city
+    assert {row.audience for row in _deliveries(mail_city)} == {"branch:B1", "branch:B2", "data_team"}
+
+    smtp_server.accept_all()
+    assert notify_run(mail_city, run) == {"emails": 1, "alerts": 6, "audiences": ["city"]}
+    assert smtp_server.per_recipient() == {B1: 1, B2: 1, B2B: 1, CITY: 1, DATA_TEAM_EMAIL: 1}
+    assert "汇总新增6条" in _one(smtp_server, CITY).subject
+    assert _unnotified(mail_city) == 0
+
+
+def test_alerts_left_by_an_earlier_failed_run_go_out_with_the_next_run(mail_city, smtp_server):
+    january = _run(JANUARY)
+    raise_alerts(mail_city, january, [alert("PROGRESS_BEHIND", "H1", "B1", message="一月：第一人民医院进度滞后")])
+    smtp_server.stop()
+    with pytest.raises(NotificationError):
+        notify_run(mail_city, january)
+    smtp_server.start()
+
+    february = _run()
+    raise_alerts(mail_city, february, [alert("PROGRESS_BEHIND", "H1", "B1", message="二月：第一人民医院进度滞后")])
+    notify_run(mail_city, february)
+    b1 = _one(smtp_server, B1)
+    assert "新增2条" in b1.subject
+    html = b1.html()
+    assert "一月：第一人民医院进度滞后" in html and "二月：第一人民医院进度滞后" in html
+    assert "期间" in html and "2025-01" in html
+    assert _unnotified(mail_city) == 0
+
+
+def test_operator_scope_limits_what_is_sent(mail_city, smtp_server):
+    run = _run(scope=Scope(branch_code="B1"))
+    raise_alerts(mail_city, _run(), _february_alerts())
+    assert notify_run(mail_city, run)["audiences"] == ["branch:B1", "city"]
+    assert smtp_server.per_recipient() == {B1: 1, CITY: 1}
+    assert "汇总新增3条" in _one(smtp_server, CITY).subject
+
+
+def test_branch_without_address_is_covered_by_the_city(mail_city, smtp_server):
+    with mail_city.begin() as conn:
+        conn.execute(update(branches).where(branches.c.branch_code == "B2").values(emails=None))
+    run = _run()
+    raise_alerts(mail_city, run, [alert("PROGRESS_BEHIND", "H2", "B2", message="南康区人民医院进度滞后")])
+    assert notify_run(mail_city, run)["audiences"] == ["city"]
+    # nobody else sees it in detail, so the city does
+    assert "南康区人民医院进度滞后" in _one(smtp_server, CITY).html()
+    assert _unnotified(mail_city) == 0
+
+
+def test_extra_attachments_go_to_their_audience_only(mail_city, smtp_server, tmp_path):
+    report = tmp_path / "执行情况报告_B1.docx"
+    report.write_bytes(b"PK\x03\x04 fake docx")
+    city_report = tmp_path / "city_summary.xlsx"
+    city_report.write_bytes(b"PK\x03\x04 fake xlsx")
+    run = _run()
+    raise_alerts(mail_city, run, _february_alerts())
+    notify_run(mail_city, run, attachments={"B1": [report], "CITY": [str(city_report)],
+                                            "B2": [tmp_path / "missing.docx"]})
+
+    b1_files = _one(smtp_server, B1).attachments()
+    assert b1_files["执行情况报告_B1.docx"] == b"PK\x03\x04 fake docx"
+    assert len(b1_files) == 2
+    assert "city_summary.xlsx" in _one(smtp_server, CITY).attachments()
+    assert len(_one(smtp_server, B2).attachments()) == 1  # a missing file is skipped, not fatal
+
+
+def test_xlsx_attachment_stores_formula_like_names_as_text(mail_city, smtp_server):
+    evil = '=HYPERLINK("http://evil.example/x","点击查看")'
+    with mail_city.begin() as conn:
+        seed(conn, {"institutions": [{"institution_code": "X1", "institution_name": evil,
+                                      "branch_code": "B1", "ownership": "public"}]})
+    run = _run()
+    raise_alerts(mail_city, run, [alert("PROGRESS_BEHIND", "X1", "B1", message="@SUM(1+1) 进度滞后")])
+    notify_run(mail_city, run)
+
+    sheet = _xlsx(_one(smtp_server, B1)).active
+    header = [cell.value for cell in sheet[1]]
+    name_cell = sheet.cell(row=2, column=header.index("医疗机构") + 1)
+    assert name_cell.data_type == "s" and name_cell.value == "'" + evil
+    message_cell = sheet.cell(row=2, column=header.index("说明") + 1)
+    assert message_cell.value == "'@SUM(1+1) 进度滞后"
+    assert not [cell for row in sheet.iter_rows() for cell in row if cell.data_type == "f"]
+    assert sheet.freeze_panes == "A2"
+    # the HTML shows it escaped, not as markup
+    assert "=HYPERLINK(&quot;http://evil.example/x&quot;" in _one(smtp_server, B1).html()
+
+
+def test_task_failure_mails_the_data_team_once_and_never_raises(smtp_server):
+    try:
+        raise ValueError("orders.csv 缺少列 amount")
+    except ValueError as exc:
+        error = exc
+    ti = SimpleNamespace(dag_id=DAG, task_id="judge", run_id="scheduled__2025-03-03", try_number=3, max_tries=2)
+    context = {"ti": ti, "task_instance": ti, "run_id": ti.run_id, "exception": error,
+               "logical_date": dt.datetime(2025, 3, 2, 22, tzinfo=dt.timezone.utc)}
+    notify_task_failure(context)
+
+    assert smtp_server.per_recipient() == {DATA_TEAM_EMAIL: 1}
+    mail = _one(smtp_server, DATA_TEAM_EMAIL)
+    assert "任务失败" in mail.subject and "Task failed" in mail.subject and "judge" in mail.subject
+    html = mail.html()
+    for text in ("vbp_monthly_monitoring", "scheduled__2025-03-03", "2025-03-02", "3 / 3",
+                 "orders.csv 缺少列 amount", "用尽重试", "after its last retry"):
+        assert text in html
+
+    smtp_server.stop()
+    notify_task_failure(context)  # server down: logged, not raised
+    notify_task_failure({})  # a context without anything: still no exception
+
+
+def test_a_long_list_is_cut_in_the_body_but_complete_in_the_attachment(mail_city, smtp_server):
+    from vbp_monitor.mailer import MAX_HTML_ROWS
+
+    run = RunContext.for_test("vbp_order_response", judged_month(dt.date(2025, 3, 3)))
+    overdue = [alert("ORDER_RESPONSE_OVERDUE", "H1", "B1", "warning", order_id=f"O{n:04d}",
+                     message=f"订单O{n:04d}超过48小时未响应") for n in range(MAX_HTML_ROWS + 5)]
+    raise_alerts(mail_city, run, overdue)
+    notify_run(mail_city, run)
+
+    b1 = _one(smtp_server, B1)
+    assert "配送响应" in b1.subject and f"新增{MAX_HTML_ROWS + 5}条" in b1.subject
+    html = b1.html()
+    assert html.count('data-severity="warning"') == MAX_HTML_ROWS
+    assert "其余 5 条见附件" in html
+    assert _xlsx(b1).active.max_row == MAX_HTML_ROWS + 5 + 1

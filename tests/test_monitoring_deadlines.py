@@ -1,0 +1,144 @@
+"""DAG 2 · order-level deadlines: OFFLINE_NOT_FILED / OFFLINE_FILED_LATE (7 working days,
+examples.md 3) and PAYMENT_OVERDUE (end of next month / 30 days, examples.md 4)."""
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from conftest import seed
+from helpers import city
+from test_monitoring_support import by_subject, num, open_alerts, order, run_for
+from vbp_monitor.monitoring import judge
+from vbp_monitor.prc_calendar import nth_working_day_after
+from vbp_monitor.profiles import load_profile
+
+PROFILE = load_profile("default")
+
+
+@pytest.fixture(autouse=True)
+def output_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("VBP_OUTPUT_DIR", str(tmp_path / "output"))
+
+
+def offline(order_id, when, institution="H1", **kw):
+    return order(order_id, institution, 10, when, channel="offline", **kw)
+
+
+def filing(order_id, day):
+    return {"order_id": order_id, "filed_date": day}
+
+
+def filing_alerts(engine) -> dict:
+    rows = open_alerts(engine, "OFFLINE_NOT_FILED") + open_alerts(engine, "OFFLINE_FILED_LATE")
+    return {row["order_id"]: (row["rule_code"], row["severity"], num(row["metric_value"]),
+                              num(row["threshold_value"])) for row in rows}
+
+
+def test_example_3_filing_deadline_across_labour_day(engine):
+    assert nth_working_day_after(dt.date(2025, 4, 30), 7) == dt.date(2025, 5, 14)
+    # Saturday 10 May → 20 May; Friday 23 May → 4 June (Dragon Boat Festival 31 May – 2 June)
+    assert nth_working_day_after(dt.date(2025, 5, 10), 7) == dt.date(2025, 5, 20)
+    assert nth_working_day_after(dt.date(2025, 5, 23), 7) == dt.date(2025, 6, 4)
+    orders = [
+        offline("ON-TIME", "2025-04-30 09:00:00"),
+        offline("LATE", "2025-04-30 23:59:59", institution="H2"),
+        offline("LATE-ON-SATURDAY", "2025-04-30"),
+        offline("NONE", "2025-04-30", institution="P1"),
+        offline("FILED-IN-JUNE", "2025-04-30"),
+        offline("SATURDAY-ORDER", "2025-05-10"),
+        offline("DEADLINE-IN-JUNE", "2025-05-23"),
+        offline("CANCELLED", "2025-04-30", cancelled="true"),
+        order("PLATFORM", "H1", 10, "2025-04-30"),            # platform orders are not filed
+    ]
+    filings = [
+        filing("ON-TIME", "2025-05-14"), filing("LATE", "2025-05-15"),
+        filing("LATE-ON-SATURDAY", "2025-05-17"), filing("FILED-IN-JUNE", "2025-06-02"),
+    ]
+    with engine.begin() as conn:
+        seed(conn, city(orders=orders, offline_filings=filings))
+
+    judge(engine, run_for("2025-04"), PROFILE)
+    assert filing_alerts(engine) == {}  # deadlines in May: judged by the May run only
+
+    judge(engine, run_for("2025-05"), PROFILE)
+    assert filing_alerts(engine) == {
+        "LATE": ("OFFLINE_FILED_LATE", "warning", Decimal("8"), Decimal("7")),
+        # filed on a Saturday: counts as the next working day (Monday 19 May = 10th)
+        "LATE-ON-SATURDAY": ("OFFLINE_FILED_LATE", "warning", Decimal("10"), Decimal("7")),
+        "NONE": ("OFFLINE_NOT_FILED", "high", Decimal("0"), Decimal("1")),
+        # filed after the judged month: no filing by the end of M
+        "FILED-IN-JUNE": ("OFFLINE_NOT_FILED", "high", Decimal("0"), Decimal("1")),
+        "SATURDAY-ORDER": ("OFFLINE_NOT_FILED", "high", Decimal("0"), Decimal("1")),
+    }
+    alerts = by_subject(open_alerts(engine, "OFFLINE_FILED_LATE") + open_alerts(engine, "OFFLINE_NOT_FILED"),
+                        "order_id")
+    assert alerts["NONE"]["branch_code"] == "B2" and alerts["NONE"]["institution_code"] == "P1"
+    assert alerts["NONE"]["period"] == "2025-05" and alerts["NONE"]["product_code"] == "P-AML-S"
+    late = alerts["LATE"]["message"]
+    assert "2025年5月14日" in late and "2025年5月15日" in late and "7个工作日" in late
+    assert "赣市医保字〔2023〕28号 二(四)" in late
+    assert "补办备案" in alerts["NONE"]["message"]
+
+
+def test_a_fallback_calendar_year_is_named_in_the_message(engine):
+    # 2027 has no statutory calendar yet: Monday–Friday, and the alert says so
+    with engine.begin() as conn:
+        seed(conn, city(orders=[offline("FALLBACK", "2027-03-01")]))
+
+    judge(engine, run_for("2027-03"), PROFILE)
+
+    (alert,) = open_alerts(engine, "OFFLINE_NOT_FILED")
+    assert "2027年法定节假日安排尚未载入" in alert["message"]
+
+
+def accepted(order_id, institution, acceptance, amount="100", **kw):
+    return order(order_id, institution, amount, "2025-01-10", price="1", acceptance=acceptance, **kw)
+
+
+def payment(payment_id, order_id, day, amount):
+    return {"payment_id": payment_id, "order_id": order_id, "payment_date": day, "amount": str(amount)}
+
+
+def test_example_4_payment_deadlines_by_ownership(engine):
+    orders = [
+        accepted("PUB-PAID", "H1", "2025-01-20"),
+        accepted("PUB-LATE", "H2", "2025-01-20"),
+        accepted("PUB-LAST-DAY", "H1", "2025-01-31"),
+        accepted("PUB-MARCH", "H1", "2025-02-01"),           # deadline 31 March
+        accepted("PRIV-PAID", "P1", "2025-01-20"),
+        accepted("MIL-LATE", "M1", "2025-01-20"),
+        accepted("PRIV-MARCH", "P1", "2025-01-30"),           # deadline 1 March
+        accepted("CANCELLED", "H2", "2025-01-20", cancelled="true"),
+        accepted("OFFLINE", "H2", "2025-01-20", channel="offline"),
+        order("NOT-ACCEPTED", "H2", 100, "2025-01-10", price="1"),
+    ]
+    payments = [
+        payment("1", "PUB-PAID", "2025-02-10", 60), payment("2", "PUB-PAID", "2025-02-28", 40),
+        payment("3", "PUB-LATE", "2025-02-10", 60), payment("4", "PUB-LATE", "2025-03-01", 40),
+        payment("5", "PRIV-PAID", "2025-02-19", 100),
+        payment("6", "MIL-LATE", "2025-02-20", 100),
+    ]
+    with engine.begin() as conn:
+        seed(conn, city(orders=orders, payments=payments))
+
+    judge(engine, run_for("2025-01"), PROFILE)
+    assert open_alerts(engine, "PAYMENT_OVERDUE") == []
+
+    judge(engine, run_for("2025-02"), PROFILE)
+    got = {row["order_id"]: (row["severity"], num(row["metric_value"]), num(row["threshold_value"]),
+                             row["branch_code"])
+           for row in open_alerts(engine, "PAYMENT_OVERDUE")}
+    assert got == {
+        "PUB-LATE": ("high", Decimal("40"), Decimal("0"), "B2"),      # 40 paid on 1 March
+        "PUB-LAST-DAY": ("high", Decimal("100"), Decimal("0"), "B1"),
+        "MIL-LATE": ("high", Decimal("100"), Decimal("0"), "B1"),     # deadline 19 February
+    }
+    messages = {row["order_id"]: row["message"] for row in open_alerts(engine, "PAYMENT_OVERDUE")}
+    assert "2025年2月28日" in messages["PUB-LATE"] and "次月底" in messages["PUB-LATE"]
+    assert "2025年2月19日" in messages["MIL-LATE"] and "30天" in messages["MIL-LATE"]
+    assert "60.00元" in messages["PUB-LATE"] and "40.00元" in messages["PUB-LATE"]
+    assert "责任清单第11项" in messages["PUB-LATE"]
+
+    judge(engine, run_for("2025-03"), PROFILE)
+    march = {row["order_id"] for row in open_alerts(engine, "PAYMENT_OVERDUE") if row["period"] == "2025-03"}
+    assert march == {"PUB-MARCH", "PRIV-MARCH"}

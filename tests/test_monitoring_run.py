@@ -1,0 +1,215 @@
+"""DAG 2 · a monitoring run as a whole: reruns, corrections, operator scope, parallel
+backfills, and the branches' execution reports (带量执行报表)."""
+import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select, update
+
+from conftest import seed
+from helpers import city
+from test_monitoring_support import (
+    agreement, all_alerts, batch, business, institution, metrics, num, open_alerts, order, product,
+    run_for,
+)
+from vbp_monitor import purchase_facts
+from vbp_monitor.alerts import Scope
+from vbp_monitor.execution_report import report_path
+from vbp_monitor.monitoring import CODES, judge
+from vbp_monitor.profiles import load_profile
+from vbp_monitor.schema import orders as orders_table, purchase_facts as facts_table
+
+PROFILE = load_profile("default")
+YEAR = dict(start="2025-01-01", end="2025-12-31", quantity=12000)
+
+
+@pytest.fixture(autouse=True)
+def output_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("VBP_OUTPUT_DIR", str(tmp_path / "output"))
+    return tmp_path / "output"
+
+
+def busy_city():
+    """Every rule group raises something in both branches in June 2025."""
+    return city(
+        agreements=[agreement("A-H1", "H1", **{**YEAR, "quantity": 1200}),
+                    agreement("A-H2", "H2", **{**YEAR, "quantity": 1200})],
+        orders=[
+            order("H1-S", "H1", 100, "2025-06-10"),
+            order("H1-N", "H1", 900, "2025-06-10", product="P-AML-N", price="0.60", channel="offline"),
+            order("H2-S", "H2", 100, "2025-06-10"),
+            order("H2-N", "H2", 900, "2025-06-10", product="P-AML-N", price="0.60", channel="offline"),
+            order("P1-N", "P1", 10, "2025-06-11", product="P-AML-N", price="0.70"),
+            order("H1-ACC", "H1", 10, "2025-05-02", acceptance="2025-05-06"),
+            order("H2-OFF", "H2", 10, "2025-06-03", channel="offline"),
+        ],
+    )
+
+
+def snapshot(engine, period):
+    with engine.connect() as conn:
+        facts = sorted(tuple(str(v) for v in row) for row in conn.execute(select(facts_table)))
+    rows = {key: {k: (num(v) if isinstance(v, (float, Decimal)) else v) for k, v in row.items()}
+            for key, row in metrics(engine, period).items()}
+    return business(all_alerts(engine)), rows, facts
+
+
+def test_a_rerun_for_the_same_month_changes_nothing(engine):
+    with engine.begin() as conn:
+        seed(conn, busy_city())
+
+    first = judge(engine, run_for("2025-06", run_id="run-1"), PROFILE)
+    before = snapshot(engine, "2025-06")
+    second = judge(engine, run_for("2025-06", run_id="run-2"), PROFILE)
+
+    assert snapshot(engine, "2025-06") == before
+    assert first["new"] == first["raised"] > 0 and second["new"] == 0 and second["resolved"] == 0
+    assert set(first["by_rule"]) == {
+        "PROGRESS_BEHIND", "SELECTED_SHARE_LOW", "NON_SELECTED_HIGH_PRICE", "ONLY_NON_SELECTED",
+        "ONLINE_RATE_LOW", "BRANCH_ONLINE_RATE_LOW", "PAYMENT_OVERDUE", "OFFLINE_NOT_FILED",
+    }
+    assert {row["rule_code"] for row in open_alerts(engine)} <= set(CODES)
+
+
+def test_a_corrected_order_then_a_rerun_resolves_the_alert(engine):
+    with engine.begin() as conn:
+        seed(conn, city(agreements=[agreement("A-H1", "H1", "2025-06-01", "2025-07-31", 1000)],
+                        orders=[order("O1", "H1", 100, "2025-06-10")]))
+    judge(engine, run_for("2025-06"), PROFILE)
+    (alert,) = open_alerts(engine, "PROGRESS_BEHIND")
+    assert num(alert["metric_value"]) == Decimal("0.1")
+
+    # the platform re-delivers the order with the right quantity; ingest clears the facts
+    with engine.begin() as conn:
+        conn.execute(update(orders_table).where(orders_table.c.order_id == "O1")
+                     .values(quantity=Decimal(500), amount=Decimal(250)))
+        purchase_facts.clear_purchase_facts(conn)
+    result = judge(engine, run_for("2025-06", run_id="rerun"), PROFILE)
+
+    assert open_alerts(engine, "PROGRESS_BEHIND") == []
+    assert result["resolved"] == 1
+    assert num(metrics(engine, "2025-06")["A-H1"]["cumulative_selected_quantity"]) == Decimal("500")
+
+
+def test_branch_scope_judges_and_resolves_only_that_branch(engine):
+    with engine.begin() as conn:
+        seed(conn, busy_city())
+    judge(engine, run_for("2025-06"), PROFILE)
+    before_b2 = {row["alert_key"]: row["status"] for row in all_alerts(engine) if row["branch_code"] == "B2"}
+    b2_metrics = metrics(engine, "2025-06")["A-H2"]
+
+    # every order corrected to a selected platform purchase, then a B1-only rerun
+    with engine.begin() as conn:
+        conn.execute(update(orders_table).values(product_code="P-AML-S", channel="platform",
+                                                 unit_price=Decimal("0.5")))
+        conn.execute(update(orders_table).values(amount=orders_table.c.quantity * Decimal("0.5")))
+        purchase_facts.clear_purchase_facts(conn)
+    result = judge(engine, run_for("2025-06", run_id="b1", scope=Scope(branch_code="B1")), PROFILE)
+
+    b1_open = [row for row in open_alerts(engine) if row["branch_code"] == "B1"]
+    assert {row["rule_code"] for row in b1_open} == {"PAYMENT_OVERDUE"}  # not a data correction
+    assert {row["alert_key"]: row["status"] for row in all_alerts(engine) if row["branch_code"] == "B2"} == before_b2
+    assert metrics(engine, "2025-06")["A-H2"] == b2_metrics
+    assert num(metrics(engine, "2025-06")["A-H1"]["selected_quantity"]) == Decimal("1000")
+    assert set(result["attachments"]) == {"B1"}
+
+
+def test_batch_scope_judges_only_that_batchs_agreement_rules(engine):
+    products = [product("P-MET-S", "二甲双胍", "甲", selected=True, price="0.20", batch="NB2")]
+    with engine.begin() as conn:
+        seed(conn, city(
+            batches=[batch("NB2", "2025-01-01")], products=products,
+            agreements=[agreement("A-NB1", "H1", **YEAR),
+                        agreement("A-NB2", "H1", **YEAR, generic="二甲双胍", batch="NB2")],
+            orders=[order("ACC", "H1", 10, "2025-05-02", acceptance="2025-05-06")],
+        ))
+    judge(engine, run_for("2025-06"), PROFILE)
+    assert {(r["rule_code"], r["batch_code"]) for r in open_alerts(engine)} == {
+        ("PROGRESS_BEHIND", "NB1"), ("PROGRESS_BEHIND", "NB2"), ("PAYMENT_OVERDUE", None)}
+
+    with engine.begin() as conn:
+        conn.execute(update(orders_table).values(cancelled=True))  # would resolve the payment alert
+        seed(conn, {"orders": [order("NB2-BUY", "H1", 12000, "2025-06-05", product="P-MET-S", price="0.20"),
+                               order("NB1-BUY", "H1", 12000, "2025-06-05")]})
+        purchase_facts.clear_purchase_facts(conn)
+    result = judge(engine, run_for("2025-06", run_id="nb2", scope=Scope(batch_code="NB2")), PROFILE)
+
+    assert result["rule_codes"] == ["PROGRESS_BEHIND", "SELECTED_SHARE_LOW"]
+    # NB2 resolved; NB1 and the batch-less payment rule were not judged by this run
+    assert {(r["rule_code"], r["batch_code"]) for r in open_alerts(engine)} == {
+        ("PROGRESS_BEHIND", "NB1"), ("PAYMENT_OVERDUE", None)}
+    rows = metrics(engine, "2025-06")
+    assert num(rows["A-NB2"]["selected_quantity"]) == Decimal("12000")
+    assert num(rows["A-NB1"]["selected_quantity"]) == Decimal("0")  # kept from the full run
+
+
+def test_backfilling_months_in_parallel_equals_running_them_one_by_one(engine):
+    orders = [order(f"O{m}-{inst}", inst, 50 * m, f"2025-{m:02d}-1{m}", acceptance=f"2025-{m:02d}-2{m}")
+              for m in range(1, 7) for inst in ("H1", "H2", "P1")]
+    orders += [order(f"N{m}", "H2", 10, f"2025-{m:02d}-03", product="P-AML-N", price="0.9",
+                     channel="offline") for m in range(1, 7)]
+    with engine.begin() as conn:
+        seed(conn, city(orders=orders, agreements=[agreement("A1", "H1", **YEAR),
+                                                   agreement("A2", "P1", "2025-02-15", "2026-02-14")]))
+    months = [f"2025-{m:02d}" for m in range(1, 7)]
+
+    for month in months:
+        judge(engine, run_for(month, run_id=f"seq-{month}"), PROFILE)
+    sequential = [snapshot(engine, month) for month in months]
+
+    with engine.begin() as conn:
+        purchase_facts.clear_purchase_facts(conn)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(lambda m: judge(engine, run_for(m, run_id=f"par-{m}"), PROFILE), months))
+
+    assert [snapshot(engine, month) for month in months] == sequential
+
+
+def test_execution_report_per_branch_and_its_institution_file_sheet(engine, output_dir):
+    from openpyxl import load_workbook
+
+    with engine.begin() as conn:
+        seed(conn, city(
+            institutions=[institution("H3", "B1")],
+            agreements=[
+                agreement("A-ZERO", "H1", **YEAR),
+                agreement("A-BELOW", "H1", **YEAR, generic="二甲双胍"),
+                agreement("A-OVER", "H1", **{**YEAR, "quantity": 100}, generic="阿托伐他汀"),
+                agreement("A-H3", "H3", **YEAR),
+                agreement("A-H2", "H2", **YEAR),
+            ],
+            products=[product("P-MET-S", "二甲双胍", "甲", selected=True, price="0.20", batch="NB1"),
+                      product("P-MET-N", "二甲双胍", "乙"),
+                      product("P-ATO-S", "阿托伐他汀", "甲", selected=True, price="1.00", batch="NB1")],
+            orders=[
+                order("MET-S", "H1", 1000, "2025-06-10", product="P-MET-S", price="0.20"),
+                order("MET-N", "H1", 10, "2025-06-10", product="P-MET-N", price="0.10"),
+                order("AML-N", "H1", 10, "2025-06-10", product="P-AML-N", price="0.40"),
+                order("ATO-S", "H1", 200, "2025-06-10", product="P-ATO-S", price="1.00"),
+                order("H3-S", "H3", 6000, "2025-06-10"),   # half the year's volume by 30 June
+            ]))
+
+    result = judge(engine, run_for("2025-06"), PROFILE)
+
+    paths = {branch: [str(report_path("2025-06", branch))] for branch in ("B1", "B2")}
+    assert result["attachments"] == paths
+    workbook = load_workbook(paths["B1"][0])
+    assert workbook.sheetnames[:2] == ["带量执行情况", "一院一档"]
+    summary = workbook["带量执行情况"]
+    header = [cell.value for cell in summary[1]]
+    rows = {row[1]: dict(zip(header, row)) for row in summary.iter_rows(min_row=2, values_only=True)}
+    h1 = rows["H1"]
+    assert (h1["约定品种数"], h1["零采购品种数"], h1["低于序时进度品种数"], h1["达到序时进度品种数"],
+            h1["超约定采购量品种数"], h1["采购非中选产品品规数"]) == (3, 1, 1, 0, 1, 2)
+    assert h1["中选产品采购金额（元）"] == pytest.approx(400.0)
+    assert h1["非中选产品采购金额（元）"] == pytest.approx(5.0)
+    assert h1["序时进度"] == pytest.approx(181 / 365, abs=1e-6)
+    assert h1["分局"] == "章贡分局" and h1["批次代码"] == "NB1"
+    assert rows["H3"]["达到序时进度品种数"] == 1
+    detail = workbook["一院一档"]
+    assert detail.max_row == 1 + 4  # H1's three agreements and H3's
+    detail_header = [cell.value for cell in detail[1]]
+    assert "约定采购量完成率" in detail_header and "中选产品采购数量占比" in detail_header
+    b2 = load_workbook(paths["B2"][0])["带量执行情况"]
+    assert [row[1] for row in b2.iter_rows(min_row=2, values_only=True)] == ["H2"]

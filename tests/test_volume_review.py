@@ -1,0 +1,264 @@
+"""DAG 5 · 报量审核 (domain.md DAG 5, seed 002 §二(一)): every rule with its boundaries.
+
+The helpers' batch NB1 has report_deadline 2024-11-20: the run of 2 December 2024 judges
+November 2024, history = same-generic purchases in 2023.
+"""
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from conftest import seed
+from helpers import city
+from vbp_monitor.alerts import Scope
+from vbp_monitor.periods import judged_month
+from vbp_monitor.profiles import load_profile
+from vbp_monitor.runs import RunContext
+from vbp_monitor.schema import alerts
+from vbp_monitor.volume_review import DAG_ID, judge, workbook_path
+
+NOVEMBER_RUN = dt.date(2024, 12, 2)  # first working day of December: judges 2024-11
+
+
+@pytest.fixture(autouse=True)
+def output_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("VBP_OUTPUT_DIR", str(tmp_path / "output"))
+    return tmp_path / "output"
+
+
+def purchase(order_id, institution, quantity, when="2023-06-15 10:00:00", product="P-AML-S",
+             channel="platform", cancelled="false"):
+    return {"order_id": order_id, "institution_code": institution, "product_code": product,
+            "distributor_code": "D1", "channel": channel, "order_time": when,
+            "quantity": str(quantity), "unit_price": "0.50",
+            "amount": str(Decimal(str(quantity)) * Decimal("0.50")), "cancelled": cancelled}
+
+
+def report(report_id, institution, quantity, date="2024-11-10", explanation="", batch="NB1",
+           generic="氨氯地平"):
+    return {"report_id": report_id, "institution_code": institution, "batch_code": batch,
+            "generic_name": generic, "reported_quantity": str(quantity),
+            "explanation": explanation, "report_date": date}
+
+
+def institution(code, branch="B1", ownership="public"):
+    return {"institution_code": code, "institution_name": f"{code}医院", "branch_code": branch,
+            "ownership": ownership}
+
+
+def run_for(day=NOVEMBER_RUN, run_id="test", **kwargs):
+    return RunContext.for_test(DAG_ID, judged_month(day), run_id=run_id, **kwargs)
+
+
+def open_alerts(engine):
+    with engine.connect() as conn:
+        rows = conn.execute(select(alerts).where(alerts.c.status == "open")).mappings().all()
+    return {(row["institution_code"], row["batch_code"]): row for row in rows}
+
+
+def test_thresholds_explanations_and_every_ownership(engine):
+    institutions = [institution("H3"), institution("H4", "B2"), institution("H5", "B2")]
+    history = [purchase(f"O-{code}", code, 1000) for code in ("H1", "H2", "M1", "P1", "H3", "H4", "H5")]
+    reports = [
+        report("R-H1", "H1", 800),                     # exactly 80 %: below history only
+        report("R-H2", "H2", 1000),                    # exactly 100 %: nothing
+        report("R-M1", "M1", 799.99),                  # just below 80 %, explanation empty
+        report("R-P1", "P1", 700, explanation=" \t\u3000\n "),  # whitespace is no explanation
+        report("R-H3", "H3", 700, explanation="病区合并，门诊量下降约三成"),
+        report("R-H4", "H4", 1200),                    # above history: nothing
+        # H5: history but no report
+    ]
+    with engine.begin() as conn:
+        seed(conn, city(institutions=institutions, orders=history, volume_reports=reports))
+
+    result = judge(engine, run_for(), load_profile("default"))
+
+    got = {inst: (row["rule_code"], row["severity"], Decimal(row["metric_value"]), Decimal(row["threshold_value"]))
+           for (inst, _), row in open_alerts(engine).items()}
+    assert got == {
+        "H1": ("REPORT_BELOW_HISTORY", "info", Decimal("800"), Decimal("1000")),
+        "M1": ("REPORT_BELOW_80_NO_EXPLANATION", "high", Decimal("799.99"), Decimal("800")),
+        "P1": ("REPORT_BELOW_80_NO_EXPLANATION", "high", Decimal("700"), Decimal("800")),
+        "H3": ("REPORT_BELOW_80", "warning", Decimal("700"), Decimal("800")),
+        "H5": ("HISTORY_NOT_REPORTED", "high", Decimal("0"), Decimal("1000")),
+    }
+    assert result["subjects"] == 7 and result["batches"] == ["NB1"]
+    rows = open_alerts(engine)
+    assert all(row["period"] == "2024-11" and row["generic_name"] == "氨氯地平" for row in rows.values())
+    assert rows[("M1", "NB1")]["branch_code"] == "B1" and rows[("H5", "NB1")]["branch_code"] == "B2"
+    no_explanation = rows[("M1", "NB1")]["message"]
+    assert "作出说明" in no_explanation and "退回" in no_explanation and "不少于上一年度实际采购量" in no_explanation
+    assert "799.99" in no_explanation and "79.99%" in no_explanation and "（800）" in no_explanation
+    assert "赣市医保字〔2023〕28号 二(一)" in no_explanation
+    assert "病区合并" in rows[("H3", "NB1")]["message"]
+    assert "重点关注" in rows[("H5", "NB1")]["message"] and "2023年" in rows[("H5", "NB1")]["message"]
+    assert "原则上不少于上一年度实际采购量" in rows[("H1", "NB1")]["message"]
+
+
+def test_history_counts_any_channel_and_product_of_the_generic_in_the_previous_year_only(engine):
+    other_generic = {"product_code": "P-MET", "generic_name": "二甲双胍", "manufacturer": "丙药业",
+                     "category": "drug", "consistency_passed": "true", "is_selected": "false"}
+    orders = [
+        purchase("IN-1", "H1", 300, when="2023-01-01 00:00:00"),                 # first instant
+        purchase("IN-2", "H1", 200, when="2023-12-31 23:59:59", product="P-AML-N",
+                 channel="offline"),                                            # off-platform, non-selected
+        purchase("OUT-CANCELLED", "H1", 1000, cancelled="true"),
+        purchase("OUT-2022", "H1", 1000, when="2022-12-31 23:59:59"),
+        purchase("OUT-2024", "H1", 1000, when="2024-01-01 00:00:00"),
+        purchase("OUT-GENERIC", "H1", 1000, product="P-MET"),
+        purchase("OUT-OTHER-INST", "H2", 1000, when="2024-05-01 10:00:00"),     # H2: only this year's
+    ]
+    with engine.begin() as conn:
+        seed(conn, city(products=[other_generic], orders=orders,
+                        volume_reports=[report("R1", "H1", 450)]))
+
+    judge(engine, run_for(), load_profile("default"))
+
+    rows = open_alerts(engine)
+    assert set(rows) == {("H1", "NB1")}  # H2 has no 2023 history and no report: no subject
+    row = rows[("H1", "NB1")]
+    # history = 300 + 200: 450 is between 80 % (400) and 100 %
+    assert (row["rule_code"], Decimal(row["threshold_value"])) == ("REPORT_BELOW_HISTORY", Decimal("500"))
+
+
+def test_latest_report_by_the_deadline_counts(engine):
+    orders = [purchase(f"O-{code}", code, 1000) for code in ("H1", "H2", "M1")]
+    reports = [
+        report("R-H1-a", "H1", 1000, date="2024-11-01"),
+        report("R-H1-b", "H1", 500, date="2024-11-15"),                 # later date wins
+        report("R-H2-b", "H2", 1000, date="2024-11-20"),                # same day: higher id wins
+        report("R-H2-a", "H2", 100, date="2024-11-20"),
+        report("R-M1", "M1", 1000, date="2024-11-21"),                  # after the deadline: ignored
+    ]
+    with engine.begin() as conn:
+        seed(conn, city(orders=orders, volume_reports=reports))
+
+    judge(engine, run_for(), load_profile("default"))
+
+    got = {inst: (row["rule_code"], Decimal(row["metric_value"])) for (inst, _), row in open_alerts(engine).items()}
+    assert got == {
+        "H1": ("REPORT_BELOW_80_NO_EXPLANATION", Decimal("500")),
+        "M1": ("HISTORY_NOT_REPORTED", Decimal("0")),
+    }
+
+
+def test_only_batches_whose_deadline_falls_in_the_judged_month(engine):
+    second_batch = {"batch_code": "NB2", "batch_name": "第二批国家集采", "level": "national", "category": "drug",
+                    "start_date": "2025-03-01", "cycle_months": 24, "report_deadline": "2024-12-05"}
+    product = {"product_code": "P-ATO-S", "generic_name": "阿托伐他汀", "manufacturer": "丁药业", "category": "drug",
+               "consistency_passed": "true", "is_selected": "true", "batch_code": "NB2", "selected_price": "1.20"}
+    orders = [purchase("O-AML", "H1", 1000), purchase("O-ATO", "H1", 600, product="P-ATO-S")]
+    with engine.begin() as conn:
+        seed(conn, city(batches=[second_batch], products=[product], orders=orders))
+
+    judge(engine, run_for(NOVEMBER_RUN), load_profile("default"))
+    assert {(k, row["generic_name"], row["period"]) for k, row in open_alerts(engine).items()} == {
+        (("H1", "NB1"), "氨氯地平", "2024-11")}
+
+    judge(engine, run_for(dt.date(2025, 1, 2)), load_profile("default"))  # judges December
+    rows = open_alerts(engine)
+    assert rows[("H1", "NB2")]["period"] == "2024-12"
+    assert rows[("H1", "NB2")]["generic_name"] == "阿托伐他汀"
+    assert Decimal(rows[("H1", "NB2")]["threshold_value"]) == Decimal("600")  # NB1's generic not counted
+    assert rows[("H1", "NB1")]["period"] == "2024-11"  # December's run leaves November alone
+
+
+def test_rerun_is_idempotent_and_a_corrected_report_resolves(engine):
+    with engine.begin() as conn:
+        seed(conn, city(orders=[purchase("O1", "H1", 1000), purchase("O2", "H2", 1000)],
+                        volume_reports=[report("R1", "H1", 500), report("R2", "H2", 900)]))
+    judge(engine, run_for(run_id="first"), load_profile("default"))
+    with engine.connect() as conn:
+        before = {row.alert_key: (row.rule_code, row.message, row.metric_value)
+                  for row in conn.execute(select(alerts)).all()}
+    judge(engine, run_for(run_id="again"), load_profile("default"))
+    with engine.connect() as conn:
+        after = {row.alert_key: (row.rule_code, row.message, row.metric_value)
+                 for row in conn.execute(select(alerts)).all()}
+    assert after == before and len(before) == 2
+
+    # H1 re-reports (dated on or before the deadline, later than its first report)
+    with engine.begin() as conn:
+        seed(conn, {"volume_reports": [report("R1-fix", "H1", 1000, date="2024-11-18")]})
+    result = judge(engine, run_for(run_id="corrected"), load_profile("default"))
+
+    assert result["resolved"] == 1
+    with engine.connect() as conn:
+        statuses = {row.institution_code: (row.rule_code, row.status) for row in conn.execute(select(alerts)).all()}
+    assert statuses == {"H1": ("REPORT_BELOW_80_NO_EXPLANATION", "resolved"),
+                        "H2": ("REPORT_BELOW_HISTORY", "open")}
+
+
+def test_branch_workbooks_list_every_subject_of_their_own_branch(engine):
+    openpyxl = pytest.importorskip("openpyxl")
+    orders = [purchase("O1", "H1", 1000), purchase("O2", "H2", 1000), purchase("O3", "M1", 1000)]
+    reports = [report("R1", "H1", 1000), report("R2", "H2", 700, explanation="门诊量下降")]
+    with engine.begin() as conn:
+        seed(conn, city(orders=orders, volume_reports=reports))
+
+    result = judge(engine, run_for(), load_profile("default"))
+
+    b1, b2 = workbook_path("2024-11", "B1"), workbook_path("2024-11", "B2")
+    assert b1.name == "报量审核_B1_2024-11.xlsx" and b1.parent.name == "2024-11"
+    assert result["attachments"] == {"B1": [str(b1)], "B2": [str(b2)]}
+
+    def sheet_rows(path):
+        sheet = openpyxl.load_workbook(path)["报量审核"]
+        return [list(r) for r in sheet.iter_rows(values_only=True)]
+
+    header, *rows_b1 = sheet_rows(b1)
+    institution_col, verdict_col = header.index("医疗机构代码"), header.index("审核结论")
+    assert {(r[institution_col], r[verdict_col]) for r in rows_b1} == {
+        ("M1", "有历史采购量而未报量"), ("H1", "符合要求（不低于上一年度实际采购量）")}
+    header, *rows_b2 = sheet_rows(b2)
+    assert [r[institution_col] for r in rows_b2] == ["H2"]
+    assert rows_b2[0][header.index("填报说明")] == "门诊量下降"
+    ratio_col = header.index("报量/历史采购量")
+    assert Decimal(str(rows_b2[0][ratio_col])) == Decimal("0.7")
+
+
+def test_no_deadline_in_month_raises_nothing_and_writes_no_workbook(engine, output_dir):
+    with engine.begin() as conn:
+        seed(conn, city(orders=[purchase("O1", "H1", 1000)]))
+    result = judge(engine, run_for(dt.date(2024, 11, 1)), load_profile("default"))  # judges October
+    assert result["subjects"] == 0 and result["attachments"] == {}
+    assert open_alerts(engine) == {}
+
+
+def test_batch_filter_rejudges_only_that_batch(engine):
+    second_batch = {"batch_code": "NB2", "batch_name": "第二批国家集采", "level": "national", "category": "drug",
+                    "start_date": "2025-03-01", "cycle_months": 24, "report_deadline": "2024-11-25"}
+    product = {"product_code": "P-ATO-S", "generic_name": "阿托伐他汀", "manufacturer": "丁药业", "category": "drug",
+               "consistency_passed": "true", "is_selected": "true", "batch_code": "NB2", "selected_price": "1.20"}
+    orders = [purchase("O-AML", "H1", 1000), purchase("O-ATO", "H1", 600, product="P-ATO-S")]
+    with engine.begin() as conn:
+        seed(conn, city(batches=[second_batch], products=[product], orders=orders))
+    judge(engine, run_for(), load_profile("default"))
+    assert set(open_alerts(engine)) == {("H1", "NB1"), ("H1", "NB2")}
+
+    with engine.begin() as conn:
+        seed(conn, {"volume_reports": [report("R-AML", "H1", 1000), report("R-ATO", "H1", 600, batch="NB2",
+                                                                             generic="阿托伐他汀")]})
+    judge(engine, run_for(scope=Scope(batch_code="NB2")), load_profile("default"))
+    assert set(open_alerts(engine)) == {("H1", "NB1")}  # NB1 not re-judged by an NB2 rerun
+    judge(engine, run_for(scope=Scope(batch_code="NB1")), load_profile("default"))
+    assert open_alerts(engine) == {}
+
+
+def test_branch_email_carries_its_workbook(engine, smtp_server):
+    from vbp_monitor.mailer import notify_run
+
+    with engine.begin() as conn:
+        seed(conn, city(orders=[purchase("O1", "H1", 1000), purchase("O2", "H2", 1000)],
+                        volume_reports=[report("R1", "H1", 500)]))
+    run = run_for()
+    judged = judge(engine, run, load_profile("default"))
+    notify_run(engine, run, attachments={b: [Path(p) for p in ps] for b, ps in judged["attachments"].items()})
+
+    (b1_mail,) = smtp_server.to("b1@example.org")
+    assert "报量审核_B1_2024-11.xlsx" in b1_mail.attachments()
+    assert "作出说明" in b1_mail.html() and "H2" not in b1_mail.html()
+    (b2_mail,) = smtp_server.to("b2@example.org")
+    assert "报量审核_B2_2024-11.xlsx" in b2_mail.attachments()
