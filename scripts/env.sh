@@ -15,5 +15,8 @@ export VBP_WAREHOUSE_URL="${VBP_WAREHOUSE_URL:-sqlite:///$VBP_ROOT/data/warehous
 export VBP_LANDING_DIR="${VBP_LANDING_DIR:-$VBP_ROOT/data/landing}"
 export VBP_OUTPUT_DIR="${VBP_OUTPUT_DIR:-$VBP_ROOT/data/output}"
 export VBP_SMTP_PORT="${VBP_SMTP_PORT:-1025}"
-export AIRFLOW_CONN_SMTP_DEFAULT="${AIRFLOW_CONN_SMTP_DEFAULT:-{\"conn_type\": \"smtp\", \"host\": \"127.0.0.1\", \"port\": $VBP_SMTP_PORT, \"extra\": {\"from_email\": \"vbp-monitor@localhost\", \"disable_tls\": true, \"disable_ssl\": true, \"timeout\": 10, \"retry_limit\": 1}}}"
+# (an if, not ${VAR:-…}: the JSON's braces would end the expansion early)
+if [ -z "${AIRFLOW_CONN_SMTP_DEFAULT:-}" ]; then
+  export AIRFLOW_CONN_SMTP_DEFAULT="{\"conn_type\": \"smtp\", \"host\": \"127.0.0.1\", \"port\": $VBP_SMTP_PORT, \"extra\": {\"from_email\": \"vbp-monitor@localhost\", \"disable_tls\": true, \"disable_ssl\": true, \"timeout\": 10, \"retry_limit\": 1}}"
+fi
 export VBP_DATA_TEAM_EMAILS="${VBP_DATA_TEAM_EMAILS:-data-team@example.org}"

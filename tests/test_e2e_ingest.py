@@ -27,14 +27,18 @@ AIRFLOW = REPO / ".venv" / "bin" / "airflow"
 DATA_TEAM = "data-team@example.org"
 
 
-def env_sh(**overrides: str) -> dict[str, str]:
+def env_sh(smtp_connection: str | None = None, **overrides: str) -> dict[str, str]:
     """The environment scripts/env.sh exports, given ``overrides`` it keeps (it uses
-    ${VAR:-default} for them)."""
+    ${VAR:-default} for them). The SMTP connection is set afterwards, as scripts/demo.sh
+    does, whatever env.sh makes of a preset one."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "VBP_"))}
     base.update(overrides)
     out = subprocess.run(["bash", "-c", ". scripts/env.sh && env -0"], cwd=REPO, env=base,
                          capture_output=True, check=True)
-    return dict(item.split("=", 1) for item in out.stdout.decode().split("\0") if "=" in item)
+    env = dict(item.split("=", 1) for item in out.stdout.decode().split("\0") if "=" in item)
+    if smtp_connection:
+        env["AIRFLOW_CONN_SMTP_DEFAULT"] = smtp_connection
+    return env
 
 
 @pytest.fixture(scope="session")
@@ -94,7 +98,8 @@ def test_dags_test_loads_the_landing_folder_and_a_rerun_changes_nothing(airflow_
         VBP_WAREHOUSE_URL=e2e_warehouse,
         VBP_OUTPUT_DIR=str(tmp_path / "output"),
         VBP_DATA_TEAM_EMAILS=DATA_TEAM,
-        AIRFLOW_CONN_SMTP_DEFAULT=smtp.connection_json(),
+        VBP_RETRY_DELAY_SECONDS="5",  # a failing task must not make the test wait 2 × 5 minutes
+        smtp_connection=smtp.connection_json(),
     )
 
     dags_test(env, "2025-03-03")  # the warehouse does not exist yet: `migrate` creates it

@@ -5,6 +5,7 @@ Imported by DAG files at parse time: keep it light (no pandas, GX, openpyxl).
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 OWNER = "vbp-data-team"
 START_DATE = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
@@ -21,7 +22,8 @@ def _on_failure(context) -> None:
 DEFAULT_ARGS = {
     "owner": OWNER,
     "retries": 2,
-    "retry_delay": dt.timedelta(minutes=5),
+    # VBP_RETRY_DELAY_SECONDS: tests and demos shorten the wait between attempts.
+    "retry_delay": dt.timedelta(seconds=int(os.environ.get("VBP_RETRY_DELAY_SECONDS", "300"))),
     "on_failure_callback": _on_failure,
 }
 

@@ -425,7 +425,8 @@ def run_suite(table: str, suite_json: dict, frame: "pd.DataFrame") -> SuiteOutco
             numbers_.append(number)
             if len(examples) < MAX_EXAMPLES and row_key not in examples:
                 examples.append(row_key)
-            shown = [f"{name} = {_plain(unexpected.get(name))!r}" for name in column.split("+") if name in unexpected]
+            shown = [f"{name.removesuffix('__num')} = {_plain(unexpected.get(name))!r}"
+                     for name in column.split("+") if name in unexpected]
             reason = f"{description}（{stated_type}"
             reason += f"；{'，'.join(shown)}）" if shown else "）"
             row_reasons.setdefault(number, []).append(reason)

@@ -89,7 +89,8 @@ def _cell_text(value, kind: str | None) -> str:
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
+        # a computed cell may carry binary noise (0.1 + 0.2): 8 decimals is beyond the contract's 4-6
+        return str(int(value)) if value.is_integer() else repr(round(value, 8))
     return str(value)
 
 
@@ -328,7 +329,8 @@ def ingest_file(engine, run, table: str, path: Path) -> dict:
             after_load(conn, table)
         if quarantined:
             examples = "、".join(q["row_key"] or f"第{q['row_number']}行" for q in quarantined[:5])
-            failed = outcome.failure_summary() or "；".join(sorted({t for texts in unparsed.values() for t in texts}))
+            failed = "；".join(filter(None, [outcome.failure_summary(),
+                                            *sorted({t for texts in unparsed.values() for t in texts})]))
             message = (
                 f"数据质量问题：{file_name} 共 {len(raw)} 行，其中 {len(quarantined)} 行未通过期望套件 "
                 f"{outcome.suite_name} 的校验，已隔离（quarantine 表，未入库，规则不使用这些行）；"

@@ -140,6 +140,9 @@ def rebuild_work_calendar(conn) -> int:
     from vbp_monitor.schema import work_calendar
 
     cal = load_calendar(conn)
+    # The table spans years beyond the statutory data on purpose; its ``source`` column
+    # records the fallback, so materialising it should not warn once per future year.
+    cal.fallback_years.update(range(CALENDAR_FIRST_DAY.year, CALENDAR_LAST_DAY.year + 2))
     days = []
     day = CALENDAR_FIRST_DAY
     while day <= CALENDAR_LAST_DAY + dt.timedelta(days=40):
