@@ -9,7 +9,8 @@
 --                     (any channel, within the agreement year) that are not selected in
 --                     the batch
 -- Completion vs progress is cumulative × total_days vs elapsed_days × agreed (see
--- monitoring_agreement_alerts.sql). Params: :period, :month_start, :eps, :branch_code.
+-- monitoring_agreement_alerts.sql). The facts stay the outer loop in SQLite
+-- ("purchase_facts f CROSS JOIN …"). Params: :period, :month_start, :eps, :branch_code.
 WITH file_rows AS (
     SELECT m.*, a.period_start, a.period_end,
            as_of.day_ordinal - period_start.day_ordinal + 1 AS elapsed_days,
@@ -37,36 +38,44 @@ classified AS (
 non_selected AS (
     SELECT fr.institution_code, fr.batch_code, fr.period_start,
            COUNT(DISTINCT f.product_code) AS non_selected_products
-    FROM file_rows fr
-    JOIN products p ON p.generic_name = fr.generic_name
-    JOIN purchase_facts f
-      ON f.institution_code = fr.institution_code
-     AND f.product_code = p.product_code
-     AND f.month_start = :month_start
-    WHERE f.segment_start >= fr.from_day
+    FROM purchase_facts f
+    CROSS JOIN products p
+    CROSS JOIN file_rows fr
+    WHERE f.month_start = :month_start
+      AND p.product_code = f.product_code
+      AND fr.institution_code = f.institution_code
+      AND fr.generic_name = p.generic_name
+      AND f.segment_start >= fr.from_day
       AND f.segment_start <= fr.as_of_date
       AND NOT (p.is_selected = TRUE AND p.batch_code = fr.batch_code)
     GROUP BY fr.institution_code, fr.batch_code, fr.period_start
+),
+summary AS (
+    SELECT c.branch_code, c.institution_code, c.batch_code, c.period_start, c.period_end,
+           c.as_of_date,
+           MAX(c.time_progress) AS time_progress,
+           COUNT(*) AS agreements,
+           SUM(CASE WHEN c.progress_class = 'zero' THEN 1 ELSE 0 END) AS zero_purchase,
+           SUM(CASE WHEN c.progress_class = 'below' THEN 1 ELSE 0 END) AS below_progress,
+           SUM(CASE WHEN c.progress_class = 'on_track' THEN 1 ELSE 0 END) AS on_track,
+           SUM(CASE WHEN c.progress_class = 'over' THEN 1 ELSE 0 END) AS over_agreed,
+           SUM(c.selected_amount) AS selected_amount,
+           SUM(c.non_selected_amount) AS non_selected_amount
+    FROM classified c
+    GROUP BY c.branch_code, c.institution_code, c.batch_code, c.period_start, c.period_end,
+             c.as_of_date
 )
-SELECT c.branch_code, br.branch_name, c.institution_code, i.institution_name, i.ownership,
-       c.batch_code, b.batch_name, c.period_start, c.period_end, c.as_of_date,
-       MAX(c.time_progress) AS time_progress,
-       COUNT(*) AS agreements,
-       SUM(CASE WHEN c.progress_class = 'zero' THEN 1 ELSE 0 END) AS zero_purchase,
-       SUM(CASE WHEN c.progress_class = 'below' THEN 1 ELSE 0 END) AS below_progress,
-       SUM(CASE WHEN c.progress_class = 'on_track' THEN 1 ELSE 0 END) AS on_track,
-       SUM(CASE WHEN c.progress_class = 'over' THEN 1 ELSE 0 END) AS over_agreed,
-       COALESCE(MAX(ns.non_selected_products), 0) AS non_selected_products,
-       SUM(c.selected_amount) AS selected_amount,
-       SUM(c.non_selected_amount) AS non_selected_amount
-FROM classified c
-JOIN institutions i ON i.institution_code = c.institution_code
-JOIN batches b ON b.batch_code = c.batch_code
-LEFT JOIN branches br ON br.branch_code = c.branch_code
+SELECT s.branch_code, br.branch_name, s.institution_code, i.institution_name, i.ownership,
+       s.batch_code, b.batch_name, s.period_start, s.period_end, s.as_of_date, s.time_progress,
+       s.agreements, s.zero_purchase, s.below_progress, s.on_track, s.over_agreed,
+       COALESCE(ns.non_selected_products, 0) AS non_selected_products,
+       s.selected_amount, s.non_selected_amount
+FROM summary s
+JOIN institutions i ON i.institution_code = s.institution_code
+JOIN batches b ON b.batch_code = s.batch_code
+LEFT JOIN branches br ON br.branch_code = s.branch_code
 LEFT JOIN non_selected ns
-  ON ns.institution_code = c.institution_code
- AND ns.batch_code = c.batch_code
- AND ns.period_start = c.period_start
-GROUP BY c.branch_code, br.branch_name, c.institution_code, i.institution_name, i.ownership,
-         c.batch_code, b.batch_name, c.period_start, c.period_end, c.as_of_date
-ORDER BY c.branch_code, c.institution_code, c.batch_code, c.period_start
+  ON ns.institution_code = s.institution_code
+ AND ns.batch_code = s.batch_code
+ AND ns.period_start = s.period_start
+ORDER BY s.branch_code, s.institution_code, s.batch_code, s.period_start

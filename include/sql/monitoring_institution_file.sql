@@ -13,6 +13,9 @@
 --                in [0, 1] by construction (period_start <= as_of <= period_end)
 -- Divisions multiply by 1.0 first: SQLite keeps whole numbers of NUMERIC columns as
 -- integers, and integer division would truncate.
+-- Facts-driven joins are written "purchase_facts f CROSS JOIN …": SQLite then keeps the
+-- facts as the outer loop (one scan, agreements found through an automatic index) whatever
+-- its statistics say; PostgreSQL plans them as ordinary joins.
 -- Params: :period, :month_start, :month_end, :first_month, :branch_code, :batch_code
 -- (NULL = all; the delete removes exactly the rows the insert rebuilds).
 DELETE FROM institution_file_metrics
@@ -45,29 +48,30 @@ in_month AS (
                     THEN f.amount ELSE 0 END) AS selected_amount,
            SUM(f.quantity) AS same_generic_quantity,
            SUM(f.amount) AS same_generic_amount
-    FROM active ac
-    JOIN products p ON p.generic_name = ac.generic_name
-    JOIN purchase_facts f
-      ON f.institution_code = ac.institution_code
-     AND f.product_code = p.product_code
-     AND f.month_start = :month_start
-    WHERE f.segment_start >= ac.from_day
+    FROM purchase_facts f
+    CROSS JOIN products p
+    CROSS JOIN active ac
+    WHERE f.month_start = :month_start
+      AND p.product_code = f.product_code
+      AND ac.institution_code = f.institution_code
+      AND ac.generic_name = p.generic_name
+      AND f.segment_start >= ac.from_day
       AND f.segment_start <= ac.as_of_date
     GROUP BY ac.agreement_id
 ),
 cumulative AS (
     SELECT ac.agreement_id, SUM(f.quantity) AS cumulative_selected_quantity
-    FROM active ac
-    JOIN products p
-      ON p.generic_name = ac.generic_name
-     AND p.batch_code = ac.batch_code
-     AND p.is_selected = TRUE
-    JOIN purchase_facts f
-      ON f.institution_code = ac.institution_code
-     AND f.product_code = p.product_code
-     AND f.month_start >= :first_month
-     AND f.month_start <= :month_start
-    WHERE f.channel = 'platform'
+    FROM purchase_facts f
+    CROSS JOIN products p
+    CROSS JOIN active ac
+    WHERE f.month_start >= :first_month
+      AND f.month_start <= :month_start
+      AND f.channel = 'platform'
+      AND p.product_code = f.product_code
+      AND p.is_selected = TRUE
+      AND ac.institution_code = f.institution_code
+      AND ac.generic_name = p.generic_name
+      AND ac.batch_code = p.batch_code
       AND f.segment_start >= ac.period_start
       AND f.segment_start <= ac.as_of_date
     GROUP BY ac.agreement_id

@@ -3,6 +3,7 @@
 -- manufacturers that passed consistency evaluation (过评), and the institution bought in M
 -- (any channel, from the facts of M) drug products of that generic that did not pass.
 -- Metric = the amount of those purchases (threshold 0): raised when it is above 0.
+-- The facts stay the outer loop in SQLite ("purchase_facts f CROSS JOIN …").
 -- Params: :month_start, :min_makers, :eps, :branch_code.
 WITH evaluated_generics AS (
     SELECT p.generic_name, COUNT(DISTINCT p.manufacturer) AS evaluated_makers
@@ -17,9 +18,11 @@ purchases AS (
            SUM(f.quantity) AS quantity, SUM(f.amount) AS amount,
            COUNT(DISTINCT f.product_code) AS product_count
     FROM purchase_facts f
-    JOIN products p ON p.product_code = f.product_code
-    JOIN evaluated_generics eg ON eg.generic_name = p.generic_name
+    CROSS JOIN products p
+    CROSS JOIN evaluated_generics eg
     WHERE f.month_start = :month_start
+      AND p.product_code = f.product_code
+      AND eg.generic_name = p.generic_name
       AND p.category = 'drug'
       AND p.consistency_passed = FALSE
     GROUP BY f.institution_code, p.generic_name, eg.evaluated_makers

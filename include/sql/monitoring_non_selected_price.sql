@@ -8,6 +8,9 @@
 --   ONLY_NON_SELECTED replaces NON_SELECTED_HIGH_PRICE for the subject when, besides, the
 --   institution has no agreement for the generic active in M in a batch whose cycle covers
 --   M, and no platform purchase in M of a product of the generic selected in M.
+-- Facts-driven joins are written "purchase_facts f CROSS JOIN …": SQLite then keeps the
+-- month's facts as the outer loop (one scan) whatever its statistics say; PostgreSQL
+-- plans them as ordinary joins.
 -- Params: :month_start, :month_end, :eps, :branch_code.
 WITH selected_in_month AS (
     SELECT p.product_code, p.generic_name, p.selected_price
@@ -22,25 +25,32 @@ price_caps AS (
     FROM selected_in_month
     GROUP BY generic_name
 ),
-high_priced AS (
+by_subject AS (
+    -- one pass over M's facts of generics with a price cap: the high-priced non-selected
+    -- purchases, and whether the institution bought a selected-in-M product on the platform
     SELECT f.institution_code, p.generic_name, pc.highest_selected_price,
-           SUM(f.quantity) AS quantity, SUM(f.amount) AS amount,
-           MAX(f.unit_price) AS highest_unit_price,
-           COUNT(DISTINCT f.product_code) AS product_count,
-           SUM(CASE WHEN f.channel = 'platform' THEN f.amount ELSE 0 END) AS platform_amount
+           SUM(CASE WHEN s.product_code IS NULL THEN f.quantity ELSE 0 END) AS quantity,
+           SUM(CASE WHEN s.product_code IS NULL THEN f.amount ELSE 0 END) AS amount,
+           MAX(CASE WHEN s.product_code IS NULL THEN f.unit_price END) AS highest_unit_price,
+           COUNT(DISTINCT CASE WHEN s.product_code IS NULL THEN f.product_code END) AS product_count,
+           SUM(CASE WHEN s.product_code IS NULL THEN 1 ELSE 0 END) AS high_priced_facts,
+           MAX(CASE WHEN s.product_code IS NULL THEN 0 ELSE 1 END) AS bought_selected_on_platform
     FROM purchase_facts f
-    JOIN products p ON p.product_code = f.product_code
-    JOIN price_caps pc ON pc.generic_name = p.generic_name
+    CROSS JOIN products p
+    CROSS JOIN price_caps pc
+    LEFT JOIN selected_in_month s ON s.product_code = f.product_code
     WHERE f.month_start = :month_start
-      AND f.unit_price > pc.highest_selected_price + :eps
-      AND NOT EXISTS (SELECT 1 FROM selected_in_month s WHERE s.product_code = f.product_code)
+      AND p.product_code = f.product_code
+      AND pc.generic_name = p.generic_name
+      AND ((s.product_code IS NULL AND f.unit_price > pc.highest_selected_price + :eps)
+           OR (s.product_code IS NOT NULL AND f.channel = 'platform'))
     GROUP BY f.institution_code, p.generic_name, pc.highest_selected_price
 )
 SELECT h.institution_code, i.institution_name, i.branch_code, i.ownership, h.generic_name,
        h.highest_selected_price, h.quantity, h.amount, h.highest_unit_price, h.product_count,
-       h.platform_amount,
        CASE
-           WHEN NOT EXISTS (
+           WHEN h.bought_selected_on_platform = 0
+            AND NOT EXISTS (
                     SELECT 1
                     FROM agreements a
                     JOIN batches b ON b.batch_code = a.batch_code
@@ -50,19 +60,11 @@ SELECT h.institution_code, i.institution_name, i.branch_code, i.ownership, h.gen
                       AND a.period_end >= :month_start
                       AND b.start_date <= :month_end
                       AND b.cycle_end_date >= :month_start)
-            AND NOT EXISTS (
-                    SELECT 1
-                    FROM selected_in_month s
-                    JOIN purchase_facts f
-                      ON f.product_code = s.product_code
-                     AND f.institution_code = h.institution_code
-                     AND f.month_start = :month_start
-                    WHERE s.generic_name = h.generic_name
-                      AND f.channel = 'platform')
            THEN 'ONLY_NON_SELECTED'
            ELSE 'NON_SELECTED_HIGH_PRICE'
        END AS rule_code
-FROM high_priced h
+FROM by_subject h
 JOIN institutions i ON i.institution_code = h.institution_code
-WHERE (:branch_code IS NULL OR i.branch_code = :branch_code)
+WHERE h.high_priced_facts > 0
+  AND (:branch_code IS NULL OR i.branch_code = :branch_code)
 ORDER BY i.branch_code, h.institution_code, h.generic_name

@@ -6,6 +6,7 @@
 -- Only where the category's total amount in M > 0; below the profile's minimum rate
 -- (:drug_min_rate, :hvc_min_rate; NULL = no rule for the category), compared as
 -- platform < (min_rate - :eps) × total.
+-- The facts stay the outer loop in SQLite ("purchase_facts f CROSS JOIN …").
 -- Params: :month_start, :drug_min_rate, :hvc_min_rate, :eps, :branch_code.
 WITH min_rates AS (
     SELECT 'drug' AS category, :drug_min_rate AS min_rate
@@ -17,9 +18,11 @@ by_institution AS (
            SUM(CASE WHEN f.channel = 'platform' THEN f.amount ELSE 0 END) AS platform_amount,
            SUM(f.amount) AS total_amount
     FROM purchase_facts f
-    JOIN products p ON p.product_code = f.product_code
-    JOIN institutions i ON i.institution_code = f.institution_code
+    CROSS JOIN products p
+    CROSS JOIN institutions i
     WHERE f.month_start = :month_start
+      AND p.product_code = f.product_code
+      AND i.institution_code = f.institution_code
       AND i.ownership = 'public'
       AND p.category IN ('drug', 'high_value_consumable')
       AND (:branch_code IS NULL OR i.branch_code = :branch_code)

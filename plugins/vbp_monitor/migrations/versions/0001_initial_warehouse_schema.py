@@ -171,6 +171,9 @@ def upgrade() -> None:
         batch_op.create_index('ix_orders_acceptance_date', ['acceptance_date'], unique=False)
         batch_op.create_index('ix_orders_institution_date', ['institution_code', 'order_date'], unique=False)
         batch_op.create_index('ix_orders_order_date', ['order_date'], unique=False)
+        batch_op.create_index('ix_orders_offline_order_date', ['order_date'], unique=False,
+                              sqlite_where=sa.text("channel = 'offline'"),
+                              postgresql_where=sa.text("channel = 'offline'"))
 
     op.create_table('payments',
     sa.Column('payment_id', sa.Text(), nullable=False),
@@ -312,6 +315,7 @@ def downgrade() -> None:
 
     op.drop_table('payments')
     with op.batch_alter_table('orders', schema=None) as batch_op:
+        batch_op.drop_index('ix_orders_offline_order_date')
         batch_op.drop_index('ix_orders_order_date')
         batch_op.drop_index('ix_orders_institution_date')
         batch_op.drop_index('ix_orders_acceptance_date')
