@@ -2,9 +2,9 @@
 Logic: vbp_monitor.annual_report."""
 from __future__ import annotations
 
-from airflow.sdk import MultipleCronTriggerTimetable, dag, task
+from airflow.sdk import MultipleCronTriggerTimetable, dag
 
-from vbp_monitor.dag_support import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params
+from vbp_monitor.dag_support import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params, rule_tasks
 
 DAG_ID = "vbp_annual_report_collection"
 
@@ -41,13 +41,6 @@ Run it after the monthly DAGs of December so the draft has their figures. Param
 """ + BACKFILL_DOC.format(dag_id=DAG_ID)
 
 
-def _run(context):
-    from vbp_monitor.periods import judged_day
-    from vbp_monitor.runs import RunContext
-
-    return RunContext.from_airflow(context, judged_day)
-
-
 @dag(
     dag_id=DAG_ID,
     # 2 January – 1 February: J runs from 1 to 31 January.
@@ -62,39 +55,7 @@ def _run(context):
     doc_md=DOC,
 )
 def vbp_annual_report_collection():
-    @task
-    def validate(**context) -> dict:
-        import json
-
-        from vbp_monitor.annual_report import validate as validate_inputs
-        from vbp_monitor.db import get_engine
-
-        report = validate_inputs(get_engine(), _run(context))
-        return json.loads(json.dumps(report or {}, default=str))
-
-    @task
-    def judge(**context) -> dict:
-        from vbp_monitor.annual_report import judge as judge_day
-        from vbp_monitor.db import get_engine
-
-        return judge_day(get_engine(), _run(context))
-
-    @task
-    def notify(judged: dict, **context) -> dict:
-        import json
-        from pathlib import Path
-
-        from vbp_monitor.db import get_engine
-        from vbp_monitor.mailer import notify_run
-
-        attachments = {branch: [Path(p) for p in paths]
-                       for branch, paths in (judged.get("attachments") or {}).items()}
-        sent = notify_run(get_engine(), _run(context), attachments=attachments)
-        return json.loads(json.dumps(sent or {}, default=str))
-
-    judged = judge()
-    validate() >> judged
-    notify(judged)
+    rule_tasks("annual_report", period="day")
 
 
 vbp_annual_report_collection()

@@ -1,9 +1,9 @@
 """vbp_entry_sweep · 进院排查 (domain.md DAG 1, seed 002 §二(二)). Logic: vbp_monitor.entry_sweep."""
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 
-from vbp_monitor.dag_support import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params
+from vbp_monitor.dag_support import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params, rule_tasks
 from vbp_monitor.timetables import FirstWorkingDayTimetable
 
 DAG_ID = "vbp_entry_sweep"
@@ -42,13 +42,6 @@ alerts no longer raised become `resolved`, nothing already notified is mailed tw
 """ + BACKFILL_DOC.format(dag_id=DAG_ID)
 
 
-def _run(context):
-    from vbp_monitor.periods import judged_month
-    from vbp_monitor.runs import RunContext
-
-    return RunContext.from_airflow(context, judged_month)
-
-
 @dag(
     dag_id=DAG_ID,
     schedule=FirstWorkingDayTimetable(),
@@ -62,39 +55,7 @@ def _run(context):
     doc_md=DOC,
 )
 def vbp_entry_sweep():
-    @task
-    def validate(**context) -> dict:
-        import json
-
-        from vbp_monitor.db import get_engine
-        from vbp_monitor.entry_sweep import validate as validate_inputs
-
-        report = validate_inputs(get_engine(), _run(context))
-        return json.loads(json.dumps(report or {}, default=str))
-
-    @task
-    def judge(**context) -> dict:
-        from vbp_monitor.db import get_engine
-        from vbp_monitor.entry_sweep import judge as judge_month
-
-        return judge_month(get_engine(), _run(context))
-
-    @task
-    def notify(judged: dict, **context) -> dict:
-        import json
-        from pathlib import Path
-
-        from vbp_monitor.db import get_engine
-        from vbp_monitor.mailer import notify_run
-
-        attachments = {branch: [Path(p) for p in paths]
-                       for branch, paths in (judged.get("attachments") or {}).items()}
-        sent = notify_run(get_engine(), _run(context), attachments=attachments)
-        return json.loads(json.dumps(sent or {}, default=str))
-
-    judged = judge()
-    validate() >> judged
-    notify(judged)
+    rule_tasks("entry_sweep", period="month")
 
 
 vbp_entry_sweep()

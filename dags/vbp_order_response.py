@@ -1,10 +1,10 @@
 """vbp_order_response · 配送响应 (domain.md DAG 6, seed 002 §二(六)). Logic: vbp_monitor.order_response."""
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from vbp_monitor.dag_support import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params
+from vbp_monitor.dag_support import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params, rule_tasks
 
 DAG_ID = "vbp_order_response"
 
@@ -37,13 +37,6 @@ branch's email. Param `branch_code` restricts a rerun to one branch.
 """ + BACKFILL_DOC.format(dag_id=DAG_ID)
 
 
-def _run(context):
-    from vbp_monitor.periods import judged_day
-    from vbp_monitor.runs import RunContext
-
-    return RunContext.from_airflow(context, judged_day)
-
-
 @dag(
     dag_id=DAG_ID,
     schedule=CronTriggerTimetable("0 6 * * *", timezone="Asia/Shanghai"),
@@ -57,39 +50,7 @@ def _run(context):
     doc_md=DOC,
 )
 def vbp_order_response():
-    @task
-    def validate(**context) -> dict:
-        import json
-
-        from vbp_monitor.db import get_engine
-        from vbp_monitor.order_response import validate as validate_inputs
-
-        report = validate_inputs(get_engine(), _run(context))
-        return json.loads(json.dumps(report or {}, default=str))
-
-    @task
-    def judge(**context) -> dict:
-        from vbp_monitor.db import get_engine
-        from vbp_monitor.order_response import judge as judge_day
-
-        return judge_day(get_engine(), _run(context))
-
-    @task
-    def notify(judged: dict, **context) -> dict:
-        import json
-        from pathlib import Path
-
-        from vbp_monitor.db import get_engine
-        from vbp_monitor.mailer import notify_run
-
-        attachments = {branch: [Path(p) for p in paths]
-                       for branch, paths in (judged.get("attachments") or {}).items()}
-        sent = notify_run(get_engine(), _run(context), attachments=attachments)
-        return json.loads(json.dumps(sent or {}, default=str))
-
-    judged = judge()
-    validate() >> judged
-    notify(judged)
+    rule_tasks("order_response", period="day")
 
 
 vbp_order_response()

@@ -1,9 +1,9 @@
 """vbp_prepayment_reconciliation · 预付对账 (domain.md DAG 3, seed 001 §五(三)8). Logic: vbp_monitor.prepayment."""
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 
-from vbp_monitor.dag_support import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params
+from vbp_monitor.dag_support import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params, rule_tasks
 from vbp_monitor.timetables import FirstWorkingDayTimetable
 
 DAG_ID = "vbp_prepayment_reconciliation"
@@ -44,13 +44,6 @@ already notified is mailed twice. Params `branch_code` / `batch_code` restrict a
 """ + BACKFILL_DOC.format(dag_id=DAG_ID)
 
 
-def _run(context):
-    from vbp_monitor.periods import judged_month
-    from vbp_monitor.runs import RunContext
-
-    return RunContext.from_airflow(context, judged_month)
-
-
 @dag(
     dag_id=DAG_ID,
     schedule=FirstWorkingDayTimetable(),
@@ -64,39 +57,7 @@ def _run(context):
     doc_md=DOC,
 )
 def vbp_prepayment_reconciliation():
-    @task
-    def validate(**context) -> dict:
-        import json
-
-        from vbp_monitor.db import get_engine
-        from vbp_monitor.prepayment import validate as validate_inputs
-
-        report = validate_inputs(get_engine(), _run(context))
-        return json.loads(json.dumps(report or {}, default=str))
-
-    @task
-    def judge(**context) -> dict:
-        from vbp_monitor.db import get_engine
-        from vbp_monitor.prepayment import judge as judge_month
-
-        return judge_month(get_engine(), _run(context))
-
-    @task
-    def notify(judged: dict, **context) -> dict:
-        import json
-        from pathlib import Path
-
-        from vbp_monitor.db import get_engine
-        from vbp_monitor.mailer import notify_run
-
-        attachments = {branch: [Path(p) for p in paths]
-                       for branch, paths in (judged.get("attachments") or {}).items()}
-        sent = notify_run(get_engine(), _run(context), attachments=attachments)
-        return json.loads(json.dumps(sent or {}, default=str))
-
-    judged = judge()
-    validate() >> judged
-    notify(judged)
+    rule_tasks("prepayment", period="month")
 
 
 vbp_prepayment_reconciliation()

@@ -1,9 +1,9 @@
 """vbp_volume_review · 报量审核 (domain.md DAG 5, seed 002 §二(一)). Logic: vbp_monitor.volume_review."""
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 
-from vbp_monitor.dag_support import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params
+from vbp_monitor.dag_support import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params, rule_tasks
 from vbp_monitor.timetables import FirstWorkingDayTimetable
 
 DAG_ID = "vbp_volume_review"
@@ -40,13 +40,6 @@ alert already notified is mailed twice. Params `branch_code` / `batch_code` rest
 """ + BACKFILL_DOC.format(dag_id=DAG_ID)
 
 
-def _run(context):
-    from vbp_monitor.periods import judged_month
-    from vbp_monitor.runs import RunContext
-
-    return RunContext.from_airflow(context, judged_month)
-
-
 @dag(
     dag_id=DAG_ID,
     schedule=FirstWorkingDayTimetable(),
@@ -60,39 +53,7 @@ def _run(context):
     doc_md=DOC,
 )
 def vbp_volume_review():
-    @task
-    def validate(**context) -> dict:
-        import json
-
-        from vbp_monitor.db import get_engine
-        from vbp_monitor.volume_review import validate as validate_inputs
-
-        report = validate_inputs(get_engine(), _run(context))
-        return json.loads(json.dumps(report or {}, default=str))
-
-    @task
-    def judge(**context) -> dict:
-        from vbp_monitor.db import get_engine
-        from vbp_monitor.volume_review import judge as judge_month
-
-        return judge_month(get_engine(), _run(context))
-
-    @task
-    def notify(judged: dict, **context) -> dict:
-        import json
-        from pathlib import Path
-
-        from vbp_monitor.db import get_engine
-        from vbp_monitor.mailer import notify_run
-
-        attachments = {branch: [Path(p) for p in paths]
-                       for branch, paths in (judged.get("attachments") or {}).items()}
-        sent = notify_run(get_engine(), _run(context), attachments=attachments)
-        return json.loads(json.dumps(sent or {}, default=str))
-
-    judged = judge()
-    validate() >> judged
-    notify(judged)
+    rule_tasks("volume_review", period="month")
 
 
 vbp_volume_review()

@@ -53,3 +53,58 @@ BACKFILL_DOC = """
   or one run: `airflow dags test {dag_id} 2025-03-03`.
 Reruns for the same logical date are idempotent and send no second email.
 """
+
+
+def _json_safe(value) -> dict:
+    import json
+
+    return json.loads(json.dumps(value or {}, default=str))
+
+
+def rule_tasks(logic_module: str, period: str = "month", extra_before_judge=None):
+    """Wire validate → judge → notify for a rule DAG whose logic lives in
+    ``vbp_monitor.<logic_module>`` (functions ``validate(engine, run)`` and
+    ``judge(engine, run) -> {"attachments": {branch: [path]}, …}``). Call it inside the
+    ``@dag`` function; ``period`` is ``"month"`` (the month before D) or ``"day"`` (D − 1).
+    """
+    from airflow.sdk import task
+
+    def run_of(context):
+        from vbp_monitor import periods
+        from vbp_monitor.runs import RunContext
+
+        period_of = periods.judged_month if period == "month" else periods.judged_day
+        return RunContext.from_airflow(context, period_of)
+
+    def logic():
+        import importlib
+
+        return importlib.import_module(f"vbp_monitor.{logic_module}")
+
+    @task
+    def validate(**context) -> dict:
+        from vbp_monitor.db import get_engine
+
+        return _json_safe(logic().validate(get_engine(), run_of(context)))
+
+    @task
+    def judge(**context) -> dict:
+        from vbp_monitor.db import get_engine
+
+        return _json_safe(logic().judge(get_engine(), run_of(context)))
+
+    @task
+    def notify(judged: dict, **context) -> dict:
+        from pathlib import Path
+
+        from vbp_monitor.db import get_engine
+        from vbp_monitor.mailer import notify_run
+
+        attachments = {branch: [Path(p) for p in paths]
+                       for branch, paths in (judged.get("attachments") or {}).items()}
+        return _json_safe(notify_run(get_engine(), run_of(context), attachments=attachments))
+
+    judged = judge()
+    validate() >> judged
+    notify(judged)
+    return judged
