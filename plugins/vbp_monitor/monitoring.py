@@ -40,7 +40,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 from vbp_monitor import sqlfiles
@@ -48,7 +50,7 @@ from vbp_monitor.catalog import RULES, SEVERITY_ORDER
 from vbp_monitor.periods import JudgedPeriod
 from vbp_monitor.prc_calendar import FALLBACK_NOTE, month_bounds
 from vbp_monitor.profiles import load_profile
-from vbp_monitor.purchase_facts import FactsCoverage, as_date, ensure_facts
+from vbp_monitor.purchase_facts import FactsCoverage, as_date, ensure_facts, refresh_planner_statistics
 from vbp_monitor.runs import RunContext
 
 log = logging.getLogger(__name__)
@@ -230,6 +232,7 @@ def write_institution_file(conn, run: RunContext, coverage: FactsCoverage) -> No
         first_month=coverage.first_month, branch_code=run.scope.branch_code,
         batch_code=run.scope.batch_code,
     )
+    refresh_planner_statistics(conn, "institution_file_metrics")
 
 
 # ------------------------------------------------------------------ agreement rules
@@ -288,27 +291,24 @@ def share_candidate(row: dict, period: JudgedPeriod) -> dict:
     }
 
 
-def agreement_candidates(conn, run: RunContext, settings: MonitoringSettings) -> list[dict]:
+def agreement_candidates(conn, run: RunContext, settings: MonitoringSettings) -> Iterator[dict]:
     rows = sqlfiles.query(
         conn, "monitoring_agreement_alerts", period=run.period.label,
         min_progress=float(settings.min_time_progress), warning_ratio=float(settings.warning_ratio),
         high_ratio=float(settings.high_ratio), eps=EPS, branch_code=run.scope.branch_code,
         batch_code=run.scope.batch_code,
     )
-    out = []
     for row in rows:
         if row["progress_severity"]:
-            out.append(progress_candidate(row, settings, run.period))
+            yield progress_candidate(row, settings, run.period)
         if row["share_low"]:
-            out.append(share_candidate(row, run.period))
-    return out
+            yield share_candidate(row, run.period)
 
 
 # ------------------------------------------------------------------ price rules
-def price_candidates(conn, run: RunContext) -> list[dict]:
+def price_candidates(conn, run: RunContext) -> Iterator[dict]:
     rows = sqlfiles.query(conn, "monitoring_non_selected_price", month_start=run.period.first_day,
                           month_end=run.period.last_day, eps=EPS, branch_code=run.scope.branch_code)
-    out = []
     for row in rows:
         code = row["rule_code"]
         cap, amount = dec(row["highest_selected_price"]), dec(row["amount"])
@@ -331,27 +331,25 @@ def price_candidates(conn, run: RunContext) -> list[dict]:
                 f"请督促医疗机构整改，优先采购使用中选产品，避免采购高价非中选产品。{_clause(code)}"
             )
             severity = "warning"
-        out.append({
+        yield {
             "rule_code": code, "severity": severity, "branch_code": row["branch_code"],
             "institution_code": row["institution_code"], "generic_name": row["generic_name"],
             "metric_value": amount, "threshold_value": cap, "message": message,
-        })
-    return out
+        }
 
 
 # ------------------------------------------------------------------ online purchase rates
-def online_candidates(conn, run: RunContext, settings: MonitoringSettings) -> list[dict]:
+def online_candidates(conn, run: RunContext, settings: MonitoringSettings) -> Iterator[dict]:
     thresholds = settings.online_rate_thresholds
     drug, hvc = thresholds.get("drug"), thresholds.get("high_value_consumable")
     if drug is None and hvc is None:
-        return []
+        return
     rows = sqlfiles.query(
         conn, "monitoring_online_rates", month_start=run.period.first_day,
         drug_min_rate=float(drug) if drug is not None else None,
         hvc_min_rate=float(hvc) if hvc is not None else None,
         eps=EPS, branch_code=run.scope.branch_code,
     )
-    out = []
     for row in rows:
         platform, total = dec(row["platform_amount"]), dec(row["total_amount"])
         rate = platform / total
@@ -376,26 +374,24 @@ def online_candidates(conn, run: RunContext, settings: MonitoringSettings) -> li
                 f"{_clause(code)}"
             )
             institution = row["institution_code"]
-        out.append({
+        yield {
             "rule_code": code, "severity": "high", "branch_code": row["branch_code"],
             "institution_code": institution, "category": row["category"],
             "metric_value": measured4(rate), "threshold_value": minimum, "message": message,
-        })
-    return out
+        }
 
 
 # ------------------------------------------------------------------ off-platform filing
-def filing_candidates(conn, run: RunContext, settings: MonitoringSettings) -> list[dict]:
+def filing_candidates(conn, run: RunContext, settings: MonitoringSettings) -> Iterator[dict]:
     window = filing_order_window(conn, run.period, settings.filing_working_days)
     if window is None:
-        return []
+        return
     rows = sqlfiles.query(
         conn, "monitoring_offline_filing", month_start=run.period.first_day,
         month_end=run.period.last_day, order_from=window[0], order_to=window[1],
         working_days=settings.filing_working_days, branch_code=run.scope.branch_code,
     )
     n = settings.filing_working_days
-    out = []
     for row in rows:
         code = row["rule_code"]
         order_day, deadline = as_date(row["order_date"]), as_date(row["filing_deadline"])
@@ -423,22 +419,20 @@ def filing_candidates(conn, run: RunContext, settings: MonitoringSettings) -> li
                 f"{note}{_clause(code)}"
             )
             threshold, severity = Decimal(n), "warning"
-        out.append({
+        yield {
             "rule_code": code, "severity": severity, "branch_code": row["branch_code"],
             "institution_code": row["institution_code"], "product_code": row["product_code"],
             "order_id": row["order_id"], "metric_value": metric, "threshold_value": threshold,
             "message": message,
-        })
-    return out
+        }
 
 
 # ------------------------------------------------------------------ consistency evaluation
-def non_evaluated_candidates(conn, run: RunContext, settings: MonitoringSettings) -> list[dict]:
+def non_evaluated_candidates(conn, run: RunContext, settings: MonitoringSettings) -> Iterator[dict]:
     rows = sqlfiles.query(conn, "monitoring_non_evaluated", month_start=run.period.first_day,
                           min_makers=settings.min_evaluated_manufacturers, eps=EPS,
                           branch_code=run.scope.branch_code)
     code = "NON_EVALUATED_PURCHASE"
-    out = []
     for row in rows:
         amount = dec(row["amount"])
         message = (
@@ -449,16 +443,15 @@ def non_evaluated_candidates(conn, run: RunContext, settings: MonitoringSettings
             f"同品种通过一致性评价的生产企业达到3家以上的，原则上不再采购未通过一致性评价的品种："
             f"请核实并督促医疗机构改为采购通过一致性评价的产品。{_clause(code)}"
         )
-        out.append({
+        yield {
             "rule_code": code, "severity": "warning", "branch_code": row["branch_code"],
             "institution_code": row["institution_code"], "generic_name": row["generic_name"],
             "metric_value": amount, "threshold_value": Decimal(0), "message": message,
-        })
-    return out
+        }
 
 
 # ------------------------------------------------------------------ payments
-def payment_candidates(conn, run: RunContext, settings: MonitoringSettings) -> list[dict]:
+def payment_candidates(conn, run: RunContext, settings: MonitoringSettings) -> Iterator[dict]:
     accept_from, accept_to = payment_acceptance_window(run.period, settings.private_payment_days)
     rows = sqlfiles.query(
         conn, "monitoring_payment_overdue", month_start=run.period.first_day,
@@ -466,7 +459,6 @@ def payment_candidates(conn, run: RunContext, settings: MonitoringSettings) -> l
         private_days=settings.private_payment_days, eps=EPS, branch_code=run.scope.branch_code,
     )
     code = "PAYMENT_OVERDUE"
-    out = []
     for row in rows:
         unpaid = dec(row["unpaid_amount"])
         if row["ownership"] == "public":
@@ -481,17 +473,16 @@ def payment_candidates(conn, run: RunContext, settings: MonitoringSettings) -> l
             f"即{fmt_date(row['payment_deadline'])}前；截至该日已付 {fmt_money(row['paid_amount'])}，"
             f"未结清 {fmt_money(unpaid)}。请督促医疗机构立即结清货款，按合同约定及时回款。{_clause(code)}"
         )
-        out.append({
+        yield {
             "rule_code": code, "severity": "high", "branch_code": row["branch_code"],
             "institution_code": row["institution_code"], "product_code": row["product_code"],
             "order_id": row["order_id"], "metric_value": unpaid, "threshold_value": Decimal(0),
             "message": message,
-        })
-    return out
+        }
 
 
 # ------------------------------------------------------------------ the run
-def _one_per_subject(candidates: list[dict]) -> list[dict]:
+def _one_per_subject(candidates: Iterable[dict]) -> list[dict]:
     """Two agreement years of one subject can both be active in a boundary month: keep the
     most severe, then the later year (one alert per key)."""
     from vbp_monitor.alerts import alert_key
@@ -506,6 +497,12 @@ def _one_per_subject(candidates: list[dict]) -> list[dict]:
             for _, candidate in chosen.values()]
 
 
+def _tally(candidates: Iterable[dict], counter: Counter) -> Iterator[dict]:
+    for candidate in candidates:
+        counter[candidate["rule_code"]] += 1
+        yield candidate
+
+
 def judge(engine, run: RunContext, profile: dict | None = None, write_reports: bool = True) -> dict:
     """Judge month M: institution file, the ten rule codes, the branches' execution reports."""
     profile = profile or load_profile()
@@ -513,16 +510,21 @@ def judge(engine, run: RunContext, profile: dict | None = None, write_reports: b
     coverage = ensure_facts(engine, run.period)  # cheap when build_facts already ran
     batch_only = bool(run.scope.batch_code)
     codes = BATCH_CODES if batch_only else CODES
+    raised_by_rule: Counter = Counter()
     with engine.begin() as conn:
         write_institution_file(conn, run, coverage)
-        candidates = agreement_candidates(conn, run, settings)
+        # Generators: each rule's query runs when the store reaches it, so one rule's result
+        # rows at a time are held (besides the alert rows the store collects).
+        groups = [_one_per_subject(agreement_candidates(conn, run, settings))]
         if not batch_only:
-            candidates += price_candidates(conn, run)
-            candidates += online_candidates(conn, run, settings)
-            candidates += filing_candidates(conn, run, settings)
-            candidates += non_evaluated_candidates(conn, run, settings)
-            candidates += payment_candidates(conn, run, settings)
-        candidates = _one_per_subject(candidates)
+            groups += [
+                price_candidates(conn, run),
+                online_candidates(conn, run, settings),
+                filing_candidates(conn, run, settings),
+                non_evaluated_candidates(conn, run, settings),
+                payment_candidates(conn, run, settings),
+            ]
+        candidates = _tally(chain.from_iterable(groups), raised_by_rule)
         written = run.store.replace(conn, codes, candidates, scope=run.scope)
     attachments = {}
     if write_reports:
@@ -536,7 +538,7 @@ def judge(engine, run: RunContext, profile: dict | None = None, write_reports: b
         "raised": written.raised,
         "new": written.new,
         "resolved": written.resolved,
-        "by_rule": dict(sorted(Counter(c["rule_code"] for c in candidates).items())),
+        "by_rule": dict(sorted(raised_by_rule.items())),
         "attachments": {branch: [str(path) for path in paths] for branch, paths in attachments.items()},
     }
     log.info("%s %s: %s", DAG_ID, run.period.label, result)

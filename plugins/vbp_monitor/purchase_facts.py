@@ -23,7 +23,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import delete
+from sqlalchemy import delete, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from vbp_monitor import sqlfiles
@@ -87,6 +87,14 @@ def is_built(conn, month_start: dt.date) -> bool:
     return month_start in built_months(conn, month_start, month_start)
 
 
+def refresh_planner_statistics(conn, table_name: str) -> None:
+    """PostgreSQL plans with the statistics of the last ANALYZE: a table rewritten in bulk
+    (a month of facts, a month of 一院一档) would be planned as nearly empty, with nested
+    loops over a million rows. SQLite keeps no statistics unless asked: nothing to do."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"ANALYZE {table_name}"))
+
+
 def build_month(engine, month_start: dt.date, force: bool = False) -> bool:
     """Build one month's facts unless cached; True when this call built it."""
     month_start = month_start.replace(day=1)
@@ -100,6 +108,7 @@ def build_month(engine, month_start: dt.date, force: bool = False) -> bool:
             with engine.begin() as conn:
                 sqlfiles.execute(conn, "facts_build_month", month_start=month_start,
                                  month_end=month_end, built_at=dt.datetime.now(dt.timezone.utc))
+                refresh_planner_statistics(conn, "purchase_facts")
             log.info("purchase facts built for %s", month_start.strftime("%Y-%m"))
             return True
         except (IntegrityError, OperationalError) as exc:
