@@ -270,7 +270,7 @@ def _sort_key(row: dict):
 def write_branch_workbooks(swept: list[dict], run: RunContext, ratio: Decimal,
                            branches: dict) -> dict[str, list[Path]]:
     """One XLSX per branch listing every swept agreement; stale ones of the scope removed."""
-    from vbp_monitor.spreadsheets import write_xlsx
+    from vbp_monitor.spreadsheets import write_xlsx, remove_stale_branch_files
 
     by_branch: dict[str, list[dict]] = {}
     for row in swept:
@@ -296,20 +296,8 @@ def write_branch_workbooks(swept: list[dict], run: RunContext, ratio: Decimal,
             "排查口径": (criteria_header, criteria),
         })
         written[branch_code] = [path]
-    _remove_stale(run, set(written))
+    remove_stale_branch_files(config.output_dir() / OUTPUT_SUBDIR / run.period.label, "进院排查", run.period.label,
+                              set(written), run.scope.branch_code)
     return written
 
 
-def _remove_stale(run: RunContext, kept: set[str]) -> None:
-    """A rerun after corrections may leave a branch with nothing swept: drop its old list."""
-    folder = config.output_dir() / OUTPUT_SUBDIR / run.period.label
-    if not folder.is_dir():
-        return
-    prefix, suffix = "进院排查_", f"_{run.period.label}.xlsx"
-    for path in folder.glob(f"{prefix}*{suffix}"):
-        branch_code = path.name[len(prefix):-len(suffix)]
-        if branch_code in kept:
-            continue
-        if run.scope.branch_code and branch_code != run.scope.branch_code:
-            continue
-        path.unlink()

@@ -98,7 +98,7 @@ def report_rows(conn, run: RunContext) -> tuple[list[dict], list[dict]]:
 def write_branch_reports(engine, run: RunContext) -> dict[str, list[Path]]:
     """Write each branch's execution report; returns {branch_code: [path]}."""
     from vbp_monitor.reference import branch_directory
-    from vbp_monitor.spreadsheets import write_xlsx
+    from vbp_monitor.spreadsheets import write_xlsx, remove_stale_branch_files
 
     with engine.connect() as conn:
         summary, file_rows = report_rows(conn, run)
@@ -118,18 +118,8 @@ def write_branch_reports(engine, run: RunContext) -> dict[str, list[Path]]:
             "口径说明": (NOTES_HEADER, NOTES),
         })
         written[branch_code] = [path]
-    _remove_stale(run, set(written))
+    remove_stale_branch_files(config.output_dir() / DAG_ID / run.period.label, REPORT_PREFIX, run.period.label,
+                              set(written), run.scope.branch_code)
     return written
 
 
-def _remove_stale(run: RunContext, kept: set[str]) -> None:
-    """A branch that no longer has rows after a rerun must not keep last run's report."""
-    folder = config.output_dir() / DAG_ID / run.period.label
-    if not folder.is_dir():
-        return
-    prefix, suffix = f"{REPORT_PREFIX}_", f"_{run.period.label}.xlsx"
-    for path in folder.glob(f"{prefix}*{suffix}"):
-        branch_code = path.name[len(prefix):-len(suffix)]
-        if branch_code in kept or (run.scope.branch_code and branch_code != run.scope.branch_code):
-            continue
-        path.unlink()

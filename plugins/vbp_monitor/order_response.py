@@ -354,7 +354,7 @@ def _by_distributor(row: dict):
 def write_delay_lists(overdue: list[dict], escalated: list[dict], run: RunContext,
                       settings: ResponseSettings, branches: dict) -> dict[str, list[Path]]:
     """Per branch: J's delay list grouped by distributor (+ the orders escalated on J)."""
-    from vbp_monitor.spreadsheets import write_xlsx
+    from vbp_monitor.spreadsheets import write_xlsx, remove_stale_branch_files
 
     judged = run.period.last_day
     end = as_of_end(judged)
@@ -386,18 +386,8 @@ def write_delay_lists(overdue: list[dict], escalated: list[dict], run: RunContex
         path.parent.mkdir(parents=True, exist_ok=True)
         write_xlsx(path, sheets)
         written[branch_code] = [path]
-    _remove_stale(run, set(written))
+    remove_stale_branch_files(config.output_dir() / OUTPUT_SUBDIR / run.period.label, "延迟响应清单", run.period.label,
+                              set(written), run.scope.branch_code)
     return written
 
 
-def _remove_stale(run: RunContext, kept: set[str]) -> None:
-    """A rerun after late responses were loaded may leave a branch with no list."""
-    folder = config.output_dir() / OUTPUT_SUBDIR / run.period.label
-    if not folder.is_dir():
-        return
-    prefix, suffix = "延迟响应清单_", f"_{run.period.label}.xlsx"
-    for path in folder.glob(f"{prefix}*{suffix}"):
-        branch_code = path.name[len(prefix):-len(suffix)]
-        if branch_code in kept or (run.scope.branch_code and branch_code != run.scope.branch_code):
-            continue
-        path.unlink()

@@ -139,3 +139,20 @@ def xlsx_bytes(sheets: Sheets) -> bytes:
     buffer = io.BytesIO()
     _workbook(sheets).save(buffer)
     return buffer.getvalue()
+
+
+def remove_stale_branch_files(folder: Path, prefix: str, period_label: str, kept: set[str],
+                              scope_branch: str | None = None) -> None:
+    """Delete ``<prefix>_<branch>_<period>.xlsx`` files a rerun no longer writes.
+
+    A rerun after corrections may leave a branch with nothing to list; its old file must not
+    linger (or be mailed). Within an operator's branch scope only that branch's file goes.
+    """
+    if not folder.is_dir():
+        return
+    head, tail = f"{prefix}_", f"_{period_label}.xlsx"
+    for path in folder.glob(f"{head}*{tail}"):
+        branch_code = path.name[len(head):-len(tail)]
+        if branch_code in kept or (scope_branch and branch_code != scope_branch):
+            continue
+        path.unlink()

@@ -266,7 +266,7 @@ def _sort_key(row: dict):
 def write_branch_workbooks(subjects: list[dict], run: RunContext, ratio: float,
                            branches: dict) -> dict[str, list[Path]]:
     """One XLSX per branch with every subject of the month; stale ones of the scope removed."""
-    from vbp_monitor.spreadsheets import write_xlsx
+    from vbp_monitor.spreadsheets import write_xlsx, remove_stale_branch_files
 
     by_branch: dict[str, list[dict]] = {}
     for row in subjects:
@@ -286,19 +286,8 @@ def write_branch_workbooks(subjects: list[dict], run: RunContext, ratio: float,
             "审核口径": (criteria_header, criteria),
         })
         written[branch_code] = [path]
-    _remove_stale(run, set(written))
+    remove_stale_branch_files(config.output_dir() / OUTPUT_SUBDIR / run.period.label, "报量审核", run.period.label,
+                              set(written), run.scope.branch_code)
     return written
 
 
-def _remove_stale(run: RunContext, kept: set[str]) -> None:
-    """A rerun after corrections may leave a branch with no subject: drop its old workbook."""
-    folder = config.output_dir() / OUTPUT_SUBDIR / run.period.label
-    if not folder.is_dir():
-        return
-    for path in folder.glob(f"报量审核_*_{run.period.label}.xlsx"):
-        branch_code = path.name[len("报量审核_"):-len(f"_{run.period.label}.xlsx")]
-        if branch_code in kept:
-            continue
-        if run.scope.branch_code and branch_code != run.scope.branch_code:
-            continue
-        path.unlink()
