@@ -3,6 +3,7 @@ backfills, and the branches' execution reports (带量执行报表)."""
 import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -213,3 +214,31 @@ def test_execution_report_per_branch_and_its_institution_file_sheet(engine, outp
     assert "约定采购量完成率" in detail_header and "中选产品采购数量占比" in detail_header
     b2 = load_workbook(paths["B2"][0])["带量执行情况"]
     assert [row[1] for row in b2.iter_rows(min_row=2, values_only=True)] == ["H2"]
+
+
+def test_validate_reads_the_judged_months_rows_cleanly(engine):
+    from vbp_monitor.monitoring import validate
+
+    with engine.begin() as conn:
+        seed(conn, busy_city())
+
+    report = validate(engine, run_for("2025-06"), PROFILE)
+
+    assert {"orders", "agreements", "products", "payments", "offline_filings"} <= set(report)
+    assert report["orders"]["rows"] == 7 and report["orders"]["failed_rows"] == 0
+    assert open_alerts(engine, "DATA_QUALITY") == []
+
+
+def test_the_dag_builds_facts_between_validation_and_judging():
+    from airflow.dag_processing.dagbag import DagBag
+
+    from vbp_monitor.timetables import FirstWorkingDayTimetable
+
+    dag = DagBag(dag_folder=str(Path(__file__).resolve().parents[1] / "dags" / "vbp_monthly_monitoring.py")
+                 ).dags["vbp_monthly_monitoring"]
+    upstream = {task.task_id: set(task.upstream_task_ids) for task in dag.tasks}
+    assert upstream == {"validate": set(), "build_facts": {"validate"}, "judge": {"build_facts"},
+                        "notify": {"judge"}}
+    assert isinstance(dag.timetable, FirstWorkingDayTimetable)
+    assert set(dag.tags) == {"vbp", "monthly"} and not dag.catchup
+    assert {"branch_code", "batch_code", "force_resend"} <= set(dag.params)

@@ -187,9 +187,12 @@ def filing_order_window(conn, period: JudgedPeriod, working_days: int) -> tuple[
 
 # ------------------------------------------------------------------ validation & facts
 def validation_scope(run: RunContext, profile: dict | None = None) -> dict[str, str | None]:
-    """The rows this DAG reads, for ``validation.validate_tables`` (dates are ours, ISO)."""
+    """The rows this DAG reads, for ``validation.validate_tables`` (dates are ours, ISO):
+    M's order lines (the facts), off-platform lines whose filing deadline can fall in M, and
+    accepted lines whose payment deadline can. Earlier months reach the rules only through
+    cached facts, validated by the runs that judged them."""
     settings = MonitoringSettings.from_profile(profile or load_profile())
-    last = run.period.last_day.isoformat()
+    first, last = run.period.first_day.isoformat(), run.period.last_day.isoformat()
     accept_from, accept_to = payment_acceptance_window(run.period, settings.private_payment_days)
     # 7 working days never span more than ~3 weeks, even across Spring Festival
     filing_from = (run.period.first_day - dt.timedelta(days=45)).isoformat()
@@ -200,7 +203,8 @@ def validation_scope(run: RunContext, profile: dict | None = None) -> dict[str, 
         "products": None,
         "agreements": None,
         "orders": (
-            f"(order_date >= '{filing_from}' AND order_date <= '{last}')"
+            f"(order_date >= '{first}' AND order_date <= '{last}')"
+            f" OR (channel = 'offline' AND order_date >= '{filing_from}' AND order_date <= '{last}')"
             f" OR (acceptance_date >= '{accept_from.isoformat()}'"
             f" AND acceptance_date <= '{accept_to.isoformat()}')"
         ),
