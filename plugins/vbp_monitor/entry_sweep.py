@@ -30,6 +30,7 @@ from vbp_monitor.prc_calendar import add_months, ensure_cycle_month_calendar
 from vbp_monitor.profiles import load_profile
 from vbp_monitor.reference import branch_directory
 from vbp_monitor.runs import RunContext
+from vbp_monitor.values import as_date, exact_decimal, fmt_quantity
 
 log = logging.getLogger(__name__)
 
@@ -61,25 +62,9 @@ def sweep_settings(profile: dict) -> tuple[int, Decimal]:
 
 
 # ------------------------------------------------------------------ small helpers
-def _decimal(value, quantum: Decimal = QUANTITY) -> Decimal | None:
-    """SQLite gives REAL floats (or ints), PostgreSQL Decimals: one exact type."""
-    if value is None:
-        return None
-    if isinstance(value, float):
-        value = Decimal(repr(value))
-    return Decimal(value).quantize(quantum)
+_decimal = exact_decimal
+_date = as_date
 
-
-def _date(value) -> dt.date | None:
-    if value is None or isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value)[:10])
-
-
-def fmt_quantity(value: Decimal | None) -> str:
-    if value is None:
-        return "—"
-    return format(value.normalize(), ",f")
 
 
 def fmt_percent(value: Decimal | None) -> str:

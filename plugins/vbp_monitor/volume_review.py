@@ -22,6 +22,7 @@ from vbp_monitor.catalog import RULES, SEVERITY_ORDER, rule_title
 from vbp_monitor.profiles import load_profile
 from vbp_monitor.reference import branch_directory
 from vbp_monitor.runs import RunContext
+from vbp_monitor.values import as_date, exact_decimal, fmt_quantity
 
 log = logging.getLogger(__name__)
 
@@ -44,25 +45,9 @@ OUTPUT_SUBDIR = "vbp_volume_review"
 
 
 # ------------------------------------------------------------------ small helpers
-def _decimal(value) -> Decimal | None:
-    """SQLite gives REAL floats, PostgreSQL Decimals: one exact type for messages/sheets."""
-    if value is None:
-        return None
-    if isinstance(value, float):
-        value = Decimal(repr(value))
-    return Decimal(value).quantize(QUANTUM)
+_decimal = exact_decimal
+_date = as_date
 
-
-def _date(value) -> dt.date | None:
-    if value is None or isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value)[:10])
-
-
-def fmt_quantity(value: Decimal | None) -> str:
-    if value is None:
-        return "—"
-    return format(value.normalize(), ",f")
 
 
 def _percent(part: Decimal | None, whole: Decimal) -> str:
