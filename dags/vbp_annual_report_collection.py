@@ -1,10 +1,10 @@
 """vbp_annual_report_collection · 年度报告收集 (domain.md DAG 4, seed 002 §三(二), 附件2).
-Logic: vbp_monitor.annual_report."""
+Logic: vbp_monitor.rules.annual_report."""
 from __future__ import annotations
 
 from airflow.sdk import MultipleCronTriggerTimetable, dag
 
-from vbp_monitor.dag_support import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params, rule_tasks
+from vbp_monitor.orchestration.wiring import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params, rule_tasks
 
 DAG_ID = "vbp_annual_report_collection"
 

@@ -1,10 +1,12 @@
-"""vbp_entry_sweep · 进院排查 (domain.md DAG 1, seed 002 §二(二)). Logic: vbp_monitor.entry_sweep."""
+"""vbp_entry_sweep · 进院排查 (domain.md DAG 1, seed 002 §二(二)). Logic: vbp_monitor.rules.entry_sweep."""
 from __future__ import annotations
 
 from airflow.sdk import dag
 
-from vbp_monitor.dag_support import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params, rule_tasks
-from vbp_monitor.timetables import FirstWorkingDayTimetable
+from vbp_monitor.core.catalog import rule_table_md
+from vbp_monitor.orchestration.wiring import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params, rule_tasks
+from vbp_monitor.rules import entry_sweep
+from vbp_monitor.core.timetables import FirstWorkingDayTimetable
 
 DAG_ID = "vbp_entry_sweep"
 
@@ -55,7 +57,7 @@ alerts no longer raised become `resolved`, nothing already notified is mailed tw
     doc_md=DOC,
 )
 def vbp_entry_sweep():
-    rule_tasks("entry_sweep", period="month")
+    rule_tasks(entry_sweep.judge, steps=[entry_sweep.validate])
 
 
 vbp_entry_sweep()

@@ -1,10 +1,10 @@
-"""vbp_ingest · 数据接入 (data-contract.md › Inbound). Logic: vbp_monitor.ingest."""
+"""vbp_ingest · 数据接入 (data-contract.md › Inbound). Logic: vbp_monitor.quality.ingest."""
 from __future__ import annotations
 
 from airflow.sdk import dag, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from vbp_monitor.dag_support import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params
+from vbp_monitor.orchestration.wiring import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params
 
 DAG_ID = "vbp_ingest"
 
@@ -61,8 +61,8 @@ history, deliver the files and trigger one run, then backfill the rule DAGs.
 
 
 def _run(context):
-    from vbp_monitor.periods import ingest_period
-    from vbp_monitor.runs import RunContext
+    from vbp_monitor.core.periods import ingest_period
+    from vbp_monitor.orchestration.run_context import RunContext
 
     return RunContext.from_airflow(context, ingest_period)
 
@@ -82,16 +82,16 @@ def _run(context):
 def vbp_ingest():
     @task
     def migrate() -> str:
-        from vbp_monitor import config
-        from vbp_monitor.db import upgrade_schema
+        from vbp_monitor.core import config
+        from vbp_monitor.core.db import upgrade_schema
 
         upgrade_schema(config.warehouse_url())
         return "head"
 
     @task
     def ingest(**context) -> dict:
-        from vbp_monitor.db import get_engine
-        from vbp_monitor.ingest import ingest_landing
+        from vbp_monitor.core.db import get_engine
+        from vbp_monitor.quality.ingest import ingest_landing
 
         return ingest_landing(get_engine(), _run(context))
 
@@ -99,8 +99,8 @@ def vbp_ingest():
     def notify(ingested: dict, **context) -> dict:
         import json
 
-        from vbp_monitor.db import get_engine
-        from vbp_monitor.mailer import notify_run
+        from vbp_monitor.core.db import get_engine
+        from vbp_monitor.notify.mailer import notify_run
 
         sent = notify_run(get_engine(), _run(context))
         return json.loads(json.dumps(sent or {}, default=str))

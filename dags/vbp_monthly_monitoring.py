@@ -1,10 +1,10 @@
-"""vbp_monthly_monitoring · 按月监测、一院一档 (domain.md DAG 2). Logic: vbp_monitor.monitoring."""
+"""vbp_monthly_monitoring · 按月监测、一院一档 (domain.md DAG 2). Logic: vbp_monitor.rules.monitoring."""
 from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from vbp_monitor.dag_support import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params
-from vbp_monitor.timetables import FirstWorkingDayTimetable
+from vbp_monitor.orchestration.wiring import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params
+from vbp_monitor.core.timetables import FirstWorkingDayTimetable
 
 DAG_ID = "vbp_monthly_monitoring"
 
@@ -47,8 +47,8 @@ logical date: figures are rebuilt and alerts no longer raised become `resolved`.
 
 
 def _run(context):
-    from vbp_monitor.periods import judged_month
-    from vbp_monitor.runs import RunContext
+    from vbp_monitor.core.periods import judged_month
+    from vbp_monitor.orchestration.run_context import RunContext
 
     return RunContext.from_airflow(context, judged_month)
 
@@ -70,23 +70,23 @@ def vbp_monthly_monitoring():
     def validate(**context) -> dict:
         import json
 
-        from vbp_monitor.db import get_engine
-        from vbp_monitor.monitoring import validate as validate_inputs
+        from vbp_monitor.core.db import get_engine
+        from vbp_monitor.rules.monitoring import validate as validate_inputs
 
         report = validate_inputs(get_engine(), _run(context))
         return json.loads(json.dumps(report or {}, default=str))
 
     @task
     def build_facts(**context) -> dict:
-        from vbp_monitor.db import get_engine
-        from vbp_monitor.monitoring import build_facts as build
+        from vbp_monitor.core.db import get_engine
+        from vbp_monitor.rules.monitoring import build_facts as build
 
         return build(get_engine(), _run(context))
 
     @task
     def judge(**context) -> dict:
-        from vbp_monitor.db import get_engine
-        from vbp_monitor.monitoring import judge as judge_month
+        from vbp_monitor.core.db import get_engine
+        from vbp_monitor.rules.monitoring import judge as judge_month
 
         return judge_month(get_engine(), _run(context))
 
@@ -95,8 +95,8 @@ def vbp_monthly_monitoring():
         import json
         from pathlib import Path
 
-        from vbp_monitor.db import get_engine
-        from vbp_monitor.mailer import notify_run
+        from vbp_monitor.core.db import get_engine
+        from vbp_monitor.notify.mailer import notify_run
 
         attachments = {branch: [Path(p) for p in paths]
                        for branch, paths in (judged.get("attachments") or {}).items()}

@@ -1,10 +1,10 @@
-"""vbp_order_response · 配送响应 (domain.md DAG 6, seed 002 §二(六)). Logic: vbp_monitor.order_response."""
+"""vbp_order_response · 配送响应 (domain.md DAG 6, seed 002 §二(六)). Logic: vbp_monitor.rules.order_response."""
 from __future__ import annotations
 
 from airflow.sdk import dag
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from vbp_monitor.dag_support import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params, rule_tasks
+from vbp_monitor.orchestration.wiring import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params, rule_tasks
 
 DAG_ID = "vbp_order_response"
 

@@ -1,10 +1,10 @@
-"""vbp_prepayment_reconciliation · 预付对账 (domain.md DAG 3, seed 001 §五(三)8). Logic: vbp_monitor.prepayment."""
+"""vbp_prepayment_reconciliation · 预付对账 (domain.md DAG 3, seed 001 §五(三)8). Logic: vbp_monitor.rules.prepayment."""
 from __future__ import annotations
 
 from airflow.sdk import dag
 
-from vbp_monitor.dag_support import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params, rule_tasks
-from vbp_monitor.timetables import FirstWorkingDayTimetable
+from vbp_monitor.orchestration.wiring import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params, rule_tasks
+from vbp_monitor.core.timetables import FirstWorkingDayTimetable
 
 DAG_ID = "vbp_prepayment_reconciliation"
 

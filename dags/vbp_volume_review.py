@@ -1,10 +1,10 @@
-"""vbp_volume_review · 报量审核 (domain.md DAG 5, seed 002 §二(一)). Logic: vbp_monitor.volume_review."""
+"""vbp_volume_review · 报量审核 (domain.md DAG 5, seed 002 §二(一)). Logic: vbp_monitor.rules.volume_review."""
 from __future__ import annotations
 
 from airflow.sdk import dag
 
-from vbp_monitor.dag_support import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params, rule_tasks
-from vbp_monitor.timetables import FirstWorkingDayTimetable
+from vbp_monitor.orchestration.wiring import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params, rule_tasks
+from vbp_monitor.core.timetables import FirstWorkingDayTimetable
 
 DAG_ID = "vbp_volume_review"
 

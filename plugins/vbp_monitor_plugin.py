@@ -1,7 +1,7 @@
 """Registers vbp-monitor's timetable with Airflow (custom timetables must come from a plugin)."""
 from airflow.plugins_manager import AirflowPlugin
 
-from vbp_monitor.timetables import FirstWorkingDayTimetable
+from vbp_monitor.core.timetables import FirstWorkingDayTimetable
 
 
 class VbpMonitorPlugin(AirflowPlugin):

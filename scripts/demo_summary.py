@@ -7,10 +7,10 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from vbp_monitor import config
-from vbp_monitor.catalog import RULES, rule_title
-from vbp_monitor.db import get_engine
-from vbp_monitor.schema import alert_deliveries, alerts, branches, quarantine
+from vbp_monitor.core import config
+from vbp_monitor.core.catalog import RULES, rule_title
+from vbp_monitor.core.db import get_engine
+from vbp_monitor.model.schema import alert_deliveries, alerts, branches, quarantine
 
 
 def main(outbox: str) -> int:

@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "plugins"), str(Path(__file__).resolve().parents[1] / "demo")]
 
-from vbp_monitor.demo_data import DEMO_RUNS, PLANTED, generate  # noqa: E402
+from vbp_demo.generator import DEMO_RUNS, PLANTED, generate  # noqa: E402
 
 
 def main(argv=None) -> int:

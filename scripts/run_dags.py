@@ -24,7 +24,7 @@ DEMO_ORDER = (
 
 
 def demo_plan() -> list[tuple[str, str]]:
-    from vbp_monitor.demo_data import DEMO_RUNS
+    from vbp_demo.generator import DEMO_RUNS
 
     plan = []
     for dag_id in DEMO_ORDER:

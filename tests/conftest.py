@@ -16,11 +16,13 @@ from sqlalchemy import create_engine, insert, text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "plugins"))
+sys.path.insert(0, str(REPO_ROOT / "demo"))
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
-from vbp_monitor import contract, db  # noqa: E402
-from vbp_monitor.prc_calendar import rebuild_work_calendar, ensure_cycle_month_calendar  # noqa: E402
-from vbp_monitor.schema import metadata  # noqa: E402
+from vbp_monitor.model import contract
+from vbp_monitor.core import db  # noqa: E402
+from vbp_monitor.core.prc_calendar import rebuild_work_calendar, ensure_cycle_month_calendar  # noqa: E402
+from vbp_monitor.model.schema import metadata  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("VBP_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from vbp_monitor import contract
+from vbp_monitor.model import contract
 
 
 def typed_row(table: str, row: dict) -> dict:

@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 from helpers import city
-from vbp_monitor import contract
+from vbp_monitor.model import contract
 
 
 def full_city(**extra) -> dict[str, list[dict]]:

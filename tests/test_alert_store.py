@@ -5,8 +5,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from vbp_monitor.alerts import AlertStore, Scope, alert_key
-from vbp_monitor.schema import alerts
+from vbp_monitor.alerts.store import AlertStore, Scope, alert_key
+from vbp_monitor.model.schema import alerts
 
 T0 = dt.datetime(2025, 3, 3, 6, 0, tzinfo=dt.timezone.utc)
 

@@ -14,18 +14,18 @@ from sqlalchemy import insert, select, update
 
 from conftest import seed
 from helpers import city
-from vbp_monitor.alerts import AlertStore, Scope
-from vbp_monitor.annual_report import DAG_ID, RULE_CODES, check_submission, draft_path, judge
-from vbp_monitor.periods import judged_day
-from vbp_monitor.profiles import load_profile
-from vbp_monitor.report_documents import (
+from vbp_monitor.alerts.store import AlertStore, Scope
+from vbp_monitor.rules.annual_report import DAG_ID, RULE_CODES, check_submission, draft_path, judge
+from vbp_monitor.core.periods import judged_day
+from vbp_monitor.core.profiles import load_profile
+from vbp_monitor.outputs.documents import (
     check_headings,
     normalize_heading,
     read_paragraphs,
     report_path,
 )
-from vbp_monitor.runs import RunContext
-from vbp_monitor.schema import alerts, annual_reports, institution_file_metrics, prepayment_ledger
+from vbp_monitor.orchestration.run_context import RunContext
+from vbp_monitor.model.schema import alerts, annual_reports, institution_file_metrics, prepayment_ledger
 
 HEADINGS = ("总体进展", "具体工作落实情况", "存在的问题", "下一步打算")
 COMPLETE_MD = "# 加强集采监管工作落实情况报告\n\n## 一、总体进展\n正文\n## 二、具体工作落实情况\n## 三、存在的问题\n## 四、下一步打算\n"
@@ -457,7 +457,7 @@ def test_branch_scope_judges_writes_and_resolves_only_that_branch(engine, folder
 
 
 def test_the_draft_is_mailed_to_its_branch_only_and_the_city_hears_of_every_reminder(engine, profile, smtp_server):
-    from vbp_monitor.mailer import notify_run
+    from vbp_monitor.notify.mailer import notify_run
 
     _seed_year_of_figures(engine)
     run = run_for("2025-01-05", run_id="scheduled__2025-01-04T22:00:00+00:00")

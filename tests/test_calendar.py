@@ -4,9 +4,9 @@ from sqlalchemy import select
 
 from conftest import seed
 from helpers import city
-from vbp_monitor import prc_calendar
-from vbp_monitor.prc_calendar import WorkCalendar, add_months, cycle_month_bounds
-from vbp_monitor.schema import work_calendar
+from vbp_monitor.core import prc_calendar
+from vbp_monitor.core.prc_calendar import WorkCalendar, add_months, cycle_month_bounds
+from vbp_monitor.model.schema import work_calendar
 
 D = dt.date
 

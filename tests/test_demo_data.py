@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from vbp_monitor import contract, demo_data
-from vbp_monitor.catalog import RULES
-from vbp_monitor.prc_calendar import STATUTORY, add_months, cycle_month_bounds, month_bounds
+from vbp_monitor.model import contract
+from vbp_demo import generator as demo_data
+from vbp_monitor.core.catalog import RULES
+from vbp_monitor.core.prc_calendar import STATUTORY, add_months, cycle_month_bounds, month_bounds
 
 DEC0 = Decimal(0)
 
@@ -585,7 +586,7 @@ class Oracle:
 
     # DAG 4
     def annual(self, run_day):
-        from vbp_monitor import report_documents  # the heading reader of the product
+        from vbp_monitor.outputs import documents as report_documents  # the heading reader of the product
 
         judged = run_day - dt.timedelta(days=1)
         deadline = dt.date(run_day.year, 1, 15)
@@ -746,7 +747,7 @@ JUDGES = {  # dag_id → (module, period of a logical date)
 
 
 def _period_label(dag_id: str, logical_date: str) -> str:
-    from vbp_monitor import periods
+    from vbp_monitor.core import periods
 
     if dag_id == "vbp_ingest":
         return periods.ingest_period(logical_date).label
@@ -767,9 +768,10 @@ def test_the_dags_raise_exactly_the_planted_alerts_on_the_demo_runs(engine, land
 
     from sqlalchemy import select
 
-    from vbp_monitor import ingest, periods
-    from vbp_monitor.runs import RunContext
-    from vbp_monitor.schema import alerts, quarantine
+    from vbp_monitor.quality import ingest
+    from vbp_monitor.core import periods
+    from vbp_monitor.orchestration.run_context import RunContext
+    from vbp_monitor.model.schema import alerts, quarantine
 
     monkeypatch.setenv("VBP_LANDING_DIR", str(landing))
     monkeypatch.setenv("VBP_OUTPUT_DIR", str(tmp_path / "output"))

@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from test_e2e_ingest import AIRFLOW, REPO, airflow_home, e2e_warehouse, env_sh, smtp  # noqa: F401
-from vbp_monitor import demo_data
-from vbp_monitor.catalog import RULES
-from vbp_monitor.schema import alerts, institutions
+from vbp_demo import generator as demo_data
+from vbp_monitor.core.catalog import RULES
+from vbp_monitor.model.schema import alerts, institutions
 
 pytestmark = pytest.mark.e2e
 

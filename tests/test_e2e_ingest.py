@@ -17,8 +17,8 @@ from sqlalchemy import create_engine, func, select, text
 from conftest import PG_ADMIN_URL, _pg_database
 from fixtures_smtp import SmtpTestServer
 from landing_builders import full_city, write_landing
-from vbp_monitor import contract
-from vbp_monitor.schema import alerts, metadata, quarantine
+from vbp_monitor.model import contract
+from vbp_monitor.model.schema import alerts, metadata, quarantine
 
 pytestmark = pytest.mark.e2e
 

@@ -12,13 +12,13 @@ from sqlalchemy import delete, select
 
 from conftest import seed
 from helpers import city
-from vbp_monitor.alerts import Scope
-from vbp_monitor.catalog import RULES
-from vbp_monitor.entry_sweep import DAG_ID, judge, workbook_path
-from vbp_monitor.periods import judged_month
-from vbp_monitor.profiles import load_profile
-from vbp_monitor.runs import RunContext
-from vbp_monitor.schema import agreements as agreements_table, alerts
+from vbp_monitor.alerts.store import Scope
+from vbp_monitor.core.catalog import RULES
+from vbp_monitor.rules.entry_sweep import DAG_ID, judge, workbook_path
+from vbp_monitor.core.periods import judged_month
+from vbp_monitor.core.profiles import load_profile
+from vbp_monitor.orchestration.run_context import RunContext
+from vbp_monitor.model.schema import agreements as agreements_table, alerts
 
 MARCH_2025_RUN = dt.date(2025, 4, 1)
 BUSINESS_COLUMNS = ("alert_key", "rule_code", "severity", "period", "branch_code",
@@ -264,7 +264,7 @@ def test_branch_sweep_lists_every_swept_agreement_with_its_verdict(engine, outpu
 def test_branch_email_carries_its_sweep_list(engine, smtp_server):
     from pathlib import Path
 
-    from vbp_monitor.mailer import notify_run
+    from vbp_monitor.notify.mailer import notify_run
 
     with engine.begin() as conn:
         seed(conn, city(agreements=[agreement("A1", "H1"), agreement("A2", "H2")],

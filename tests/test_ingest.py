@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import func, insert, select, text
 
 from landing_builders import full_city, header_of, write_csv, write_landing
-from vbp_monitor import contract
-from vbp_monitor.ingest import ingest_landing
-from vbp_monitor.periods import ingest_period
-from vbp_monitor.runs import RunContext
-from vbp_monitor.schema import alerts, metadata, purchase_facts_months, quarantine, work_calendar
+from vbp_monitor.model import contract
+from vbp_monitor.quality.ingest import ingest_landing
+from vbp_monitor.core.periods import ingest_period
+from vbp_monitor.orchestration.run_context import RunContext
+from vbp_monitor.model.schema import alerts, metadata, purchase_facts_months, quarantine, work_calendar
 
 D = "2025-03-03"
 

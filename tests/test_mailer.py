@@ -11,11 +11,11 @@ from sqlalchemy import func, select, update
 
 from conftest import seed
 from fixtures_smtp import DATA_TEAM_EMAIL, alert, raise_alerts
-from vbp_monitor.alerts import Scope
-from vbp_monitor.mailer import NotificationError, notify_run, notify_task_failure
-from vbp_monitor.periods import judged_month
-from vbp_monitor.runs import RunContext
-from vbp_monitor.schema import alert_deliveries, alerts, branches
+from vbp_monitor.alerts.store import Scope
+from vbp_monitor.notify.mailer import NotificationError, notify_run, notify_task_failure
+from vbp_monitor.core.periods import judged_month
+from vbp_monitor.orchestration.run_context import RunContext
+from vbp_monitor.model.schema import alert_deliveries, alerts, branches
 
 DAG = "vbp_monthly_monitoring"
 FEBRUARY = judged_month(dt.date(2025, 3, 3))  # judges 2025-02
@@ -318,7 +318,7 @@ def test_task_failure_mails_the_data_team_once_and_never_raises(smtp_server):
 
 
 def test_a_long_list_is_cut_in_the_body_but_complete_in_the_attachment(mail_city, smtp_server):
-    from vbp_monitor.mailer import MAX_HTML_ROWS
+    from vbp_monitor.notify.mailer import MAX_HTML_ROWS
 
     run = RunContext.for_test("vbp_order_response", judged_month(dt.date(2025, 3, 3)))
     overdue = [alert("ORDER_RESPONSE_OVERDUE", "H1", "B1", "warning", order_id=f"O{n:04d}",

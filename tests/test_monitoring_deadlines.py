@@ -8,9 +8,9 @@ import pytest
 from conftest import seed
 from helpers import city
 from test_monitoring_support import by_subject, num, open_alerts, order, run_for
-from vbp_monitor.monitoring import judge
-from vbp_monitor.prc_calendar import nth_working_day_after
-from vbp_monitor.profiles import load_profile
+from vbp_monitor.rules.monitoring import judge
+from vbp_monitor.core.prc_calendar import nth_working_day_after
+from vbp_monitor.core.profiles import load_profile
 
 PROFILE = load_profile("default")
 

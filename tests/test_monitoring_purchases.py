@@ -9,8 +9,8 @@ from helpers import city
 from test_monitoring_support import (
     agreement, batch, by_subject, institution, num, open_alerts, order, product, run_for,
 )
-from vbp_monitor.monitoring import judge
-from vbp_monitor.profiles import load_profile
+from vbp_monitor.rules.monitoring import judge
+from vbp_monitor.core.profiles import load_profile
 
 PROFILE = load_profile("default")
 JULY = "2025-07-15"

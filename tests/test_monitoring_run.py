@@ -14,12 +14,12 @@ from test_monitoring_support import (
     agreement, all_alerts, batch, business, institution, metrics, num, open_alerts, order, product,
     run_for,
 )
-from vbp_monitor import purchase_facts
-from vbp_monitor.alerts import Scope
-from vbp_monitor.execution_report import report_path
-from vbp_monitor.monitoring import CODES, judge
-from vbp_monitor.profiles import load_profile
-from vbp_monitor.schema import orders as orders_table, purchase_facts as facts_table
+from vbp_monitor.rules import purchase_facts
+from vbp_monitor.alerts.store import Scope
+from vbp_monitor.outputs.execution_report import report_path
+from vbp_monitor.rules.monitoring import CODES, judge
+from vbp_monitor.core.profiles import load_profile
+from vbp_monitor.model.schema import orders as orders_table, purchase_facts as facts_table
 
 PROFILE = load_profile("default")
 YEAR = dict(start="2025-01-01", end="2025-12-31", quantity=12000)
@@ -217,7 +217,7 @@ def test_execution_report_per_branch_and_its_institution_file_sheet(engine, outp
 
 
 def test_validate_reads_the_judged_months_rows_cleanly(engine):
-    from vbp_monitor.monitoring import validate
+    from vbp_monitor.rules.monitoring import validate
 
     with engine.begin() as conn:
         seed(conn, busy_city())
@@ -232,7 +232,7 @@ def test_validate_reads_the_judged_months_rows_cleanly(engine):
 def test_the_dag_builds_facts_between_validation_and_judging():
     from airflow.dag_processing.dagbag import DagBag
 
-    from vbp_monitor.timetables import FirstWorkingDayTimetable
+    from vbp_monitor.core.timetables import FirstWorkingDayTimetable
 
     dag = DagBag(dag_folder=str(Path(__file__).resolve().parents[1] / "dags" / "vbp_monthly_monitoring.py")
                  ).dags["vbp_monthly_monitoring"]

@@ -11,11 +11,11 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from vbp_monitor.monitoring import DAG_ID
-from vbp_monitor.periods import judged_month
-from vbp_monitor.prc_calendar import add_months
-from vbp_monitor.runs import RunContext
-from vbp_monitor.schema import alerts, institution_file_metrics
+from vbp_monitor.rules.monitoring import DAG_ID
+from vbp_monitor.core.periods import judged_month
+from vbp_monitor.core.prc_calendar import add_months
+from vbp_monitor.orchestration.run_context import RunContext
+from vbp_monitor.model.schema import alerts, institution_file_metrics
 
 GENERIC = "氨氯地平"
 

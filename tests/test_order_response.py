@@ -10,16 +10,16 @@ from sqlalchemy import select, update
 
 from conftest import seed
 from helpers import city
-from vbp_monitor import contract
-from vbp_monitor.alerts import Scope
-from vbp_monitor.order_response import (
+from vbp_monitor.model import contract
+from vbp_monitor.alerts.store import Scope
+from vbp_monitor.rules.order_response import (
     DAG_ID, ResponseSettings, escalation_mark_days, judge, timeline, workbook_path,
 )
-from vbp_monitor.periods import judged_day
-from vbp_monitor.prc_calendar import WorkCalendar
-from vbp_monitor.profiles import load_profile
-from vbp_monitor.runs import RunContext
-from vbp_monitor.schema import alerts, orders
+from vbp_monitor.core.periods import judged_day
+from vbp_monitor.core.prc_calendar import WorkCalendar
+from vbp_monitor.core.profiles import load_profile
+from vbp_monitor.orchestration.run_context import RunContext
+from vbp_monitor.model.schema import alerts, orders
 
 D = dt.date
 PROFILE = load_profile("default")
@@ -229,7 +229,7 @@ def test_operator_holiday_override_moves_the_escalation_day(engine):
 
 
 def test_branch_email_carries_its_delay_list_and_escalations_reach_the_city(engine, smtp_server):
-    from vbp_monitor.mailer import notify_run
+    from vbp_monitor.notify.mailer import notify_run
 
     with engine.begin() as conn:
         seed(conn, city(distributors=DISTRIBUTORS, orders=[

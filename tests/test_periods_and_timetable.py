@@ -4,8 +4,8 @@ import datetime as dt
 import pendulum
 from airflow.timetables.base import TimeRestriction
 
-from vbp_monitor.periods import judged_day, judged_month, run_day
-from vbp_monitor.timetables import FirstWorkingDayTimetable
+from vbp_monitor.core.periods import judged_day, judged_month, run_day
+from vbp_monitor.core.timetables import FirstWorkingDayTimetable
 
 UTC = dt.timezone.utc
 

@@ -12,15 +12,15 @@ from sqlalchemy import delete, select
 
 from conftest import seed
 from helpers import city
-from vbp_monitor.alerts import Scope
-from vbp_monitor.catalog import RULES
-from vbp_monitor.periods import judged_month
-from vbp_monitor.prepayment import (
+from vbp_monitor.alerts.store import Scope
+from vbp_monitor.core.catalog import RULES
+from vbp_monitor.core.periods import judged_month
+from vbp_monitor.rules.prepayment import (
     DAG_ID, PrepaymentSettings, branch_workbook_path, city_workbook_path, judge,
 )
-from vbp_monitor.profiles import load_profile
-from vbp_monitor.runs import RunContext
-from vbp_monitor.schema import alerts, prepayment_ledger, prepayments
+from vbp_monitor.core.profiles import load_profile
+from vbp_monitor.orchestration.run_context import RunContext
+from vbp_monitor.model.schema import alerts, prepayment_ledger, prepayments
 
 MARCH_RUN, JUNE_RUN, SEPTEMBER_RUN = dt.date(2025, 4, 1), dt.date(2025, 7, 1), dt.date(2025, 10, 9)
 DEFAULT, NINGXIA = load_profile("default"), load_profile("ningxia_2019")
@@ -372,7 +372,7 @@ def test_ledger_spreadsheets_city_wide_and_per_branch(engine, output_dir):
     assert [r["医疗机构代码"] for r in sheet(b1)] == ["H1", "M1"]
 
     # every agreement withdrawn: the month's ledger is empty and no stale file is left
-    from vbp_monitor.schema import agreements
+    from vbp_monitor.model.schema import agreements
     with engine.begin() as conn:
         conn.execute(delete(agreements))
         conn.execute(delete(prepayments))
@@ -384,7 +384,7 @@ def test_ledger_spreadsheets_city_wide_and_per_branch(engine, output_dir):
 def test_city_email_carries_the_city_ledger_and_under_disbursement(engine, smtp_server):
     from pathlib import Path
 
-    from vbp_monitor.mailer import notify_run
+    from vbp_monitor.notify.mailer import notify_run
 
     with engine.begin() as conn:
         seed(conn, city(agreements=[agreement("A1", "H1"), agreement("A2", "H2")],

@@ -9,8 +9,8 @@ from sqlalchemy import func, select
 from conftest import seed
 from helpers import city
 from test_monitoring_support import agreement, num, order, run_for
-from vbp_monitor import purchase_facts
-from vbp_monitor.schema import purchase_facts as facts_table, purchase_facts_months
+from vbp_monitor.rules import purchase_facts
+from vbp_monitor.model.schema import purchase_facts as facts_table, purchase_facts_months
 
 
 def facts(engine) -> list[tuple]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vbp_monitor.spreadsheets import safe_cell, write_xlsx, xlsx_bytes
+from vbp_monitor.outputs.spreadsheets import safe_cell, write_xlsx, xlsx_bytes
 
 
 @pytest.mark.parametrize("text", [

@@ -8,11 +8,11 @@ from sqlalchemy import select, text
 
 from conftest import seed
 from landing_builders import full_city
-from vbp_monitor import contract
-from vbp_monitor.periods import judged_month
-from vbp_monitor.runs import RunContext
-from vbp_monitor.schema import alerts
-from vbp_monitor.validation import DataQualityError, validate_tables
+from vbp_monitor.model import contract
+from vbp_monitor.core.periods import judged_month
+from vbp_monitor.orchestration.run_context import RunContext
+from vbp_monitor.model.schema import alerts
+from vbp_monitor.quality.validation import DataQualityError, validate_tables
 
 FEBRUARY = "order_date >= :first_day AND order_date <= :last_day"
 

@@ -12,12 +12,12 @@ from sqlalchemy import select
 
 from conftest import seed
 from helpers import city
-from vbp_monitor.alerts import Scope
-from vbp_monitor.periods import judged_month
-from vbp_monitor.profiles import load_profile
-from vbp_monitor.runs import RunContext
-from vbp_monitor.schema import alerts
-from vbp_monitor.volume_review import DAG_ID, judge, workbook_path
+from vbp_monitor.alerts.store import Scope
+from vbp_monitor.core.periods import judged_month
+from vbp_monitor.core.profiles import load_profile
+from vbp_monitor.orchestration.run_context import RunContext
+from vbp_monitor.model.schema import alerts
+from vbp_monitor.rules.volume_review import DAG_ID, judge, workbook_path
 
 NOVEMBER_RUN = dt.date(2024, 12, 2)  # first working day of December: judges 2024-11
 
@@ -248,7 +248,7 @@ def test_batch_filter_rejudges_only_that_batch(engine):
 
 
 def test_branch_email_carries_its_workbook(engine, smtp_server):
-    from vbp_monitor.mailer import notify_run
+    from vbp_monitor.notify.mailer import notify_run
 
     with engine.begin() as conn:
         seed(conn, city(orders=[purchase("O1", "H1", 1000), purchase("O2", "H2", 1000)],

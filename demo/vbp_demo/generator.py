@@ -1,0 +1,1283 @@
+"""The demo data set: a deterministic landing folder for a city (赣州) with planted violations.
+
+``generate(landing_dir, seed, scale)`` writes every file of data-contract.md for a city
+bureau, six branch bureaus and ~120 × ``scale`` institutions: four procurement batches
+(national / alliance / provincial drugs, provincial high-value consumables), products,
+agreements, 15 months of orders (2024-10-01 … 2025-12-31) with payments and off-platform
+filings, prepayments, volume reports, annual reports (DOCX / Markdown / text) and a few
+optional files. Most institutions behave; the cases in ``PLANTED`` break one rule each so
+that every rule code of domain.md fires when the DAGs run on the dates of ``DEMO_RUNS``.
+
+Business dates stop at the snapshot day ``SNAPSHOT_END`` (orders end on 2025-12-31; the
+payments, filings, prepayment recoveries and annual reports that follow them run into
+January 2026).
+
+Formats on purpose: ``institutions.csv`` is GB18030 (platform exports are often GBK),
+``products.csv`` is UTF-8 with BOM, volume reports come as ``volume_reports.xlsx``, the
+rest is UTF-8. Same seed and scale → byte-identical files (XLSX/DOCX metadata and zip
+timestamps are fixed).
+
+``scale`` multiplies the number of institutions and, unless ``order_scale`` is given, the
+order lines of each institution as well: scale=25 gives ~3,000 institutions and ~1,000,000
+order lines a month. Files are written row by row (streaming). The planted manifest holds
+for scale=1; at other scales the planted institutions that do not exist are skipped.
+
+Heavy libraries (openpyxl, python-docx) are imported inside the functions that write them.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import math
+import random
+import re
+import shutil
+import time
+import zipfile
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vbp_monitor.model.contract import FILES
+from vbp_monitor.core.prc_calendar import STATUTORY, add_months, cycle_month_bounds, month_bounds
+
+# ------------------------------------------------------------------ the demo's frame
+FIRST_MONTH = dt.date(2024, 10, 1)
+LAST_MONTH = dt.date(2025, 12, 1)
+SNAPSHOT_END = dt.date(2026, 1, 31)  # nothing is dated after it
+REPORT_YEAR = 2025
+FIXED_DOC_TIME = dt.datetime(2026, 1, 2, 9, 0, 0)  # XLSX/DOCX core properties and zip entries
+
+CITY = ("360700", "赣州市医疗保障局", "city@ganzhou.example")
+# code, branch name, county, institutions at scale 1, mail slug
+BRANCHES = (
+    ("360702", "章贡分局", "章贡区", 28, "zhanggong"),
+    ("360703", "南康分局", "南康区", 24, "nankang"),
+    ("360704", "赣县分局", "赣县区", 20, "ganxian"),
+    ("360781", "瑞金分局", "瑞金市", 20, "ruijin"),
+    ("360722", "信丰分局", "信丰县", 16, "xinfeng"),
+    ("360723", "大余分局", "大余县", 12, "dayu"),
+)
+TOWNS = {
+    "360702": ("沙石镇", "水东镇", "水西镇", "水南镇", "东外街道", "南外街道", "解放街道", "赣江街道", "黄金岭街道", "沙河镇"),
+    "360703": ("唐江镇", "凤岗镇", "潭口镇", "龙岭镇", "镜坝镇", "横市镇", "浮石乡", "赤土乡", "横寨乡", "朱坊乡",
+               "太窝乡", "三江乡", "隆木乡", "坪市乡", "大坪乡", "麻双乡"),
+    "360704": ("梅林镇", "王母渡镇", "沙地镇", "田村镇", "韩坊镇", "湖江镇", "储潭镇", "五云镇", "白鹭乡", "南塘镇", "大埠乡"),
+    "360781": ("象湖镇", "沙洲坝镇", "谢坊镇", "武阳镇", "叶坪乡", "壬田镇", "九堡镇", "瑞林镇", "黄柏乡", "云石山乡", "泽覃乡", "大柏地乡"),
+    "360722": ("嘉定镇", "大塘埠镇", "古陂镇", "大桥镇", "新田镇", "安西镇", "小江镇", "铁石口镇", "大阿镇", "油山镇"),
+    "360723": ("南安镇", "新城镇", "樟斗镇", "池江镇", "青龙镇", "左拔镇", "黄龙镇", "吉村镇", "浮江乡", "河洞乡"),
+}
+PRIVATE_NAMES = ("仁济医院", "康复医院", "口腔医院", "眼科医院", "中西医结合医院", "骨科医院", "妇产医院", "安康医院")
+
+# The first institutions of each branch, H<branch>0001 … (the planted cases live here):
+# name, ownership, grade, kind.
+CORE = {
+    "360702": (
+        ("赣州市第一人民医院", "public", "三级", "general"),
+        ("赣州市中医院", "public", "三级", "tcm"),
+        ("赣州市妇幼保健院", "public", "二级", "mch"),
+        ("章贡区人民医院", "public", "二级", "general"),
+        ("联勤保障部队赣州医院", "military", "二级", "general"),
+        ("赣州仁爱医院", "private", "二级", "general"),
+    ),
+    "360703": (
+        ("南康区人民医院", "public", "三级", "general"),
+        ("南康区中医院", "public", "二级", "tcm"),
+        ("南康区妇幼保健院", "public", "二级", "mch"),
+        ("南康博爱医院", "private", "二级", "general"),
+    ),
+    "360704": (
+        ("赣县区人民医院", "public", "二级", "general"),
+        ("赣县区中医院", "public", "二级", "tcm"),
+        ("赣县区妇幼保健院", "public", "二级", "mch"),
+        ("赣县区江口镇中心卫生院", "public", "一级", "township"),
+    ),
+    "360781": (
+        ("瑞金市人民医院", "public", "三级", "general"),
+        ("瑞金市中医院", "public", "二级", "tcm"),
+        ("瑞金市妇幼保健院", "public", "二级", "mch"),
+        ("瑞金康华医院", "private", "一级", "general"),
+    ),
+    "360722": (
+        ("信丰县人民医院", "public", "二级", "general"),
+        ("信丰县中医院", "public", "二级", "tcm"),
+        ("信丰县妇幼保健院", "public", "二级", "mch"),
+    ),
+    "360723": (
+        ("大余县人民医院", "public", "二级", "general"),
+        ("大余县中医院", "public", "二级", "tcm"),
+        ("大余县妇幼保健院", "public", "二级", "mch"),
+    ),
+}
+# Military and private institutions that signed agreements (seed 001 §四(一)).
+CORE_SIGNERS = {"H3607020005": ("NVBP10",), "H3607020006": ("NVBP10",), "H3607030004": ("NVBP10",)}
+
+DISTRIBUTORS = (
+    ("PS001", "国药控股赣州有限公司", "order@gkgz.example.com"),
+    ("PS002", "华润江西医药有限公司", "service@crjx.example.com"),
+    ("PS003", "九州通医药集团江西有限公司", "jzt-jx@example.com"),
+    ("PS004", "江西南华医药有限公司", ""),
+    ("PS005", "上药控股江西有限公司", "sph-jx@example.com;sph-jx-kf@example.com"),
+)
+
+# batch code, name, level, category, start, cycle months, report deadline
+BATCHES = (
+    ("NVBP10", "第十批国家组织药品集中带量采购", "national", "drug", dt.date(2025, 1, 1), 24, dt.date(2024, 11, 15)),
+    ("ALLI2025", "2025年省际联盟药品集中带量采购", "alliance", "drug", dt.date(2025, 4, 10), 24, dt.date(2025, 3, 14)),
+    ("JXYP2025", "江西省2025年药品集中带量采购", "provincial", "drug", dt.date(2025, 7, 1), 24, dt.date(2025, 6, 13)),
+    ("JXHC2025", "江西省2025年冠脉支架及人工晶体集中带量采购", "provincial", "high_value_consumable",
+     dt.date(2025, 3, 1), 24, dt.date(2025, 2, 14)),
+)
+BATCH_BY_CODE = {b[0]: b for b in BATCHES}
+
+
+@dataclass(frozen=True)
+class ProductDef:
+    code: str
+    generic: str
+    form: str
+    spec: str
+    maker: str
+    category: str
+    passed: bool
+    role: str  # S selected, L non-selected below the highest selected price, H above it, N not evaluated, X no batch
+    price: int  # 1/10000 yuan: selected price (S), else the usual unit price
+
+
+def _y(yuan: str) -> int:
+    """'3.12' → 31200 (money is handled in 1/10000 yuan)."""
+    whole, _, frac = yuan.partition(".")
+    return int(whole) * 10000 + int((frac + "0000")[:4])
+
+
+# generic → (category, batch or None, dosage form, specification, demand weight, products)
+# products: (maker, role, passed, price)
+GENERICS = (
+    ("氨氯地平", "drug", "NVBP10", "片剂", "5mg×28片", 1.0, (
+        ("浙江华海药业股份有限公司", "S", True, "3.12"), ("浙江京新药业股份有限公司", "S", True, "3.45"),
+        ("辉瑞制药有限公司", "H", True, "28.60"), ("石药集团欧意药业有限公司", "L", True, "3.20"),
+        ("江西赣江制药有限公司", "N", False, "2.80"))),
+    ("二甲双胍", "drug", "NVBP10", "片剂", "0.5g×60片", 0.9, (
+        ("石药集团中诺药业有限公司", "S", True, "4.20"), ("中美上海施贵宝制药有限公司", "H", True, "32.50"),
+        ("北京京丰制药集团有限公司", "L", True, "3.90"), ("赣南制药厂", "N", False, "3.50"))),
+    ("阿托伐他汀", "drug", "NVBP10", "片剂", "20mg×14片", 0.8, (
+        ("齐鲁制药有限公司", "S", True, "4.50"), ("乐普药业股份有限公司", "S", True, "4.88"),
+        ("辉瑞制药有限公司", "H", True, "58.70"), ("北京嘉林药业股份有限公司", "L", True, "4.60"))),
+    ("奥美拉唑", "drug", "NVBP10", "肠溶胶囊", "20mg×14粒", 0.7, (
+        ("扬子江药业集团有限公司", "S", True, "2.98"), ("阿斯利康制药有限公司", "H", True, "41.20"),
+        ("常州四药制药有限公司", "L", True, "2.75"))),
+    ("头孢呋辛", "drug", "ALLI2025", "片剂", "0.25g×12片", 0.6, (
+        ("国药集团致君（深圳）制药有限公司", "S", True, "6.80"), ("葛兰素史克制药有限公司", "H", True, "39.80"),
+        ("珠海联邦制药股份有限公司", "L", True, "6.50"))),
+    ("瑞舒伐他汀", "drug", "ALLI2025", "片剂", "10mg×28片", 0.7, (
+        ("正大天晴药业集团股份有限公司", "S", True, "5.60"), ("阿斯利康制药有限公司", "H", True, "86.50"))),
+    ("缬沙坦", "drug", "ALLI2025", "胶囊", "80mg×28粒", 0.8, (
+        ("浙江华海药业股份有限公司", "S", True, "7.90"), ("北京诺华制药有限公司", "H", True, "52.40"),
+        ("天大药业（珠海）有限公司", "L", False, "7.50"))),
+    ("左氧氟沙星", "drug", "JXYP2025", "片剂", "0.5g×4片", 0.5, (
+        ("浙江医药股份有限公司", "S", True, "5.20"), ("第一三共制药（北京）有限公司", "H", True, "31.60"),
+        ("扬子江药业集团有限公司", "L", True, "4.90"))),
+    ("蒙脱石", "drug", "JXYP2025", "散剂", "3g×10袋", 0.5, (
+        ("先声药业有限公司", "S", True, "6.30"), ("博福-益普生（天津）制药有限公司", "H", True, "23.80"),
+        ("海南斯达制药有限公司", "L", True, "5.90"))),
+    ("冠脉药物洗脱支架", "high_value_consumable", "JXHC2025", "支架", "钴铬合金 2.5×18mm", 1.0, (
+        ("上海微创医疗器械（集团）有限公司", "S", False, "698.00"), ("乐普（北京）医疗器械股份有限公司", "S", False, "720.00"),
+        ("美敦力（上海）管理有限公司", "H", False, "7800.00"))),
+    ("人工晶体", "high_value_consumable", "JXHC2025", "晶体", "非球面单焦点", 1.0, (
+        ("爱博诺德（北京）医疗科技股份有限公司", "S", False, "1180.00"), ("爱尔康（中国）眼科产品有限公司", "H", False, "4600.00"))),
+    ("人血白蛋白", "drug", None, "注射剂", "10g:50ml", 1.0, (
+        ("山东泰邦生物制品有限公司", "X", False, "390.00"), ("成都蓉生药业有限责任公司", "X", False, "402.00"))),
+    ("注射用头孢曲松钠", "drug", None, "注射剂", "1.0g", 1.0, (
+        ("上海罗氏制药有限公司", "X", True, "48.00"),)),
+    ("复方丹参滴丸", "drug", None, "滴丸", "27mg×180丸", 1.0, (
+        ("天士力医药集团股份有限公司", "X", False, "26.80"),)),
+    ("心脏起搏器", "high_value_consumable", None, "植入器械", "双腔", 1.0, (
+        ("美敦力（上海）管理有限公司", "X", False, "28000.00"),)),
+    ("一次性使用吻合器", "high_value_consumable", None, "器械", "管型 25mm", 1.0, (
+        ("常州华森医疗器械股份有限公司", "X", False, "2680.00"),)),
+    ("一次性使用输液器", "consumable", None, "器械", "带针 0.7mm", 1.0, (
+        ("山东威高集团医用高分子制品股份有限公司", "X", False, "1.20"),)),
+)
+VBP_DRUGS = tuple(g[0] for g in GENERICS if g[1] == "drug" and g[2])
+HVC_GENERICS = tuple(g[0] for g in GENERICS if g[1] == "high_value_consumable" and g[2])
+# monthly demand at scale 1 by grade (boxes / pieces)
+DRUG_DEMAND = {"三级": 2000, "二级": 600, "一级": 110}
+OTHER_DEMAND = {
+    "人血白蛋白": {"三级": 60, "二级": 15},
+    "注射用头孢曲松钠": {"三级": 800, "二级": 250, "一级": 60},
+    "复方丹参滴丸": {"三级": 600, "二级": 200, "一级": 80},
+    "一次性使用输液器": {"三级": 8000, "二级": 2000, "一级": 400},
+    "冠脉药物洗脱支架": {"三级": 25, "二级": 4},
+    "人工晶体": {"三级": 30, "二级": 8},
+    "心脏起搏器": {"三级": 2},
+    "一次性使用吻合器": {"三级": 10, "二级": 2},
+}
+PRE_BATCH_PRICE_FACTOR = 2.6  # what a selected product cost before its batch started
+LINES_PER_PRODUCT_MONTH = {"三级": 2.0, "二级": 1.2, "一级": 0.8}  # at scale 1
+AGREED_RATIO = {"drug": "0.70", "high_value_consumable": "0.80"}
+PREPAY_DISBURSE_PERCENT = 30  # default profile: 30% of the agreed amount from cycle month 1
+ALBUMIN = "人血白蛋白"
+CEFTRIAXONE = "注射用头孢曲松钠"
+STAPLER = "一次性使用吻合器"
+
+REPORT_HEADINGS = ("总体进展", "具体工作落实情况", "存在的问题", "下一步打算")
+HEADING_NUMBERS = ("一、", "二、", "三、", "四、")
+
+
+# ------------------------------------------------------------------ planted cases
+def _d(text: str) -> dt.date:
+    return dt.date.fromisoformat(text)
+
+
+def _first_working_day_after_month(month_day: dt.date) -> str:
+    """Logical date of the monthly run that judges the month containing ``month_day``."""
+    nxt = add_months(month_day.replace(day=1), 1)
+    return STATUTORY.first_working_day_of_month(nxt.year, nxt.month).isoformat()
+
+
+M = _first_working_day_after_month  # run date of the monthly DAGs for a judged day
+INGEST_DAY = "2026-02-02"  # after every business date of the snapshot
+
+_DAG = {
+    "ENTRY_NOT_PURCHASED": "vbp_entry_sweep", "ENTRY_BEHIND_AGREEMENT": "vbp_entry_sweep",
+    "PREPAY_UNDER_DISBURSED": "vbp_prepayment_reconciliation",
+    "PREPAY_RECOVERY_SHORT": "vbp_prepayment_reconciliation",
+    "PREPAY_OVER_RECOVERED": "vbp_prepayment_reconciliation",
+    "ANNUAL_REPORT_DUE": "vbp_annual_report_collection", "ANNUAL_REPORT_MISSING": "vbp_annual_report_collection",
+    "ANNUAL_REPORT_LATE": "vbp_annual_report_collection", "ANNUAL_REPORT_INCOMPLETE": "vbp_annual_report_collection",
+    "REPORT_BELOW_80_NO_EXPLANATION": "vbp_volume_review", "REPORT_BELOW_80": "vbp_volume_review",
+    "REPORT_BELOW_HISTORY": "vbp_volume_review", "HISTORY_NOT_REPORTED": "vbp_volume_review",
+    "ORDER_RESPONSE_OVERDUE": "vbp_order_response", "ORDER_RESPONSE_ESCALATED": "vbp_order_response",
+    "DATA_QUALITY": "vbp_ingest",
+}
+
+
+def _case(rule_code: str, logical_date: str, why: str, **subject) -> dict:
+    case = {"rule_code": rule_code, "dag_id": _DAG.get(rule_code, "vbp_monthly_monitoring"),
+            "logical_date": logical_date}
+    case.update(subject)
+    case["why"] = why
+    return case
+
+
+# Institutions of the planted cases (all exist at scale 1).
+I_GZ1, I_GZTCM, I_ZGQ, I_MIL, I_RENAI = "H3607020001", "H3607020002", "H3607020004", "H3607020005", "H3607020006"
+I_NK1, I_NKTCM, I_NKMCH, I_BOAI = "H3607030001", "H3607030002", "H3607030003", "H3607030004"
+I_GX1, I_GXTCM, I_GXMCH, I_JK = "H3607040001", "H3607040002", "H3607040003", "H3607040004"
+I_RJ1, I_RJTCM, I_RJMCH, I_KH = "H3607810001", "H3607810002", "H3607810003", "H3607810004"
+I_XF1, I_XFTCM, I_XFMCH = "H3607220001", "H3607220002", "H3607220003"
+I_DY1, I_DYTCM, I_DYMCH = "H3607230001", "H3607230002", "H3607230003"
+
+# Planted one-off orders (fixed ids; the generated ones never reach sequence 900000).
+O_SPRING = "O20250126900001"
+O_LATE_RESPONSE = "O20250609900001"
+O_ESCALATED = "O20251118900001"
+O_PAY_PUBLIC = "O20250117900001"
+O_PAY_PRIVATE = "O20250117900002"
+O_PAY_PRIVATE_ON_TIME = "O20250117900003"
+O_FILED_LATE = "O20250430900001"
+O_FILED_ON_DEADLINE = "O20250430900002"
+O_NOT_FILED = "O20250820900001"
+O_BAD_QUANTITY = "O20250312990001"
+O_BAD_PRODUCT = "O20250312990002"
+UNKNOWN_PRODUCT = "YP99999"
+BAD_ORDER_IDS = (O_BAD_QUANTITY, O_BAD_PRODUCT)
+
+PLANTED: list[dict] = [
+    # DAG 1 · entry sweep (month-3 end of the agreement year)
+    _case("ENTRY_NOT_PURCHASED", M(_d("2025-07-09")),
+          "联盟批次2025-04-10落地，南康区中医院至第3个月末（2025-07-09）未采购中选缬沙坦（8月起补采）",
+          institution_code=I_NKTCM, batch_code="ALLI2025", generic_name="缬沙坦", milestone_month=3),
+    _case("ENTRY_BEHIND_AGREEMENT", M(_d("2025-03-31")),
+          "赣县区中医院1–3月只按约定进度的30%采购中选阿托伐他汀（4月起加量追赶）",
+          institution_code=I_GXTCM, batch_code="NVBP10", generic_name="阿托伐他汀", milestone_month=3),
+    _case("ENTRY_BEHIND_AGREEMENT", M(_d("2025-07-09")),
+          "瑞金市人民医院瑞舒伐他汀（约定50,000）至2025-07-09只采购6,750（例2的机构）",
+          institution_code=I_RJ1, batch_code="ALLI2025", generic_name="瑞舒伐他汀", milestone_month=3),
+    # DAG 2 · monthly monitoring
+    _case("PROGRESS_BEHIND", M(_d("2025-08-31")),
+          "examples.md 例2：协议年度2025-04-10…2026-04-09，约定50,000，至8月末采购12,000：完成率0.24 < 0.8×0.3945",
+          severity="warning", institution_code=I_RJ1, batch_code="ALLI2025", generic_name="瑞舒伐他汀"),
+    _case("PROGRESS_BEHIND", M(_d("2025-07-31")),
+          "同一协议7月末完成率0.19 < 0.8×0.3096（未低于0.5×）", severity="warning",
+          institution_code=I_RJ1, batch_code="ALLI2025", generic_name="瑞舒伐他汀"),
+    _case("PROGRESS_BEHIND", M(_d("2025-04-30")),
+          "部队医院签约后只按约定进度约35%采购二甲双胍：完成率 < 0.5×序时进度（4–12月每月一次）",
+          severity="high", institution_code=I_MIL, batch_code="NVBP10", generic_name="二甲双胍"),
+    _case("PROGRESS_BEHIND", M(_d("2025-12-31")),
+          "部队医院二甲双胍全年滞后，12月仍为 high", severity="high",
+          institution_code=I_MIL, batch_code="NVBP10", generic_name="二甲双胍"),
+    _case("PROGRESS_BEHIND", M(_d("2025-07-31")),
+          "南康区中医院缬沙坦落地后4个月未采购：完成率0 < 0.5×序时进度", severity="high",
+          institution_code=I_NKTCM, batch_code="ALLI2025", generic_name="缬沙坦"),
+    _case("SELECTED_SHARE_LOW", M(_d("2025-05-31")),
+          "信丰县中医院5月另购大量非中选奥美拉唑（低价），中选数量占比约0.45 < 约定比例0.70",
+          institution_code=I_XFTCM, batch_code="NVBP10", generic_name="奥美拉唑"),
+    _case("NON_SELECTED_HIGH_PRICE", M(_d("2025-03-31")),
+          "南康区人民医院3月采购原研氨氯地平28.60元/盒，高于最高中选价3.45元",
+          institution_code=I_NK1, generic_name="氨氯地平"),
+    _case("ONLY_NON_SELECTED", M(_d("2025-08-31")),
+          "赣州仁爱医院（民营，未签左氧氟沙星协议）8月只采购高价非中选左氧氟沙星，无中选产品采购",
+          institution_code=I_RENAI, generic_name="左氧氟沙星"),
+    _case("ONLINE_RATE_LOW", M(_d("2025-07-31")),
+          "瑞金市中医院7月线下购入大量人血白蛋白，药品网采率约0.74 < 0.90",
+          institution_code=I_RJTCM, category="drug"),
+    _case("ONLINE_RATE_LOW", M(_d("2025-10-31")),
+          "赣州市第一人民医院10月线下购入吻合器，高值耗材网采率约0.77 < 0.80",
+          institution_code=I_GZ1, category="high_value_consumable"),
+    _case("ONLINE_RATE_LOW", M(_d("2025-09-30")),
+          "大余县人民医院9月线下购入大量人血白蛋白（同时拉低大余分局网采率）",
+          institution_code=I_DY1, category="drug"),
+    _case("BRANCH_ONLINE_RATE_LOW", M(_d("2025-09-30")),
+          "大余分局9月公立机构药品网采率0.80 < 0.90（大余县人民医院大额线下采购）",
+          branch_code="360723", category="drug"),
+    _case("OFFLINE_NOT_FILED", M(_d("2025-08-29")),
+          "赣县区人民医院2025-08-20线下采购，备案期限2025-08-29，8月末仍未备案",
+          institution_code=I_GX1, order_id=O_NOT_FILED),
+    _case("OFFLINE_FILED_LATE", M(_d("2025-05-14")),
+          "examples.md 例3：2025-04-30线下采购，劳动节后第7个工作日2025-05-14为期限，5月15日才备案",
+          institution_code=I_RJMCH, order_id=O_FILED_LATE),
+    _case("NON_EVALUATED_PURCHASE", M(_d("2025-05-31")),
+          "氨氯地平已有4家过评企业，信丰县人民医院5月仍采购未过评产品",
+          institution_code=I_XF1, generic_name="氨氯地平"),
+    _case("PAYMENT_OVERDUE", M(_d("2025-02-28")),
+          "examples.md 例4：公立医院2025-01-20验收，2月末前只付60%（余款3月10日才付）",
+          institution_code=I_ZGQ, order_id=O_PAY_PUBLIC),
+    _case("PAYMENT_OVERDUE", M(_d("2025-02-19")),
+          "examples.md 例4：民营医院2025-01-20验收，30天期限2025-02-19，2月21日才付款",
+          institution_code=I_BOAI, order_id=O_PAY_PRIVATE),
+    # DAG 3 · prepayment reconciliation
+    _case("PREPAY_UNDER_DISBURSED", M(_d("2025-03-31")),
+          "大余县中医院第十批国采只拨付约定金额的20%（应30%）；第6、9、12个月节点同样预警",
+          institution_code=I_DYTCM, batch_code="NVBP10", milestone_month=3),
+    _case("PREPAY_RECOVERY_SHORT", M(_d("2025-06-30")),
+          "赣县区妇幼保健院每月只冲抵已拨付的4%：第6个月累计24% < 30%（第9、12个月同样）",
+          institution_code=I_GXMCH, batch_code="NVBP10", milestone_month=6),
+    _case("PREPAY_OVER_RECOVERED", M(_d("2025-05-31")),
+          "赣县区人民医院高值耗材批次第2个月把拨付款误记为一笔归还：累计归还超过已拨付（第6、9个月同样）",
+          institution_code=I_GX1, batch_code="JXHC2025", milestone_month=3),
+    # DAG 5 · volume review (ALLI2025 deadline 2025-03-14; JXYP2025 deadline 2025-06-13)
+    _case("REPORT_BELOW_80_NO_EXPLANATION", M(_d("2025-03-14")),
+          "章贡区人民医院头孢呋辛报量为2024年采购量的50%，未作说明",
+          institution_code=I_ZGQ, batch_code="ALLI2025", generic_name="头孢呋辛"),
+    _case("REPORT_BELOW_80", M(_d("2025-03-14")),
+          "信丰县妇幼保健院缬沙坦报量为历史量的60%，已说明原因（待审核）",
+          institution_code=I_XFMCH, batch_code="ALLI2025", generic_name="缬沙坦"),
+    _case("REPORT_BELOW_HISTORY", M(_d("2025-03-14")),
+          "大余县妇幼保健院头孢呋辛报量为历史量的80%（向上取整，边界值不算低于80%）",
+          institution_code=I_DYMCH, batch_code="ALLI2025", generic_name="头孢呋辛"),
+    _case("HISTORY_NOT_REPORTED", M(_d("2025-03-14")),
+          "江口镇中心卫生院2024年采购过瑞舒伐他汀，但未报量",
+          institution_code=I_JK, batch_code="ALLI2025", generic_name="瑞舒伐他汀"),
+    _case("HISTORY_NOT_REPORTED", M(_d("2025-06-13")),
+          "瑞金康华医院（民营）2024年采购过蒙脱石，省级批次未报量",
+          institution_code=I_KH, batch_code="JXYP2025", generic_name="蒙脱石"),
+    # DAG 6 · order response
+    _case("ORDER_RESPONSE_OVERDUE", "2025-01-29",
+          "examples.md 例5：2025-01-26 10:00（调休上班的周日）下单，48小时节点2025-01-28 10:00未响应",
+          institution_code=I_NK1, order_id=O_SPRING),
+    _case("ORDER_RESPONSE_ESCALATED", "2025-02-07",
+          "examples.md 例5：春节假期后首个工作日2月5日督促，2月6日（升级日）仍未响应",
+          institution_code=I_NK1, order_id=O_SPRING),
+    _case("ORDER_RESPONSE_OVERDUE", "2025-06-12",
+          "2025-06-09 09:30下单，06-11 16:00才响应（超过48小时；升级日06-13前已响应，不升级）",
+          institution_code=I_RJMCH, order_id=O_LATE_RESPONSE),
+    _case("ORDER_RESPONSE_OVERDUE", "2025-11-21",
+          "2025-11-18 14:00下单，48小时节点11-20 14:00未响应",
+          institution_code=I_GXTCM, order_id=O_ESCALATED),
+    _case("ORDER_RESPONSE_ESCALATED", "2025-11-23",
+          "上例的升级日为2025-11-22（11-21为督促日），至当日结束仍未响应（11-23才响应）",
+          institution_code=I_GXTCM, order_id=O_ESCALATED),
+    # DAG 4 · annual reports for 2025 (deadline 2026-01-15)
+    *[_case("ANNUAL_REPORT_DUE", day, "提醒日截至前一日尚未报送年度报告", branch_code=branch)
+      for day in ("2026-01-05", "2026-01-10", "2026-01-14") for branch in ("360704", "360781")],
+    *[_case("ANNUAL_REPORT_DUE", day, "大余分局1月13日才报送", branch_code="360723")
+      for day in ("2026-01-05", "2026-01-10")],
+    _case("ANNUAL_REPORT_DUE", "2026-01-05", "南康分局1月9日才报送", branch_code="360703"),
+    _case("ANNUAL_REPORT_MISSING", "2026-01-16", "瑞金分局截至1月15日未报送（全季未报）", branch_code="360781"),
+    _case("ANNUAL_REPORT_MISSING", "2026-01-16", "赣县分局截至1月15日未报送（1月19日补报）", branch_code="360704"),
+    _case("ANNUAL_REPORT_LATE", "2026-01-20", "赣县分局2026-01-19才报送（逾期）", branch_code="360704"),
+    _case("ANNUAL_REPORT_INCOMPLETE", "2026-01-10", "南康分局2026-01-09报送的 Markdown 缺少“三、存在的问题”",
+          branch_code="360703"),
+    # Data quality at ingest
+    _case("DATA_QUALITY", INGEST_DAY,
+          "orders.csv 中两行违反契约（一行数量为-10，一行产品代码 YP99999 不存在）：隔离这2行，数据组收到1条预警",
+          branch_code=CITY[0], source_file="orders.csv", quarantined_rows=list(BAD_ORDER_IDS)),
+]
+
+# Cases built to sit exactly on a boundary: the run of ``logical_date`` must NOT raise them.
+BOUNDARY_CASES: list[dict] = [
+    {"rule_code": "OFFLINE_FILED_LATE", "dag_id": "vbp_monthly_monitoring", "logical_date": M(_d("2025-05-14")),
+     "order_id": O_FILED_ON_DEADLINE, "institution_code": I_XFMCH,
+     "why": "2025-04-30线下采购，2025-05-14（期限当日）备案：不预警"},
+    {"rule_code": "PAYMENT_OVERDUE", "dag_id": "vbp_monthly_monitoring", "logical_date": M(_d("2025-02-19")),
+     "order_id": O_PAY_PRIVATE_ON_TIME, "institution_code": I_KH,
+     "why": "民营医院2025-01-20验收，2025-02-19（第30天）付清：不预警"},
+    {"rule_code": "ORDER_RESPONSE_ESCALATED", "dag_id": "vbp_order_response", "logical_date": "2025-06-14",
+     "order_id": O_LATE_RESPONSE, "institution_code": I_RJMCH,
+     "why": "超48小时后、升级日（06-13）结束前已响应：不升级"},
+    {"rule_code": "REPORT_BELOW_80_NO_EXPLANATION", "dag_id": "vbp_volume_review", "logical_date": M(_d("2025-03-14")),
+     "institution_code": I_GZTCM, "batch_code": "ALLI2025", "generic_name": "缬沙坦",
+     "why": "先报历史量的30%，截止日前更正为正常量：以最新一次为准，不预警"},
+    *[{"rule_code": "PROGRESS_BEHIND", "dag_id": "vbp_monthly_monitoring", "logical_date": M(_d(day)),
+       "institution_code": I_RJ1, "batch_code": "ALLI2025", "generic_name": "瑞舒伐他汀",
+       "why": "9月起每月采购8,000，完成率不再低于0.8×序时进度"}
+      for day in ("2025-09-30", "2025-10-31", "2025-11-30", "2025-12-31")],
+]
+
+
+def _monthly_run_days() -> list[str]:
+    days, month = [], dt.date(2025, 2, 1)
+    while month <= dt.date(2026, 1, 1):
+        days.append(STATUTORY.first_working_day_of_month(month.year, month.month).isoformat())
+        month = add_months(month, 1)
+    return days
+
+
+_MONTHLY_RUNS = _monthly_run_days()
+DEMO_RUNS: dict[str, list[str]] = {
+    "vbp_ingest": [INGEST_DAY],
+    "vbp_volume_review": list(_MONTHLY_RUNS),
+    "vbp_entry_sweep": list(_MONTHLY_RUNS),
+    "vbp_monthly_monitoring": list(_MONTHLY_RUNS),
+    "vbp_prepayment_reconciliation": list(_MONTHLY_RUNS),
+    # planted days plus two ordinary days (nothing to report)
+    "vbp_order_response": sorted(["2025-01-29", "2025-02-07", "2025-03-12", "2025-06-12", "2025-06-14",
+                                  "2025-09-17", "2025-11-21", "2025-11-23"]),
+    "vbp_annual_report_collection": ["2026-01-02", "2026-01-05", "2026-01-10", "2026-01-14",
+                                     "2026-01-16", "2026-01-20"],
+}
+
+
+# ------------------------------------------------------------------ small helpers
+def money(value: int) -> str:
+    """1/10000 yuan → '12.50', '3.12', '0.0125' (at least two decimals)."""
+    if value >= 0:
+        whole, frac = divmod(value, 10000)
+        if frac % 100 == 0:  # the usual case: whole fen
+            return f"{whole}.{frac // 100:02d}"
+    sign = "-" if value < 0 else ""
+    whole, frac = divmod(abs(value), 10000)
+    digits = f"{frac:04d}".rstrip("0")
+    if len(digits) < 2:
+        digits = (digits + "00")[:2]
+    return f"{sign}{whole}.{digits}"
+
+
+def _month_starts() -> list[dt.date]:
+    months, month = [], FIRST_MONTH
+    while month <= LAST_MONTH:
+        months.append(month)
+        month = add_months(month, 1)
+    return months
+
+
+class _Days:
+    """Days as indices from a fixed origin, with cached strings and working-day lookups."""
+
+    def __init__(self, first: dt.date, last: dt.date):
+        self.first = first
+        count = (last - first).days + 1
+        self.dates = [first + dt.timedelta(days=i) for i in range(count)]
+        self.text = [d.isoformat() for d in self.dates]
+        self.compact = [d.strftime("%Y%m%d") for d in self.dates]
+        self.working = [STATUTORY.is_working_day(d) for d in self.dates]
+        self.working_indices = [i for i, w in enumerate(self.working) if w]
+        # public payment deadline: the last day of the month after the acceptance month
+        self.end_next_month = []
+        for d in self.dates:
+            nxt = add_months(d.replace(day=1), 1)
+            self.end_next_month.append(min(self.index(month_bounds(nxt)[1]), count - 1))
+
+    def index(self, day: dt.date) -> int:
+        return (day - self.first).days
+
+    def nth_working_after(self, i: int, n: int) -> int:
+        pos = bisect_right(self.working_indices, i)
+        return self.working_indices[pos + n - 1]
+
+
+@dataclass
+class Institution:
+    code: str
+    name: str
+    branch_code: str
+    ownership: str
+    grade: str
+    kind: str
+    signed: tuple[str, ...] = ()
+    distributors: tuple[str, ...] = ()
+    usage: dict = field(default_factory=dict)  # generic → (monthly demand, selected product, selected share)
+
+    @property
+    def uses_hvc(self) -> bool:
+        return self.grade in ("三级", "二级") and self.kind in ("general", "tcm")
+
+    def agreement_batches(self) -> tuple[str, ...]:
+        if self.ownership == "public":
+            return tuple(b[0] for b in BATCHES)
+        return self.signed
+
+
+# ------------------------------------------------------------------ the generator
+class _Generator:
+    def __init__(self, landing: Path, seed: int, scale: float, order_scale: float | None):
+        self.landing = Path(landing)
+        self.rng = random.Random(seed)
+        self.scale = scale
+        self.order_scale = scale if order_scale is None else order_scale
+        self.days = _Days(dt.date(2024, 9, 1), dt.date(2026, 3, 31))
+        self.snapshot = self.days.index(SNAPSHOT_END)
+        self.counts: dict[str, int] = {}
+        self.order_seq = [0] * len(self.days.dates)
+        self.history: dict[tuple[str, str], int] = {}  # (institution, generic) → 2024 quantity
+        self.clock = [f"{t // 3600:02d}:{t % 3600 // 60:02d}:{t % 60:02d}" for t in range(86400)]
+        self._build_products()
+
+    # -- reference data -----------------------------------------------------------
+    def _build_products(self) -> None:
+        self.products: list[ProductDef] = []
+        self.generics: dict[str, dict] = {}
+        seq = {"drug": 10000, "high_value_consumable": 20000, "consumable": 30000}
+        prefix = {"drug": "YP", "high_value_consumable": "HC", "consumable": "HC"}
+        for name, category, batch, form, spec, weight, makers in GENERICS:
+            roles: dict[str, list[ProductDef]] = {}
+            for maker, role, passed, price in makers:
+                seq[category] += 1
+                product = ProductDef(f"{prefix[category]}{seq[category]}", name, form, spec, maker, category,
+                                     passed, role, _y(price))
+                self.products.append(product)
+                roles.setdefault(role, []).append(product)
+            self.generics[name] = {"category": category, "batch": batch, "weight": weight, "roles": roles}
+
+    def _build_institutions(self) -> None:
+        rng = self.rng
+        self.branches: list[tuple[str, list[Institution]]] = []
+        self.institutions: dict[str, Institution] = {}
+        distributor_codes = [d[0] for d in DISTRIBUTORS]
+        for code, _name, county, base, _slug in BRANCHES:
+            count = max(1, round(base * self.scale))
+            members: list[Institution] = []
+            core = CORE[code]
+            towns = TOWNS[code]
+            generated = 0
+            for position in range(1, count + 1):
+                inst_code = f"H{code}{position:04d}"
+                if position <= len(core):
+                    name, ownership, grade, kind = core[position - 1]
+                    signed = CORE_SIGNERS.get(inst_code, ())
+                else:
+                    generated += 1
+                    draw = rng.random()
+                    town = towns[(generated - 1) % len(towns)]
+                    round_no = (generated - 1) // len(towns)
+                    if draw < 0.80:
+                        ownership, grade, kind = "public", "一级", "township"
+                        street = town.endswith("街道")  # urban: community health centres
+                        if round_no == 0:
+                            name = f"{county}{town}{'社区卫生服务中心' if street else '卫生院'}"
+                        else:
+                            name = f"{county}{town}{'社区卫生服务站' if street else '卫生所'}{round_no + 1}"
+                    elif draw < 0.97:
+                        ownership, kind = "private", "general"
+                        grade = "二级" if rng.random() < 0.3 else "一级"
+                        name = f"{county}{town}{PRIVATE_NAMES[rng.randrange(len(PRIVATE_NAMES))]}"
+                        if round_no:
+                            name += f"（{round_no + 1}部）"
+                    else:
+                        ownership, grade, kind = "military", "一级", "general"
+                        name = f"联勤保障部队{county}{town}门诊部"
+                    signed = ("NVBP10",) if ownership != "public" and rng.random() < 0.3 else ()
+                dists = tuple(rng.sample(distributor_codes, 2))
+                inst = Institution(inst_code, name, code, ownership, grade, kind, signed, dists)
+                self._assign_usage(inst)
+                members.append(inst)
+                self.institutions[inst_code] = inst
+            self.branches.append((code, members))
+
+    def _assign_usage(self, inst: Institution) -> None:
+        rng = self.rng
+        for name, info in self.generics.items():
+            if info["batch"] and info["category"] == "drug":
+                demand = DRUG_DEMAND[inst.grade] * info["weight"]
+            else:
+                by_grade = OTHER_DEMAND.get(name, {})
+                if info["category"] == "high_value_consumable" and not inst.uses_hvc:
+                    continue
+                demand = by_grade.get(inst.grade, 0)
+            if not demand:
+                continue
+            demand = max(1, round(demand * (0.7 + 0.6 * rng.random())))
+            selected = info["roles"].get("S") or []
+            chosen = selected[rng.randrange(len(selected))] if selected else None
+            buys_low = "L" in info["roles"] and rng.random() < 0.5
+            share = 0.88 + 0.09 * rng.random() if buys_low else 1.0
+            inst.usage[name] = (demand, chosen, share)
+
+    # -- writing helpers ------------------------------------------------------------
+    def _path(self, name: str, suffix: str = ".csv") -> Path:
+        return self.landing / f"{name}{suffix}"
+
+    def _write_small(self, name: str, rows: list[list], encoding: str = "utf-8") -> None:
+        with open(self._path(name), "w", newline="", encoding=encoding) as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(list(FILES[name].columns))
+            writer.writerows(rows)
+        self.counts[name] = len(rows)
+
+    def write_reference(self) -> None:
+        self._write_small("branches", [[CITY[0], CITY[1], "city", CITY[2]]] + [
+            [code, name, "branch", f"{slug}@example.org;{slug}-jg@example.org"]
+            for code, name, _county, _base, slug in BRANCHES])
+        self._write_small("institutions", [
+            [i.code, i.name, i.branch_code, i.ownership, i.grade]
+            for _code, members in self.branches for i in members], encoding="gb18030")
+        self._write_small("batches", [
+            [code, name, level, category, start.isoformat(), str(months), deadline.isoformat() if deadline else ""]
+            for code, name, level, category, start, months, deadline in BATCHES])
+        rows = []
+        for p in self.products:
+            selected = p.role == "S"
+            rows.append([p.code, p.generic, p.form, p.spec, p.maker, p.category,
+                         "true" if p.passed else "false", "true" if selected else "false",
+                         self.generics[p.generic]["batch"] if selected else "",
+                         money(p.price) if selected else ""])
+        self._write_small("products", rows, encoding="utf-8-sig")
+        self._write_small("distributors", [list(d) for d in DISTRIBUTORS])
+        # 2027 is not in the statutory package yet: how an operator would add it
+        self._write_small("holidays", [
+            ["2027-01-01", "false"], ["2027-02-05", "false"], ["2027-02-08", "false"],
+            ["2027-02-09", "false"], ["2027-02-10", "false"], ["2027-02-11", "false"],
+            ["2027-02-20", "true"]])
+
+    # -- agreements ------------------------------------------------------------------
+    def _agreement_plan(self) -> list[dict]:
+        """One agreement per institution × selected generic of the batches it takes part in."""
+        plan = []
+        for _code, members in self.branches:
+            for inst in members:
+                for batch_code in inst.agreement_batches():
+                    _c, _n, _l, category, start, _m, _dl = BATCH_BY_CODE[batch_code]
+                    period_end = add_months(start, 12) - dt.timedelta(days=1)
+                    generic_names = [g[0] for g in GENERICS if g[2] == batch_code]
+                    for position, generic in enumerate(generic_names, 1):
+                        usage = inst.usage.get(generic)
+                        if usage is None:
+                            continue
+                        demand, product, share = usage
+                        agreed = round(12 * demand * share * (0.80 + 0.08 * self.rng.random()))
+                        if (inst.code, generic) == (I_RJ1, "瑞舒伐他汀"):
+                            agreed = 50000  # examples.md 2
+                        plan.append({
+                            "agreement_id": f"XY-{batch_code}-{inst.code}-{position:02d}",
+                            "institution": inst, "batch_code": batch_code, "generic": generic,
+                            "period_start": start, "period_end": period_end, "agreed": agreed,
+                            "ratio": AGREED_RATIO[category], "amount": agreed * product.price,
+                        })
+        return plan
+
+    def write_agreements(self) -> list[dict]:
+        plan = self._agreement_plan()
+        self._write_small("agreements", [[
+            a["agreement_id"], a["institution"].code, a["batch_code"], a["generic"],
+            a["period_start"].isoformat(), a["period_end"].isoformat(), str(a["agreed"]), a["ratio"],
+            money(a["amount"])] for a in plan])
+        return plan
+
+    # -- prepayments -------------------------------------------------------------------
+    def write_prepayments(self, plan: list[dict]) -> None:
+        totals: dict[tuple[str, str], list] = {}
+        for a in plan:
+            key = (a["institution"].code, a["batch_code"])
+            entry = totals.setdefault(key, [0, a["period_start"]])
+            entry[0] += a["amount"]
+        rows = []
+        rng = self.rng
+        for (inst_code, batch_code), (total, start) in totals.items():
+            percent = 20 if (inst_code, batch_code) == (I_DYTCM, "NVBP10") else PREPAY_DISBURSE_PERCENT
+            disbursed = -(-total * percent // 100 // 100) * 100  # rounded up to the fen
+            if disbursed <= 0:
+                continue
+            seq = 0
+
+            def add(day: dt.date, kind: str, amount: int) -> None:
+                nonlocal seq
+                if day > SNAPSHOT_END or amount <= 0:
+                    return
+                seq += 1
+                rows.append([f"YF-{inst_code}-{batch_code}-{seq:02d}", inst_code, batch_code, day.isoformat(),
+                             kind, money(amount)])
+
+            add(start + dt.timedelta(days=3 + rng.randrange(8)), "disbursement", disbursed)
+            short = (inst_code, batch_code) == (I_GXMCH, "NVBP10")  # planted: recovers 4% a month
+            step = (disbursed * 4 // 100 if short else disbursed // 12) // 100 * 100
+            recovered = 0
+            for k in range(1, 13):
+                first, last = cycle_month_bounds(start, k)
+                day = min(first + dt.timedelta(days=10 + rng.randrange(10)), last)
+                amount = disbursed - recovered if k == 12 and not short else step
+                add(day, "recovery", amount)
+                recovered += amount
+                if k == 2 and (inst_code, batch_code) == (I_GX1, "JXHC2025"):
+                    add(min(day + dt.timedelta(days=1), last), "recovery", disbursed)  # planted: ledger error
+        self._write_small("prepayments", rows)
+
+    # -- orders ----------------------------------------------------------------------
+    def _windows(self, generic: str, month: dt.date) -> list[tuple[int, int, str]]:
+        """(first day index, last day index, regime) of a generic's purchases in a month."""
+        first, last = month_bounds(month)
+        batch = self.generics[generic]["batch"]
+        i0, i1 = self.days.index(first), self.days.index(last)
+        if not batch:
+            return [(i0, i1, "plain")]
+        start = BATCH_BY_CODE[batch][4]
+        if start <= first:
+            return [(i0, i1, "active")]
+        if start > last:
+            return [(i0, i1, "pre")]
+        split = self.days.index(start)
+        return [(i0, split - 1, "pre"), (split, i1, "active")]
+
+    def _open_streams(self):
+        self._handles = []
+        streams = {}
+        for name in ("orders", "payments", "offline_filings"):
+            handle = open(self._path(name), "w", newline="", encoding="utf-8")
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(list(FILES[name].columns))
+            self._handles.append(handle)
+            streams[name] = writer
+            self.counts[name] = 0
+        return streams
+
+    def write_orders(self) -> None:
+        streams = self._open_streams()
+        self._orders, self._payments, self._filings = streams["orders"], streams["payments"], streams["offline_filings"]
+        try:
+            for month in _month_starts():
+                for branch_code, members in self.branches:
+                    branch_platform_drug = 0
+                    for inst in members:
+                        platform = self._institution_month(inst, month)
+                        if inst.ownership == "public":
+                            branch_platform_drug += platform["drug"]
+                    if branch_code == "360723" and month == dt.date(2025, 9, 1) and I_DY1 in self.institutions:
+                        # planted: one large offline purchase pulls the branch below 90%
+                        self._offline_of_amount(self.institutions[I_DY1], month, ALBUMIN,
+                                                branch_platform_drug * 25 // 100)
+            self._planted_orders()
+        finally:
+            for handle in self._handles:
+                handle.close()
+
+    def _institution_month(self, inst: Institution, month: dt.date) -> dict[str, int]:
+        platform = {"drug": 0, "high_value_consumable": 0, "consumable": 0}
+        rng = self.rng
+        for generic, (demand, selected, share) in inst.usage.items():
+            info = self.generics[generic]
+            roles = info["roles"]
+            for i0, i1, regime in self._windows(generic, month):
+                days_in_month = month_bounds(month)[1].day
+                quantity = demand * (i1 - i0 + 1) / days_in_month * (0.85 + 0.3 * rng.random())
+                plan = self._purchase_plan(inst, generic, month, regime, quantity, selected, share, roles)
+                for product, price, qty in plan:
+                    if qty >= 1:
+                        platform[info["category"]] += self._emit(inst, product, price, int(qty), i0, i1)
+        self._normal_offline(inst, month, platform)
+        # planted online-rate cases (amounts follow the month's platform amount)
+        if month == dt.date(2025, 7, 1) and inst.code == I_RJTCM:
+            self._offline_of_amount(inst, month, ALBUMIN, platform["drug"] * 35 // 100)
+        if month == dt.date(2025, 10, 1) and inst.code == I_GZ1:
+            self._offline_of_amount(inst, month, STAPLER, platform["high_value_consumable"] * 30 // 100)
+        return platform
+
+    def _purchase_plan(self, inst, generic, month, regime, quantity, selected, share, roles):
+        """[(product, unit price, quantity)] of one generic in one window, planted cases included."""
+        if regime == "plain":
+            products = roles["X"]
+            if len(products) == 1:
+                return [(products[0], products[0].price, round(quantity))]
+            first = round(quantity * 0.6)
+            return [(products[0], products[0].price, first), (products[1], products[1].price, round(quantity) - first)]
+        low = roles.get("L", [None])[0]
+        if regime == "pre":
+            old_price = round(selected.price * PRE_BATCH_PRICE_FACTOR / 100) * 100
+            if low is None:
+                return [(selected, old_price, round(quantity))]
+            return [(selected, old_price, round(quantity * 0.7)), (low, low.price, round(quantity * 0.3))]
+        key = (inst.code, generic)
+        factor = _PACE.get(key, {}).get(month.month if month.year == 2025 else 0, 1.0)
+        if key == (I_RJ1, "瑞舒伐他汀") and month.year == 2025:
+            return []  # exact lines are written by _planted_orders (examples.md 2)
+        if key == (I_RENAI, "左氧氟沙星") and month == dt.date(2025, 8, 1):
+            high = roles["H"][0]
+            return [(high, high.price, round(quantity))]  # planted: only the high-priced non-selected
+        selected_qty = round(quantity * share * factor)
+        plan = [(selected, selected.price, selected_qty)]
+        if low is not None and share < 1.0:
+            plan.append((low, low.price, round(quantity * (1 - share) * factor)))
+        extra = _EXTRA.get((inst.code, generic, month))
+        if extra:
+            role, fraction = extra
+            product = roles[role][0]
+            plan.append((product, product.price, max(1, round(selected_qty * fraction))))
+        return plan
+
+    def _emit(self, inst: Institution, product: ProductDef, price: int, quantity: int, i0: int, i1: int) -> int:
+        """Write ``quantity`` split over a few platform order lines (+ payments); return their amount.
+
+        The hot loop of the generator: everything is local and pre-formatted (see _write_order
+        for the same row written the readable way).
+        """
+        r = self.rng.random
+        days = self.days
+        text, compact, end_next_month = days.text, days.compact, days.end_next_month
+        clock, seq, snapshot = self.clock, self.order_seq, self.snapshot
+        write_order, write_payment = self._orders.writerow, self._payments.writerow
+        lines = max(1, round(LINES_PER_PRODUCT_MONTH[inst.grade] * self.order_scale))
+        lines = min(lines, quantity)
+        base, extra = divmod(quantity, lines)
+        candidates = [i for i in range(i0, i1 + 1) if days.working[i]] or list(range(i0, i1 + 1))
+        ncand = len(candidates)
+        public = inst.ownership == "public"
+        dists = inst.distributors
+        ndists = len(dists)
+        inst_code, product_code, price_text = inst.code, product.code, money(price)
+        total = orders = payments = 0
+        for n in range(lines):
+            qty = base + 1 if n < extra else base
+            day = candidates[int(r() * ncand)]
+            second = 28800 + int(r() * 36000)  # 08:00–18:00
+            delay = 1800 + int(r() * 102600) if r() < 0.98 else 108000 + int(r() * 57600)  # 0.5–29 h, some 30–46 h
+            offset, response_second = divmod(second + delay, 86400)
+            accepted = day + offset + 1 + int(r() * 3)
+            seq[day] += 1
+            order_id = f"O{compact[day]}{seq[day]:06d}"
+            amount = qty * price
+            amount_text = money(amount)
+            day_text = text[day]
+            write_order((order_id, inst_code, product_code, dists[int(r() * ndists)], "platform",
+                         f"{day_text} {clock[second]}", str(qty), price_text, amount_text,
+                         f"{text[day + offset]} {clock[response_second]}", text[accepted], "false"))
+            total += amount
+            orders += 1
+            # paid on time: public by the end of the month after acceptance, others within 30 days
+            deadline = end_next_month[accepted] if public else accepted + 30
+            upper = deadline if deadline < snapshot else snapshot
+            lower = accepted + 3 if accepted + 3 < upper else upper
+            pay_day = lower + int(r() * (upper - lower + 1))
+            payment_id = f"FK{order_id[1:]}"
+            if r() < 0.03 and pay_day > lower:  # two instalments, both on time
+                first = amount // 200 * 100
+                write_payment((payment_id + "01", order_id, text[lower], money(first)))
+                write_payment((payment_id + "02", order_id, text[pay_day], money(amount - first)))
+                payments += 2
+            else:
+                write_payment((payment_id + "01", order_id, text[pay_day], amount_text))
+                payments += 1
+            if r() < 0.01:  # an extra line the hospital cancelled (counts nowhere)
+                seq[day] += 1
+                write_order((f"O{compact[day]}{seq[day]:06d}", inst_code, product_code, dists[0], "platform",
+                             f"{day_text} {clock[second + 600]}", str(qty), price_text, amount_text, "", "",
+                             "true"))
+                orders += 1
+        if days.dates[i0].year == 2024:
+            key = (inst_code, product.generic)
+            self.history[key] = self.history.get(key, 0) + quantity
+        self.counts["orders"] += orders
+        self.counts["payments"] += payments
+        return total
+
+    def _new_order_id(self, day: int) -> str:
+        self.order_seq[day] += 1
+        return f"O{self.days.compact[day]}{self.order_seq[day]:06d}"
+
+    def _clock(self, second: int) -> str:
+        return self.clock[second]
+
+    def _write_order(self, inst, product, distributor, channel, day, second, qty, price, response_second,
+                     public, cancelled, order_id=None, acceptance=None, pay=True):
+        """One order line (+ its payment or filing). ``response_second`` counts from the order day."""
+        days = self.days
+        order_id = order_id or self._new_order_id(day)
+        amount = qty * price
+        response = ""
+        accepted = None
+        if response_second is not None:
+            offset, sec = divmod(response_second, 86400)
+            response = f"{days.text[day + offset]} {self._clock(sec)}"
+            accepted = acceptance if acceptance is not None else day + offset + 1 + int(self.rng.random() * 3)
+        elif channel == "offline" and not cancelled:
+            accepted = acceptance if acceptance is not None else day + 1 + int(self.rng.random() * 3)
+        if cancelled:
+            accepted = None
+        self._orders.writerow([
+            order_id, inst.code, product.code if product else UNKNOWN_PRODUCT, distributor, channel,
+            f"{days.text[day]} {self._clock(second)}", str(qty), money(price), money(amount), response,
+            days.text[accepted] if accepted is not None else "", "true" if cancelled else "false"])
+        self.counts["orders"] += 1
+        if not cancelled and days.dates[day].year == 2024 and product is not None:
+            key = (inst.code, product.generic)
+            self.history[key] = self.history.get(key, 0) + qty
+        if channel == "platform" and accepted is not None and pay:
+            self._pay(order_id, amount, accepted, public)
+        return order_id
+
+    def _pay(self, order_id: str, amount: int, accepted: int, public: bool) -> None:
+        r = self.rng.random
+        deadline = self.days.end_next_month[accepted] if public else accepted + 30
+        upper = min(deadline, self.snapshot)
+        lower = min(accepted + 3, upper)
+        day = lower + int(r() * (upper - lower + 1))
+        if r() < 0.03 and day > lower:  # paid in two instalments, both on time
+            first = amount // 2 // 100 * 100
+            self._payments.writerow([f"FK{order_id[1:]}01", order_id, self.days.text[lower], money(first)])
+            self._payments.writerow([f"FK{order_id[1:]}02", order_id, self.days.text[day], money(amount - first)])
+            self.counts["payments"] += 2
+        else:
+            self._payments.writerow([f"FK{order_id[1:]}01", order_id, self.days.text[day], money(amount)])
+            self.counts["payments"] += 1
+
+    def _file(self, order_id: str, day: int) -> None:
+        self._filings.writerow([order_id, self.days.text[day]])
+        self.counts["offline_filings"] += 1
+
+    def _offline(self, inst: Institution, product: ProductDef, day: int, qty: int, filed_after: int | None,
+                 order_id: str | None = None, second: int | None = None) -> str:
+        """An off-platform line; filed on the ``filed_after``-th working day after it (None: never)."""
+        second = second if second is not None else 9 * 3600 + int(self.rng.random() * 8 * 3600)
+        order_id = self._write_order(inst, product, inst.distributors[0], "offline", day, second, qty,
+                                     product.price, None, inst.ownership == "public", cancelled=False,
+                                     order_id=order_id)
+        if filed_after is not None:
+            self._file(order_id, self.days.nth_working_after(day, filed_after))
+        return order_id
+
+    def _random_working_day(self, month: dt.date) -> int:
+        first, last = month_bounds(month)
+        i0, i1 = self.days.index(first), self.days.index(last)
+        candidates = [i for i in range(i0, i1 + 1) if self.days.working[i]]
+        return candidates[int(self.rng.random() * len(candidates))]
+
+    def _normal_offline(self, inst: Institution, month: dt.date, platform: dict[str, int]) -> None:
+        """Now and then a hospital buys albumin off the platform (small, filed on time)."""
+        if inst.grade == "一级" or inst.ownership == "military" or ALBUMIN not in inst.usage:
+            return
+        if self.rng.random() >= 0.2:
+            return
+        product = self.generics[ALBUMIN]["roles"]["X"][0]
+        qty = max(1, platform["drug"] * 15 // 1000 // product.price)
+        self._offline(inst, product, self._random_working_day(month), qty, 1 + int(self.rng.random() * 6))
+
+    def _offline_of_amount(self, inst: Institution, month: dt.date, generic: str, amount: int) -> None:
+        product = self.generics[generic]["roles"]["X"][0]
+        qty = max(1, -(-amount // product.price))
+        self._offline(inst, product, self._random_working_day(month), qty, 1 + int(self.rng.random() * 5))
+
+    # -- planted one-off orders -------------------------------------------------------
+    def _planted_orders(self) -> None:
+        days, inst_of = self.days, self.institutions.get
+        ceftriaxone = self.generics[CEFTRIAXONE]["roles"]["X"][0]
+        albumin = self.generics[ALBUMIN]["roles"]["X"][0]
+        idx = lambda text: days.index(_d(text))  # noqa: E731
+        hms = lambda text: sum(int(p) * f for p, f in zip(text.split(":"), (3600, 60, 1)))  # noqa: E731
+
+        def platform(inst_code, order_id, day, clock, qty, response_after=None, acceptance=None, pay=True):
+            inst = inst_of(inst_code)
+            if inst is None:
+                return None
+            second = hms(clock)
+            response = None if response_after is None else second + response_after
+            return self._write_order(inst, ceftriaxone, inst.distributors[0], "platform", idx(day), second, qty,
+                                     ceftriaxone.price, response, inst.ownership == "public", cancelled=False,
+                                     order_id=order_id, acceptance=acceptance, pay=pay)
+
+        # examples.md 5: no response at all across Spring Festival (never delivered)
+        platform(I_NK1, O_SPRING, "2025-01-26", "10:00:00", 20, pay=False)
+        # responded 54.5 h after the order: overdue, but before the escalation day
+        platform(I_RJMCH, O_LATE_RESPONSE, "2025-06-09", "09:30:00", 30, response_after=2 * 86400 + 6 * 3600 + 1800)
+        # no response until after the escalation day (2025-11-22)
+        platform(I_GXTCM, O_ESCALATED, "2025-11-18", "14:00:00", 40,
+                 response_after=5 * 86400 - 4 * 3600)  # 2025-11-23 10:00
+        # examples.md 4: payments (written by hand below)
+        for inst_code, order_id, qty in ((I_ZGQ, O_PAY_PUBLIC, 200), (I_BOAI, O_PAY_PRIVATE, 120),
+                                          (I_KH, O_PAY_PRIVATE_ON_TIME, 60)):
+            platform(inst_code, order_id, "2025-01-17", "10:20:00", qty, response_after=4 * 3600,
+                     acceptance=idx("2025-01-20"), pay=False)
+        amount = 200 * ceftriaxone.price
+        if I_ZGQ in self.institutions:
+            self._payments.writerow([f"FK{O_PAY_PUBLIC[1:]}01", O_PAY_PUBLIC, "2025-02-20", money(amount * 6 // 10)])
+            self._payments.writerow([f"FK{O_PAY_PUBLIC[1:]}02", O_PAY_PUBLIC, "2025-03-10",
+                                     money(amount - amount * 6 // 10)])
+            self.counts["payments"] += 2
+        for inst_code, order_id, qty, day in ((I_BOAI, O_PAY_PRIVATE, 120, "2025-02-21"),
+                                              (I_KH, O_PAY_PRIVATE_ON_TIME, 60, "2025-02-19")):
+            if inst_code in self.institutions:
+                self._payments.writerow([f"FK{order_id[1:]}01", order_id, day, money(qty * ceftriaxone.price)])
+                self.counts["payments"] += 1
+        # examples.md 3: Labour Day filing deadline 2025-05-14
+        for inst_code, order_id, filed in ((I_RJMCH, O_FILED_LATE, "2025-05-15"),
+                                           (I_XFMCH, O_FILED_ON_DEADLINE, "2025-05-14")):
+            inst = inst_of(inst_code)
+            if inst:
+                self._offline(inst, albumin, idx("2025-04-30"), 1, None, order_id=order_id, second=hms("15:00:00"))
+                self._file(order_id, idx(filed))
+        if inst_of(I_GX1):
+            self._offline(inst_of(I_GX1), albumin, idx("2025-08-20"), 2, None, order_id=O_NOT_FILED)
+        # examples.md 2: exact selected purchases of rosuvastatin at 瑞金市人民医院
+        rj1 = inst_of(I_RJ1)
+        if rj1:
+            product = rj1.usage["瑞舒伐他汀"][1]
+            for day, qty in _RJ1_ROSUVASTATIN:
+                self._write_order(rj1, product, rj1.distributors[0], "platform", idx(day), hms("09:00:00"), qty,
+                                  product.price, hms("09:00:00") + 5 * 3600, True, cancelled=False)
+        # rows that break the contract (quarantined at ingest; nothing refers to them)
+        gz = inst_of("H3607020003")
+        if gz:
+            for order_id, product, qty in ((O_BAD_QUANTITY, ceftriaxone, -10), (O_BAD_PRODUCT, None, 10)):
+                self._write_order(gz, product, gz.distributors[0], "platform", idx("2025-03-12"), hms("11:00:00"),
+                                  qty, ceftriaxone.price, hms("13:00:00"), True, cancelled=False,
+                                  order_id=order_id, pay=False)
+
+    # -- volume reports -----------------------------------------------------------------
+    def write_volume_reports(self) -> None:
+        rows = []
+        rng = self.rng
+        for batch_code, _name, _level, category, _start, _months, deadline in BATCHES:
+            if deadline is None:
+                continue
+            generic_names = [g[0] for g in GENERICS if g[2] == batch_code]
+            for _code, members in self.branches:
+                for inst in members:
+                    for position, generic in enumerate(generic_names, 1):
+                        if generic not in inst.usage:
+                            continue
+                        key = (inst.code, generic)
+                        history = self.history.get(key, 0) if deadline.year == 2025 else 0
+                        demand = inst.usage[generic][0]
+                        reported = max(round(12 * demand * (0.95 + 0.15 * rng.random())), math.ceil(history * 1.1))
+                        explanation = ""
+                        report_id = f"BL-{batch_code}-{inst.code}-{position:02d}"
+                        report_day = deadline - dt.timedelta(days=1 + rng.randrange(15))
+                        planted = _VOLUME_PLANTS.get((inst.code, batch_code, generic))
+                        if planted == "missing":
+                            continue
+                        if planted == "below_80_silent":
+                            reported = history // 2
+                        elif planted == "below_80_explained":
+                            reported = history * 6 // 10
+                            explanation = "2025年起部分慢病患者转至上级医院随访，预计用量下降"
+                        elif planted == "below_history":
+                            reported = math.ceil(history * 0.8)
+                        elif planted == "corrected":
+                            rows.append([report_id + "-1", inst.code, batch_code, generic, history * 3 // 10, None,
+                                         (deadline - dt.timedelta(days=9)).isoformat()])
+                            report_id, report_day = report_id + "-2", deadline - dt.timedelta(days=4)
+                        rows.append([report_id, inst.code, batch_code, generic, reported, explanation or None,
+                                     report_day.isoformat()])
+        header = list(FILES["volume_reports"].columns)
+        _write_xlsx(self._path("volume_reports", ".xlsx"), "volume_reports", header, rows)
+        self.counts["volume_reports"] = len(rows)
+
+    # -- annual reports --------------------------------------------------------------------
+    def write_annual_reports(self) -> None:
+        folder = self.landing / "annual_reports"
+        folder.mkdir(parents=True, exist_ok=True)
+        branch_names = {code: (name, county) for code, name, county, _b, _s in BRANCHES}
+        rows = []
+        for code, (fmt, submitted, missing_heading, numbered) in _ANNUAL_PLAN.items():
+            name, county = branch_names[code]
+            file_name = f"{code}_{REPORT_YEAR}年度集采监管工作报告.{fmt}"
+            sections = _report_sections(name, county, skip=missing_heading)
+            if fmt == "docx":
+                _write_docx(folder / file_name, name, sections, numbered)
+            else:
+                (folder / file_name).write_bytes(_report_text(name, sections, markdown=fmt == "md").encode("utf-8"))
+            rows.append([code, str(REPORT_YEAR), submitted, file_name])
+        self._write_small("annual_reports", rows)
+
+    # -- run ----------------------------------------------------------------------------------
+    def run(self) -> dict:
+        started = time.perf_counter()
+        self.landing.mkdir(parents=True, exist_ok=True)
+        clear_landing(self.landing)
+        self._build_institutions()
+        self.write_reference()
+        plan = self.write_agreements()
+        self.write_prepayments(plan)
+        orders_started = time.perf_counter()
+        self.write_orders()
+        order_seconds = time.perf_counter() - orders_started
+        self.write_volume_reports()
+        self.write_annual_reports()
+        seconds = time.perf_counter() - started
+        return {
+            "landing_dir": str(self.landing),
+            "rows": dict(sorted(self.counts.items())),
+            "institutions": len(self.institutions),
+            "order_lines": self.counts["orders"],
+            "seconds": round(seconds, 2),
+            "order_lines_per_second": round(self.counts["orders"] / order_seconds) if order_seconds else None,
+        }
+
+
+# planted selected-purchase pace of an agreement (month of 2025 → factor of normal)
+_PACE: dict[tuple[str, str], dict[int, float]] = {
+    (I_GXTCM, "阿托伐他汀"): {1: 0.3, 2: 0.3, 3: 0.3, 4: 1.6, 5: 1.6, 6: 1.6},
+    (I_MIL, "二甲双胍"): {m: 0.35 for m in range(1, 13)},
+    (I_NKTCM, "缬沙坦"): {4: 0.0, 5: 0.0, 6: 0.0, 7: 0.0, 8: 2.0, 9: 2.0, 10: 2.0, 11: 2.0, 12: 2.0},
+}
+# planted extra lines in one month: (institution, generic, month) → (role, fraction of selected quantity)
+_EXTRA: dict[tuple[str, str, dt.date], tuple[str, float]] = {
+    (I_XFTCM, "奥美拉唑", dt.date(2025, 5, 1)): ("L", 1.2),
+    (I_NK1, "氨氯地平", dt.date(2025, 3, 1)): ("H", 0.05),
+    (I_XF1, "氨氯地平", dt.date(2025, 5, 1)): ("N", 0.08),
+}
+# examples.md 2: 12,000 selected boxes between 2025-04-10 and 2025-08-31, then catching up
+_RJ1_ROSUVASTATIN = (
+    ("2025-04-15", 900), ("2025-04-25", 850), ("2025-05-08", 1250), ("2025-05-22", 1250),
+    ("2025-06-05", 1250), ("2025-06-19", 1250), ("2025-07-15", 1400), ("2025-07-25", 1350),
+    ("2025-08-07", 1250), ("2025-08-21", 1250),
+    ("2025-09-05", 4000), ("2025-09-19", 4000), ("2025-10-14", 4000), ("2025-10-24", 4000),
+    ("2025-11-06", 4000), ("2025-11-20", 4000), ("2025-12-04", 4000), ("2025-12-18", 4000),
+)
+_VOLUME_PLANTS = {
+    (I_ZGQ, "ALLI2025", "头孢呋辛"): "below_80_silent",
+    (I_XFMCH, "ALLI2025", "缬沙坦"): "below_80_explained",
+    (I_DYMCH, "ALLI2025", "头孢呋辛"): "below_history",
+    (I_JK, "ALLI2025", "瑞舒伐他汀"): "missing",
+    (I_KH, "JXYP2025", "蒙脱石"): "missing",
+    (I_GZTCM, "ALLI2025", "缬沙坦"): "corrected",
+}
+# branch → (format, submitted_at, heading left out, numbered headings); 360781 never submits
+_ANNUAL_PLAN = {
+    "360702": ("docx", "2026-01-04 09:30:00", None, False),   # complete, on time; Word-style headings
+    "360703": ("md", "2026-01-09 16:20:00", "存在的问题", True),  # incomplete
+    "360704": ("txt", "2026-01-19 10:05:00", None, True),     # late
+    "360722": ("docx", "2025-12-30 17:45:00", None, True),    # early (judged by the first run)
+    "360723": ("md", "2026-01-13 11:00:00", None, True),      # on time
+}
+
+
+# ------------------------------------------------------------------ documents
+def _report_sections(branch_name: str, county: str, skip: str | None) -> list[tuple[str, list[str]]]:
+    body = {
+        "总体进展": [
+            f"{REPORT_YEAR}年，{branch_name}按照《赣州市医疗保障局关于加强集中带量采购监管工作的通知》要求，"
+            f"对{county}辖区公立医疗机构中选产品进院、约定采购量完成和货款结算情况开展按月监测。",
+            "全年组织进院排查4次，对约定采购量完成进度滞后的机构开展约谈提醒。"],
+        "具体工作落实情况": [
+            "1.落实报量审核：对报量低于上年度实际采购量80%的机构逐一要求作出说明。",
+            "2.落实网采监测：按月通报药品和高值医用耗材网采率，督促线下议价采购在7个工作日内备案。",
+            "3.落实配送督导：对48小时未响应订单及时督促配送企业。"],
+        "存在的问题": [
+            "1.个别基层医疗机构线下采购备案不及时。",
+            "2.部分机构中选产品使用比例波动较大。"],
+        "下一步打算": [
+            "1.继续开展一院一档监测，加大对滞后机构的督导力度。",
+            "2.配合市局做好医保基金预付和结余留用考核。"],
+    }
+    return [(heading, paragraphs) for heading, paragraphs in body.items() if heading != skip]
+
+
+def _report_text(branch_name: str, sections, markdown: bool) -> str:
+    lines = [("# " if markdown else "") + "加强集采监管工作落实情况报告", "", f"报送单位：{branch_name}", ""]
+    for heading, paragraphs in sections:
+        number = HEADING_NUMBERS[REPORT_HEADINGS.index(heading)]
+        lines += [("## " if markdown else "") + number + heading, ""]
+        for paragraph in paragraphs:
+            lines += [paragraph, ""]
+    lines += [f"{branch_name}（盖章）", f"{REPORT_YEAR + 1}年1月"]
+    return "\n".join(lines) + "\n"
+
+
+def _write_docx(path: Path, branch_name: str, sections, numbered: bool) -> None:
+    from docx import Document
+
+    document = Document()
+    document.add_heading("加强集采监管工作落实情况报告", 0)
+    document.add_paragraph(f"报送单位：{branch_name}")
+    for heading, paragraphs in sections:
+        number = HEADING_NUMBERS[REPORT_HEADINGS.index(heading)] if numbered else ""
+        document.add_heading(number + heading, 1)  # without a number: as if Word numbered it
+        for paragraph in paragraphs:
+            document.add_paragraph(paragraph)
+    document.add_paragraph(f"{branch_name}（盖章）")
+    props = document.core_properties
+    props.author = branch_name
+    props.title = f"{REPORT_YEAR}年度加强集采监管工作落实情况报告"
+    props.created = props.modified = props.last_printed = FIXED_DOC_TIME
+    props.revision = 1
+    props.comments = ""
+    buffer = io.BytesIO()
+    document.save(buffer)
+    path.write_bytes(_fixed_zip(buffer.getvalue()))
+
+
+def _write_xlsx(path: Path, title: str, header: list[str], rows: list[list]) -> None:
+    from openpyxl import Workbook
+
+    workbook = Workbook(write_only=True)
+    workbook.properties.creator = "省医药集中采购平台"
+    workbook.properties.created = FIXED_DOC_TIME
+    sheet = workbook.create_sheet(title)
+    sheet.append(header)
+    for row in rows:
+        sheet.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    path.write_bytes(_fixed_zip(buffer.getvalue()))
+
+
+_STAMP = FIXED_DOC_TIME.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _fixed_zip(data: bytes) -> bytes:
+    """Rewrite an OOXML package with fixed entry timestamps and core-property dates."""
+    source = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            content = source.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                content = re.sub(rb"(<dcterms:(created|modified)[^>]*>)[^<]*(</dcterms:)",
+                                 lambda m: m.group(1) + _STAMP.encode() + m.group(3), content)
+            entry = zipfile.ZipInfo(info.filename, date_time=FIXED_DOC_TIME.timetuple()[:6])
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry.external_attr = 0o644 << 16
+            target.writestr(entry, content)
+    return out.getvalue()
+
+
+# ------------------------------------------------------------------ public API
+def clear_landing(landing_dir: Path) -> list[Path]:
+    """Remove the contract's files (NAME.csv / NAME.xlsx, annual_reports/) from a landing folder."""
+    landing = Path(landing_dir)
+    removed = []
+    for name in FILES:
+        for suffix in (".csv", ".xlsx"):
+            path = landing / f"{name}{suffix}"
+            if path.is_file():
+                path.unlink()
+                removed.append(path)
+    reports = landing / "annual_reports"
+    if reports.is_dir():
+        shutil.rmtree(reports)
+        removed.append(reports)
+    return removed
+
+
+def generate(landing_dir, seed: int = 20250101, scale: float = 1.0, order_scale: float | None = None) -> dict:
+    """Write the demo landing folder; return a summary (rows per file, timing).
+
+    ``scale`` multiplies the institutions (120 at scale 1) and, unless ``order_scale`` is
+    given, the order lines per institution and month as well.
+    """
+    if scale <= 0:
+        raise ValueError("scale must be > 0")
+    return _Generator(Path(landing_dir), seed, scale, order_scale).run()
+
+
+def planted_rule_codes() -> set[str]:
+    return {case["rule_code"] for case in PLANTED}

@@ -1,0 +1,62 @@
+"""Which period a run judges (operations.md › Runs and periods).
+
+Airflow 3 cron schedules have no data interval: everything is computed from the logical
+date converted to Asia/Shanghai (D), never from the wall clock.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from vbp_monitor.core.prc_calendar import month_bounds
+
+from vbp_monitor.core.config import LOCAL_TZ as SHANGHAI
+
+
+def run_day(logical_date: dt.datetime | dt.date | str) -> dt.date:
+    """D: the run's logical date in Asia/Shanghai."""
+    if isinstance(logical_date, str):
+        logical_date = dt.datetime.fromisoformat(logical_date.replace("Z", "+00:00"))
+    if isinstance(logical_date, dt.datetime):
+        if logical_date.tzinfo is None:
+            logical_date = logical_date.replace(tzinfo=dt.timezone.utc)
+        local = logical_date.astimezone(SHANGHAI)
+        return dt.date(local.year, local.month, local.day)
+    return dt.date(logical_date.year, logical_date.month, logical_date.day)
+
+
+@dataclass(frozen=True)
+class JudgedPeriod:
+    """A judged period: a calendar month (monthly DAGs) or one day (daily DAGs)."""
+
+    label: str  # 'YYYY-MM' or 'YYYY-MM-DD': the alerts' ``period``
+    first_day: dt.date
+    last_day: dt.date  # the as-of day
+    run_day: dt.date  # D
+
+    @property
+    def is_month(self) -> bool:
+        return len(self.label) == 7
+
+    @property
+    def month_label_zh(self) -> str:
+        return f"{self.first_day.year}年{self.first_day.month}月"
+
+
+def judged_month(logical_date) -> JudgedPeriod:
+    """Monthly DAGs: the calendar month before D's month."""
+    day = run_day(logical_date)
+    first, last = month_bounds(day.replace(day=1) - dt.timedelta(days=1))
+    return JudgedPeriod(first.strftime("%Y-%m"), first, last, day)
+
+
+def judged_day(logical_date) -> JudgedPeriod:
+    """Daily DAGs: the day before D."""
+    day = run_day(logical_date)
+    judged = day - dt.timedelta(days=1)
+    return JudgedPeriod(judged.isoformat(), judged, judged, day)
+
+
+def ingest_period(logical_date) -> JudgedPeriod:
+    day = run_day(logical_date)
+    return JudgedPeriod(day.isoformat(), day, day, day)

@@ -1,0 +1,327 @@
+"""The warehouse schema (data-contract.md). Owned by the Alembic migrations in
+``vbp_monitor/migrations``; this module is the description the code and the migrations
+share, never a ``create_all`` at import time.
+
+Money and quantities are NUMERIC (exact in PostgreSQL). SQLite stores them with REAL
+affinity, so rule SQL compares with a tolerance far below the contract's 4 decimals
+(``:eps``): a value exactly at a threshold never alerts on either database.
+"""
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+metadata = MetaData()
+
+Money = Numeric(20, 4)
+Quantity = Numeric(20, 4)
+Ratio = Numeric(12, 6)
+# PostgreSQL: bigserial; SQLite only autoincrements INTEGER PRIMARY KEY.
+SurrogateKey = BigInteger().with_variant(Integer(), "sqlite")
+
+# ---------------------------------------------------------------- inbound tables
+branches = Table(
+    "branches", metadata,
+    Column("branch_code", Text, primary_key=True),
+    Column("branch_name", Text, nullable=False),
+    Column("level", Text, nullable=False),
+    Column("emails", Text),
+)
+
+institutions = Table(
+    "institutions", metadata,
+    Column("institution_code", Text, primary_key=True),
+    Column("institution_name", Text, nullable=False),
+    Column("branch_code", Text, nullable=False, index=True),
+    Column("ownership", Text, nullable=False),
+    Column("grade", Text),
+)
+
+batches = Table(
+    "batches", metadata,
+    Column("batch_code", Text, primary_key=True),
+    Column("batch_name", Text, nullable=False),
+    Column("level", Text, nullable=False),
+    Column("category", Text, nullable=False),
+    Column("start_date", Date, nullable=False),
+    Column("cycle_months", Integer, nullable=False),
+    Column("report_deadline", Date),
+    # derived at ingest: start_date + cycle_months months - 1 day (last day of the cycle)
+    Column("cycle_end_date", Date, nullable=False),
+)
+
+products = Table(
+    "products", metadata,
+    Column("product_code", Text, primary_key=True),
+    Column("generic_name", Text, nullable=False, index=True),
+    Column("dosage_form", Text),
+    Column("specification", Text),
+    Column("manufacturer", Text, nullable=False),
+    Column("category", Text, nullable=False),
+    Column("consistency_passed", Boolean, nullable=False),
+    Column("is_selected", Boolean, nullable=False),
+    Column("batch_code", Text),
+    Column("selected_price", Money),
+)
+
+agreements = Table(
+    "agreements", metadata,
+    Column("agreement_id", Text, primary_key=True),
+    Column("institution_code", Text, nullable=False),
+    Column("batch_code", Text, nullable=False),
+    Column("generic_name", Text, nullable=False),
+    Column("period_start", Date, nullable=False),
+    Column("period_end", Date, nullable=False),
+    Column("agreed_quantity", Quantity, nullable=False),
+    Column("agreed_ratio", Ratio, nullable=False),
+    Column("agreed_amount", Money, nullable=False),
+    Index("ix_agreements_institution_batch", "institution_code", "batch_code"),
+)
+
+orders = Table(
+    "orders", metadata,
+    Column("order_id", Text, primary_key=True),
+    Column("institution_code", Text, nullable=False),
+    Column("product_code", Text, nullable=False),
+    Column("distributor_code", Text),
+    Column("channel", Text, nullable=False),
+    Column("order_time", DateTime, nullable=False),
+    Column("quantity", Quantity, nullable=False),
+    Column("unit_price", Money, nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("response_time", DateTime),
+    Column("acceptance_date", Date),
+    Column("cancelled", Boolean, nullable=False),
+    # derived at ingest: the day a purchase belongs to, and hours from order to response
+    Column("order_date", Date, nullable=False),
+    Column("response_hours", Numeric(20, 6)),
+    Index("ix_orders_order_date", "order_date"),
+    Index("ix_orders_institution_date", "institution_code", "order_date"),
+    Index("ix_orders_acceptance_date", "acceptance_date"),
+    # off-platform lines only (a few percent): the monthly filing rule reads them by day
+    Index("ix_orders_offline_order_date", "order_date",
+          sqlite_where=text("channel = 'offline'"), postgresql_where=text("channel = 'offline'")),
+)
+
+offline_filings = Table(
+    "offline_filings", metadata,
+    Column("order_id", Text, primary_key=True),
+    Column("filed_date", Date, nullable=False),
+)
+
+payments = Table(
+    "payments", metadata,
+    Column("payment_id", Text, primary_key=True),
+    Column("order_id", Text, nullable=False, index=True),
+    Column("payment_date", Date, nullable=False),
+    Column("amount", Money, nullable=False),
+)
+
+prepayments = Table(
+    "prepayments", metadata,
+    Column("txn_id", Text, primary_key=True),
+    Column("institution_code", Text, nullable=False),
+    Column("batch_code", Text, nullable=False),
+    Column("txn_date", Date, nullable=False),
+    Column("txn_type", Text, nullable=False),
+    Column("amount", Money, nullable=False),
+    Index("ix_prepayments_institution_batch", "institution_code", "batch_code"),
+)
+
+volume_reports = Table(
+    "volume_reports", metadata,
+    Column("report_id", Text, primary_key=True),
+    Column("institution_code", Text, nullable=False),
+    Column("batch_code", Text, nullable=False),
+    Column("generic_name", Text, nullable=False),
+    Column("reported_quantity", Quantity, nullable=False),
+    Column("explanation", Text),
+    Column("report_date", Date, nullable=False),
+)
+
+annual_reports = Table(
+    "annual_reports", metadata,
+    Column("branch_code", Text, primary_key=True),
+    Column("report_year", Integer, primary_key=True),
+    Column("submitted_at", DateTime, nullable=False),
+    Column("file_name", Text, nullable=False),
+)
+
+distributors = Table(
+    "distributors", metadata,
+    Column("distributor_code", Text, primary_key=True),
+    Column("distributor_name", Text, nullable=False),
+    Column("emails", Text),
+)
+
+holidays = Table(
+    "holidays", metadata,
+    Column("day", Date, primary_key=True),
+    Column("is_workday", Boolean, nullable=False),
+)
+
+INBOUND_TABLES = (
+    branches, institutions, batches, products, agreements, orders, offline_filings,
+    payments, prepayments, volume_reports, annual_reports, distributors, holidays,
+)
+
+# ---------------------------------------------------------------- ingest bookkeeping
+quarantine = Table(
+    "quarantine", metadata,
+    Column("quarantine_id", SurrogateKey, primary_key=True, autoincrement=True),
+    Column("source_file", Text, nullable=False),
+    Column("row_number", Integer, nullable=False),
+    Column("row_key", Text),
+    Column("raw_row", Text, nullable=False),
+    Column("reasons", Text, nullable=False),
+    Column("run_id", Text),
+    Column("quarantined_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("source_file", "row_number", name="uq_quarantine_file_row"),
+)
+
+# ---------------------------------------------------------------- calendars (one calendar)
+# A materialisation of vbp_monitor.core.prc_calendar so that rule SQL joins dates instead of
+# calling dialect date functions. Rebuilt whenever holidays.csv is ingested.
+work_calendar = Table(
+    "work_calendar", metadata,
+    Column("day", Date, primary_key=True),
+    Column("day_ordinal", Integer, nullable=False, unique=True),
+    Column("is_workday", Boolean, nullable=False),
+    # number of working days on or before this day (since the table's first day)
+    Column("workday_seq", Integer, nullable=False),
+    Column("next_workday", Date, nullable=False),  # first working day strictly after
+    Column("month_start", Date, nullable=False),
+    Column("month_end", Date, nullable=False),
+    Column("next_month_end", Date, nullable=False),
+    Column("source", Text, nullable=False),  # statutory | override | fallback
+    Index("ix_work_calendar_workday_seq", "workday_seq"),
+)
+
+# Cycle month k of an agreement year starting period_start (domain.md › cycle month k).
+cycle_month_calendar = Table(
+    "cycle_month_calendar", metadata,
+    Column("period_start", Date, primary_key=True),
+    Column("cycle_month", Integer, primary_key=True),
+    Column("month_start", Date, nullable=False),
+    Column("month_end", Date, nullable=False),
+)
+
+# ---------------------------------------------------------------- derived facts
+# One GROUP BY pass over a month's order lines; every monthly rule reads this.
+# segment_start splits a month at agreement period boundaries so partial months are exact.
+purchase_facts = Table(
+    "purchase_facts", metadata,
+    Column("month_start", Date, primary_key=True),
+    Column("segment_start", Date, primary_key=True),
+    Column("institution_code", Text, primary_key=True),
+    Column("product_code", Text, primary_key=True),
+    Column("channel", Text, primary_key=True),
+    Column("unit_price", Money, primary_key=True),
+    Column("quantity", Quantity, nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("line_count", Integer, nullable=False),
+)
+
+purchase_facts_months = Table(
+    "purchase_facts_months", metadata,
+    Column("month_start", Date, primary_key=True),
+    Column("built_at", DateTime(timezone=True), nullable=False),
+    Column("line_count", Integer, nullable=False),
+)
+
+# 一院一档: one row per active agreement and month.
+institution_file_metrics = Table(
+    "institution_file_metrics", metadata,
+    Column("period", Text, primary_key=True),
+    Column("agreement_id", Text, primary_key=True),
+    Column("institution_code", Text, nullable=False),
+    Column("branch_code", Text, nullable=False),
+    Column("batch_code", Text, nullable=False),
+    Column("generic_name", Text, nullable=False),
+    Column("as_of_date", Date, nullable=False),
+    Column("agreed_quantity", Quantity, nullable=False),
+    Column("selected_quantity", Quantity, nullable=False),
+    Column("selected_amount", Money, nullable=False),
+    Column("same_generic_quantity", Quantity, nullable=False),
+    Column("same_generic_amount", Money, nullable=False),
+    Column("selected_quantity_share", Ratio),
+    Column("selected_amount_share", Ratio),
+    Column("non_selected_quantity", Quantity, nullable=False),
+    Column("non_selected_amount", Money, nullable=False),
+    Column("cumulative_selected_quantity", Quantity, nullable=False),
+    Column("completion_rate", Ratio),
+    Column("time_progress", Ratio, nullable=False),
+)
+
+prepayment_ledger = Table(
+    "prepayment_ledger", metadata,
+    Column("institution_code", Text, primary_key=True),
+    Column("batch_code", Text, primary_key=True),
+    Column("period_start", Date, primary_key=True),
+    Column("milestone_month", Integer, primary_key=True),
+    Column("period", Text, nullable=False),
+    Column("branch_code", Text, nullable=False),
+    Column("period_end", Date, nullable=False),
+    Column("milestone_day", Date, nullable=False),
+    Column("profile", Text, nullable=False),
+    Column("agreed_amount_total", Money, nullable=False),
+    Column("disbursed", Money, nullable=False),
+    Column("recovered", Money, nullable=False),
+    Column("required_disbursement", Money, nullable=False),
+    Column("required_recovery", Money, nullable=False),
+    Column("disbursement_gap", Money, nullable=False),
+    Column("recovery_gap", Money, nullable=False),
+)
+
+# ---------------------------------------------------------------- outbound
+alerts = Table(
+    "alerts", metadata,
+    Column("alert_id", SurrogateKey, primary_key=True, autoincrement=True),
+    Column("alert_key", Text, nullable=False, unique=True),
+    Column("rule_code", Text, nullable=False),
+    Column("severity", Text, nullable=False),
+    Column("period", Text, nullable=False),
+    Column("branch_code", Text, nullable=False),
+    Column("institution_code", Text),
+    Column("batch_code", Text),
+    Column("generic_name", Text),
+    Column("product_code", Text),
+    Column("order_id", Text),
+    Column("category", Text),
+    Column("source_file", Text),
+    Column("milestone_month", Integer),
+    Column("metric_value", Numeric(24, 6)),
+    Column("threshold_value", Numeric(24, 6)),
+    Column("message", Text, nullable=False),
+    Column("dag_id", Text, nullable=False),
+    Column("run_id", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("first_raised_at", DateTime(timezone=True), nullable=False),
+    Column("last_raised_at", DateTime(timezone=True), nullable=False),
+    Column("notified_at", DateTime(timezone=True)),
+    Index("ix_alerts_dag_period", "dag_id", "period"),
+    Index("ix_alerts_notified_at", "notified_at"),
+)
+
+# One row per alert and audience ('branch:<code>', 'city', 'data_team') once the SMTP
+# server accepted the email that carried it: a retry sends only what is still missing.
+alert_deliveries = Table(
+    "alert_deliveries", metadata,
+    Column("alert_id", SurrogateKey, primary_key=True),
+    Column("audience", Text, primary_key=True),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+    Column("message_id", Text),
+)

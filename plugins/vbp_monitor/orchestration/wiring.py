@@ -1,0 +1,122 @@
+"""What every vbp-monitor DAG shares: owner, retries, failure mail, operator params.
+
+Imported by DAG files at parse time: keep it light (no pandas, GX, openpyxl).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+OWNER = "vbp-data-team"
+START_DATE = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def _on_failure(context) -> None:
+    # Airflow calls on_failure_callback only when no retry is left: the data team hears
+    # of a failure once, after the last attempt.
+    from vbp_monitor.notify.mailer import notify_task_failure
+
+    notify_task_failure(context)
+
+
+DEFAULT_ARGS = {
+    "owner": OWNER,
+    "retries": 2,
+    # VBP_RETRY_DELAY_SECONDS: tests and demos shorten the wait between attempts.
+    "retry_delay": dt.timedelta(seconds=int(os.environ.get("VBP_RETRY_DELAY_SECONDS", "300"))),
+    "on_failure_callback": _on_failure,
+}
+
+
+def operator_params(batch: bool = True) -> dict:
+    """Params an operator sets when triggering: restrict to a branch/batch, force re-sending."""
+    from airflow.sdk import Param
+
+    params = {
+        "branch_code": Param(None, type=["null", "string"], title="分局代码 branch_code",
+                             description="只评判并通知这个分局（留空 = 全部分局）"),
+        "force_resend": Param(False, type="boolean", title="重新发送 force_resend",
+                              description="重新发送本期已通知过的预警邮件"),
+    }
+    if batch:
+        params["batch_code"] = Param(None, type=["null", "string"], title="批次代码 batch_code",
+                                     description="只评判这个集采批次（留空 = 全部批次）")
+    return params
+
+
+BACKFILL_DOC = """
+### Backfill
+* UI: *Trigger DAG* → choose the logical date (any day of the month **after** the month to judge
+  for monthly DAGs, the day after the judged day for daily ones), or Browse → Backfills →
+  *Backfill* a date range (Airflow 3).
+* CLI: `airflow backfill create --dag-id {dag_id} --from-date 2025-02-01 --to-date 2025-12-31`
+  or one run: `airflow dags test {dag_id} 2025-03-03`.
+Reruns for the same logical date are idempotent and send no second email.
+"""
+
+
+def json_safe(value) -> dict:
+    """A task's return value for XCom: a JudgeResult's summary, or any dict made JSON-safe."""
+    import json
+
+    if hasattr(value, "as_xcom"):
+        value = value.as_xcom()
+    return json.loads(json.dumps(value or {}, default=str))
+
+
+def run_context(context):
+    """The RunContext of the running task: its DAG's judged period (from the catalog)."""
+    from vbp_monitor.core import periods
+    from vbp_monitor.core.catalog import DAGS
+    from vbp_monitor.orchestration.run_context import RunContext
+
+    period_of = {"month": periods.judged_month, "day": periods.judged_day,
+                 "ingest": periods.ingest_period}
+    dag_id = context["dag_run"].dag_id
+    return RunContext.from_airflow(context, period_of[DAGS[dag_id].period_kind])
+
+
+def rule_tasks(judge: Callable, steps: Sequence[Callable] = (), notify: bool = True,
+               judge_task_id: str = "judge"):
+    """Wire ``steps… → judge → notify`` for a vbp-monitor DAG; call it inside ``@dag``.
+
+    Every callable takes ``(engine, run)``: ``steps`` run first, in order (validation, a
+    pre-judge step such as building the facts cache or migrating the schema), each a task
+    named after its function; ``judge`` returns a ``JudgeResult`` (or a dict) whose
+    ``attachments`` the ``notify`` task mails with the run's new alerts. The run context,
+    the engine and JSON-safety are built here once for every DAG.
+    """
+    from airflow.sdk import task
+
+    def as_task(function: Callable, task_id: str):
+        @task(task_id=task_id)
+        def step(**context) -> dict:
+            from vbp_monitor.core.db import get_engine
+
+            return json_safe(function(get_engine(), run_context(context)))
+
+        return step
+
+    @task
+    def notify_task(judged: dict, **context) -> dict:
+        from vbp_monitor.core.db import get_engine
+        from vbp_monitor.notify.mailer import notify_run
+
+        attachments = {audience: [Path(p) for p in paths]
+                       for audience, paths in (judged.get("attachments") or {}).items()}
+        return json_safe(notify_run(get_engine(), run_context(context), attachments=attachments))
+
+    previous = None
+    for function in steps:
+        current = as_task(function, function.__name__)()
+        if previous is not None:
+            previous >> current
+        previous = current
+    judged = as_task(judge, judge_task_id)()
+    if previous is not None:
+        previous >> judged
+    if notify:
+        notify_task.override(task_id="notify")(judged)
+    return judged

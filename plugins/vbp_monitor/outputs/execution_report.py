@@ -1,0 +1,126 @@
+"""带量执行报表: the monthly execution report per branch (DAG 2, seed 002 §二(三)).
+
+One XLSX per branch in ``<output_dir>/vbp_monthly_monitoring/<YYYY-MM>/
+执行报表_<branch_code>_<YYYY-MM>.xlsx``, attached to that branch's email:
+
+* sheet 「带量执行情况」: per institution × batch (× agreement year): time progress, number
+  of agreed generic names, how many have no selected purchase since the year began, are
+  below time progress, on track, over the agreed quantity; the number of non-selected
+  products bought in M; selected and non-selected amounts in M.
+* sheet 「一院一档」: the institution-file rows of M.
+
+Both read what the run just wrote (``institution_file_metrics``) and the facts of M, for
+every branch in the run's branch scope; a batch-filtered run rewrites the whole report of
+each branch from the table (the other batches' rows stay from the last full run).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from vbp_monitor.core import config
+from vbp_monitor.core import sqlfiles
+from vbp_monitor.rules.monitoring import DAG_ID, EPS, OWNERSHIP_ZH, dec
+from vbp_monitor.rules.purchase_facts import as_date
+from vbp_monitor.orchestration.run_context import RunContext
+
+REPORT_PREFIX = "执行报表"
+
+SUMMARY_HEADER = [
+    "分局", "医疗机构代码", "医疗机构名称", "性质", "批次代码", "批次名称", "协议年度起", "协议年度止",
+    "统计截至", "序时进度", "约定品种数", "零采购品种数", "低于序时进度品种数", "达到序时进度品种数",
+    "超约定采购量品种数", "采购非中选产品品规数", "中选产品采购金额（元）", "非中选产品采购金额（元）",
+]
+FILE_HEADER = [
+    "分局", "医疗机构代码", "医疗机构名称", "批次代码", "批次名称", "通用名", "协议编号", "协议年度起",
+    "协议年度止", "统计截至", "约定采购量", "约定采购比例", "本月中选产品采购数量", "本月中选产品采购金额（元）",
+    "本月同通用名采购数量", "本月同通用名采购金额（元）", "中选产品采购数量占比", "中选产品采购金额占比",
+    "本月非中选产品采购数量", "本月非中选产品采购金额（元）", "累计中选产品采购数量", "约定采购量完成率", "序时进度",
+]
+NOTES_HEADER = ["项目", "口径"]
+NOTES = [
+    ["统计范围", "协议年度与本月有交集的约定采购协议；本月数据自 max(本月1日, 协议年度起) 至 min(本月末, 协议年度止)"],
+    ["中选产品采购", "本机构在平台采购的、该批次中选且同通用名的产品（不含取消订单）"],
+    ["同通用名采购", "本机构采购的同通用名全部产品，含线下采购"],
+    ["非中选产品采购", "同通用名采购 − 中选产品采购"],
+    ["序时进度", "(统计截至日 − 协议年度起 + 1) ÷ (协议年度止 − 协议年度起 + 1)，按天计"],
+    ["完成率", "自协议年度起累计平台采购中选产品数量 ÷ 约定采购量"],
+    ["零采购", "自协议年度起未在平台采购中选产品"],
+    ["低于序时进度 / 达到序时进度", "完成率 < 序时进度 / 完成率 ≥ 序时进度且未超过约定采购量"],
+    ["超约定采购量", "累计中选产品采购数量 > 约定采购量"],
+    ["采购非中选产品品规数", "本月采购的约定通用名产品中，非该批次中选产品的品规个数"],
+]
+
+
+def report_path(period_label: str, branch_code: str) -> Path:
+    return (config.output_dir() / DAG_ID / period_label
+            / f"{REPORT_PREFIX}_{branch_code}_{period_label}.xlsx")
+
+
+def _ratio(value):
+    value = dec(value)
+    return None if value is None else float(round(value, 6))
+
+
+def _summary_row(row: dict, branch_name: str) -> list:
+    return [
+        branch_name, row["institution_code"], row["institution_name"],
+        OWNERSHIP_ZH.get(row["ownership"], row["ownership"]), row["batch_code"], row["batch_name"],
+        as_date(row["period_start"]), as_date(row["period_end"]), as_date(row["as_of_date"]),
+        _ratio(row["time_progress"]), int(row["agreements"]), int(row["zero_purchase"]),
+        int(row["below_progress"]), int(row["on_track"]), int(row["over_agreed"]),
+        int(row["non_selected_products"]), dec(row["selected_amount"]), dec(row["non_selected_amount"]),
+    ]
+
+
+def _file_row(row: dict, branch_name: str) -> list:
+    return [
+        branch_name, row["institution_code"], row["institution_name"], row["batch_code"],
+        row["batch_name"], row["generic_name"], row["agreement_id"], as_date(row["period_start"]),
+        as_date(row["period_end"]), as_date(row["as_of_date"]), dec(row["agreed_quantity"]),
+        _ratio(row["agreed_ratio"]), dec(row["selected_quantity"]), dec(row["selected_amount"]),
+        dec(row["same_generic_quantity"]), dec(row["same_generic_amount"]),
+        _ratio(row["selected_quantity_share"]), _ratio(row["selected_amount_share"]),
+        dec(row["non_selected_quantity"]), dec(row["non_selected_amount"]),
+        dec(row["cumulative_selected_quantity"]), _ratio(row["completion_rate"]),
+        _ratio(row["time_progress"]),
+    ]
+
+
+def report_rows(conn, run: RunContext) -> tuple[list[dict], list[dict]]:
+    """(summary rows, institution-file rows) of the period within the branch scope."""
+    summary = sqlfiles.query(conn, "monitoring_execution_report", period=run.period.label,
+                             month_start=run.period.first_day, eps=EPS,
+                             branch_code=run.scope.branch_code)
+    file_rows = sqlfiles.query(conn, "monitoring_institution_file_rows", period=run.period.label,
+                               branch_code=run.scope.branch_code)
+    return summary, file_rows
+
+
+def write_branch_reports(engine, run: RunContext) -> dict[str, list[Path]]:
+    """Write each branch's execution report; returns {branch_code: [path]}."""
+    from vbp_monitor.model.reference import branch_directory
+    from vbp_monitor.outputs.spreadsheets import write_xlsx, remove_stale_branch_files
+
+    with engine.connect() as conn:
+        summary, file_rows = report_rows(conn, run)
+        branches = branch_directory(conn)
+    by_branch: dict[str, tuple[list, list]] = {}
+    for row in summary:
+        by_branch.setdefault(row["branch_code"], ([], []))[0].append(row)
+    for row in file_rows:
+        by_branch.setdefault(row["branch_code"], ([], []))[1].append(row)
+    written: dict[str, list[Path]] = {}
+    for branch_code, (summary_rows, detail_rows) in sorted(by_branch.items()):
+        name = branches.get(branch_code, {}).get("name", branch_code)
+        path = report_path(run.period.label, branch_code)
+        write_xlsx(path, {
+            "带量执行情况": (SUMMARY_HEADER, [_summary_row(row, name) for row in summary_rows]),
+            "一院一档": (FILE_HEADER, [_file_row(row, name) for row in detail_rows]),
+            "口径说明": (NOTES_HEADER, NOTES),
+        })
+        written[branch_code] = [path]
+    remove_stale_branch_files(config.output_dir() / DAG_ID / run.period.label, REPORT_PREFIX, run.period.label,
+                              set(written), run.scope.branch_code)
+    return written
+
+

@@ -1,0 +1,468 @@
+"""The data contract's GX Core 1.x expectation suites (include/expectations/<table>.json).
+
+Ingest (raw landing files) and ``validation.validate_tables`` (warehouse rows) validate the
+same kind of frame with the same suite: the contract columns as *text* exactly as the file
+carries them (warehouse values are written back in the contract's text format), a
+``row_number`` column, and helper columns computed here before validation:
+
+* ``<column>__num`` for numeric columns (NaN when the text is not a number: the type
+  expectation on the text column reports it, the range expectation on the helper skips it);
+* ``<column>__bool`` for boolean columns (True/False/None; used in ``row_condition``);
+* cross-column figures with a plain column expectation on them in the suite:
+  ``amount_deviation``, ``response_after_order_hours``, ``acceptance_after_order_days``,
+  ``period_length_days``, ``batch_generic``, ``period_conflicts``, ``is_city``,
+  ``extra_field_count``.
+
+References to other tables are stored in the suite files as markers, e.g.
+``"value_set": {"$ref": "institutions.institution_code"}`` or
+``{"$ref": "products.batch_code+generic_name", "where": {"is_selected": true}}``, and are
+resolved against the warehouse when the suite is built. Ingest loads files in
+``contract.LOAD_ORDER`` and upserts each file's good rows before validating the next, so the
+warehouse then holds the stored rows plus the good rows delivered earlier in the same run.
+
+Heavy imports (pandas, great_expectations) happen inside functions only.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from vbp_monitor.core import config
+from vbp_monitor.model import contract
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+ROW_NUMBER = "row_number"
+KEY_SEPARATOR = "|"
+REF_MARKER = "$ref"
+EXTRA_FIELDS = "extra_field_count"
+DATE_FORMAT = "%Y-%m-%d"
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+NUMBER_PATTERN = r"^[+-]?(\d+(\.\d*)?|\.\d+)$"
+INT_PATTERN = r"^[+-]?\d+$"
+NUMERIC_KINDS = (contract.INT, contract.MONEY, contract.QUANTITY, contract.RATIO)
+MAX_EXAMPLES = 5
+
+
+class SuiteError(RuntimeError):
+    """A suite could not be evaluated (a bug or a broken suite file, not bad data)."""
+
+
+# ---------------------------------------------------------------- suite files
+def suite_path(table: str):
+    return config.EXPECTATIONS_DIR / f"{table}.json"
+
+
+def load_suite_json(table: str) -> dict:
+    """The suite of one contract file/table as stored (markers unresolved)."""
+    with open(suite_path(table), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def suite_name(table: str) -> str:
+    return load_suite_json(table)["name"]
+
+
+# ---------------------------------------------------------------- typed views of text
+def numbers(series: "pd.Series", kind: str = contract.MONEY) -> "pd.Series":
+    """Float view of a text column; NaN where the text is not a number of that kind."""
+    import pandas as pd
+
+    pattern = INT_PATTERN if kind == contract.INT else NUMBER_PATTERN
+    text = series.astype("str")
+    valid = text.str.fullmatch(pattern).fillna(False).astype(bool) & series.notna()
+    return pd.to_numeric(text.where(valid), errors="coerce")
+
+
+def dates(series: "pd.Series") -> "pd.Series":
+    import pandas as pd
+
+    return pd.to_datetime(series, format=DATE_FORMAT, errors="coerce")
+
+
+def timestamps(series: "pd.Series") -> "pd.Series":
+    import pandas as pd
+
+    return pd.to_datetime(series, format=TIMESTAMP_FORMAT, errors="coerce")
+
+
+def booleans(series: "pd.Series") -> "pd.Series":
+    def parse(value):
+        if value is None or value != value:  # None or NaN
+            return None
+        text = str(value).strip().lower()
+        if text in contract.TRUE_VALUES:
+            return True
+        if text in contract.FALSE_VALUES:
+            return False
+        return None
+
+    return series.map(parse).astype(object)
+
+
+# ---------------------------------------------------------------- helper columns
+def add_helper_columns(conn, table: str, frame: "pd.DataFrame") -> "pd.DataFrame":
+    """A copy of ``frame`` with the helper columns the table's suite expects."""
+    spec = contract.FILES[table]
+    out = frame.copy()
+    if EXTRA_FIELDS not in out.columns:
+        out[EXTRA_FIELDS] = 0
+    for column, kind in spec.columns.items():
+        if kind in NUMERIC_KINDS:
+            out[f"{column}__num"] = numbers(frame[column], kind)
+        elif kind == contract.BOOL:
+            out[f"{column}__bool"] = booleans(frame[column])
+
+    if table == "branches":
+        out["is_city"] = (frame["level"] == "city").fillna(False).astype(int)
+    elif table == "orders":
+        quantity, unit_price = out["quantity__num"], out["unit_price__num"]
+        # 6 decimals: far below the 0.01 tolerance, far above a binary float's noise
+        out["amount_deviation"] = (out["amount__num"] - quantity * unit_price).abs().round(6)
+        ordered = timestamps(frame["order_time"])
+        out["response_after_order_hours"] = (
+            (timestamps(frame["response_time"]) - ordered).dt.total_seconds() / 3600
+        )
+        out["acceptance_after_order_days"] = (
+            (dates(frame["acceptance_date"]) - ordered.dt.normalize()).dt.days
+        )
+    elif table == "agreements":
+        out["period_length_days"] = (dates(frame["period_end"]) - dates(frame["period_start"])).dt.days
+        out["batch_generic"] = _joined(frame, ["batch_code", "generic_name"])
+        out["period_conflicts"] = _period_conflicts(conn, frame)
+    return out
+
+
+def _joined(frame: "pd.DataFrame", columns: list[str]) -> "pd.Series":
+    joined = frame[columns[0]].astype(object)
+    for column in columns[1:]:
+        joined = joined + KEY_SEPARATOR + frame[column].astype(object)
+    return joined.where(frame[columns].notna().all(axis=1), None)
+
+
+def _period_conflicts(conn, frame: "pd.DataFrame"):
+    """Per row: 1 when its agreement year is the odd one out among the agreements of its
+    institution and batch, else 0.
+
+    The agreements of one institution and batch share their periods (domain.md DAG 3): two
+    years either are identical or do not overlap. Of two overlapping different years, the
+    one backed by fewer agreements is the odd one; once those are set aside, years that
+    still overlap another (a tie) are all odd. Stored agreements that the frame does not
+    redeliver take part.
+    """
+    import pandas as pd
+    from sqlalchemy import select
+
+    from vbp_monitor.model.schema import agreements
+
+    group = ["institution_code", "batch_code"]
+    year = [*group, "period_start", "period_end"]
+    mine = pd.DataFrame({
+        "agreement_id": frame["agreement_id"].astype(object),
+        "institution_code": frame["institution_code"].astype(object),
+        "batch_code": frame["batch_code"].astype(object),
+        "period_start": dates(frame["period_start"]),
+        "period_end": dates(frame["period_end"]),
+    })
+    stored = pd.DataFrame(
+        conn.execute(select(agreements.c.agreement_id, *[agreements.c[k] for k in year])).all(),
+        columns=["agreement_id", *year],
+    )
+    stored = stored[~stored["agreement_id"].isin(mine["agreement_id"].dropna())]
+    everyone = mine
+    if not stored.empty:
+        stored["period_start"] = pd.to_datetime(stored["period_start"])
+        stored["period_end"] = pd.to_datetime(stored["period_end"])
+        everyone = pd.concat([mine, stored], ignore_index=True)
+    everyone = everyone.dropna(subset=year)
+    if everyone.empty:
+        return 0
+    years = everyone.groupby(year).size().rename("support").reset_index()
+    pairs = years.merge(years, on=group, suffixes=("", "_other"))
+    pairs = pairs[
+        ((pairs["period_start"] != pairs["period_start_other"]) | (pairs["period_end"] != pairs["period_end_other"]))
+        & (pairs["period_start"] <= pairs["period_end_other"])
+        & (pairs["period_start_other"] <= pairs["period_end"])
+    ]
+    outvoted = pairs[pairs["support_other"] > pairs["support"]][year].drop_duplicates()
+    odd_other = pairs[group + ["period_start_other", "period_end_other"]].merge(
+        outvoted.rename(columns={"period_start": "period_start_other", "period_end": "period_end_other"}),
+        how="left", indicator=True)["_merge"].eq("both").to_numpy()
+    odd_self = pairs[year].merge(outvoted, how="left", indicator=True)["_merge"].eq("both").to_numpy()
+    tied = pairs[~odd_other & ~odd_self][year].drop_duplicates()
+    odd = pd.concat([outvoted, tied]).drop_duplicates()
+    odd["period_conflicts"] = 1
+    merged = mine.merge(odd, how="left", on=year)
+    return merged["period_conflicts"].fillna(0).astype(int).to_numpy()
+
+
+# ---------------------------------------------------------------- references
+def reference_values(conn, marker: dict) -> set[str]:
+    """The values a ``{"$ref": "table.col[+col2]", "where": {...}}`` marker stands for."""
+    from sqlalchemy import select
+
+    from vbp_monitor.model.schema import metadata
+
+    table_name, _, columns = marker[REF_MARKER].partition(".")
+    table = metadata.tables[table_name]
+    query = select(*[table.c[name] for name in columns.split("+")]).distinct()
+    for name, value in (marker.get("where") or {}).items():
+        query = query.where(table.c[name] == value)
+    return {
+        KEY_SEPARATOR.join(str(part) for part in row)
+        for row in conn.execute(query)
+        if all(part is not None for part in row)
+    }
+
+
+def resolve_references(conn, suite_json: dict, frame: "pd.DataFrame") -> dict:
+    """A copy of the suite with every ``$ref`` value set resolved for this frame.
+
+    Equivalent for this frame and much cheaper for GX (whose cost grows with the size of a
+    value set): ``in_set(reference)`` becomes ``in_set(frame values found)`` or
+    ``not_in_set(frame values not found)``, whichever list is shorter.
+    """
+    resolved = copy.deepcopy(suite_json)
+    for position, expectation in enumerate(resolved["expectations"]):
+        expectation["meta"] = {**(expectation.get("meta") or {}), "position": position}
+        kwargs = expectation.get("kwargs", {})
+        marker = kwargs.get("value_set")
+        if not (isinstance(marker, dict) and REF_MARKER in marker):
+            continue
+        present = set(frame[kwargs["column"]].dropna().astype(str).unique())
+        known = reference_values(conn, marker)
+        found, missing = sorted(present & known), sorted(present - known)
+        expectation["meta"].update(reference=marker, stated_type=expectation["type"])
+        if expectation["type"] == "expect_column_values_to_be_in_set" and len(missing) < len(found):
+            expectation["type"] = "expect_column_values_to_not_be_in_set"
+            kwargs["value_set"] = missing
+        else:
+            kwargs["value_set"] = found
+    return resolved
+
+
+# ---------------------------------------------------------------- running GX
+@dataclass
+class Failure:
+    """One expectation that failed."""
+
+    expectation_type: str
+    column: str
+    description: str
+    scope: str  # 'row' (rows can be set aside) or 'file' (the whole file/table is broken)
+    count: int
+    row_numbers: list[int] = field(default_factory=list)
+    examples: list[str] = field(default_factory=list)  # row keys
+    observed: Any = None
+    position: int = 0  # in the suite file
+
+    @property
+    def label(self) -> str:
+        return f"{self.expectation_type}（{self.column}：{self.description}）"
+
+
+@dataclass
+class SuiteOutcome:
+    table: str
+    suite_name: str
+    row_count: int
+    failures: list[Failure]
+    row_reasons: dict[int, list[str]]  # row_number -> readable reasons
+    row_keys: dict[int, str]  # row_number -> key, for failing rows
+
+    @property
+    def file_failures(self) -> list[Failure]:
+        return [f for f in self.failures if f.scope == "file"]
+
+    @property
+    def row_failures(self) -> list[Failure]:
+        return [f for f in self.failures if f.scope == "row"]
+
+    @property
+    def failed_rows(self) -> list[int]:
+        return sorted(self.row_reasons)
+
+    def example_keys(self, limit: int = MAX_EXAMPLES) -> list[str]:
+        return [self.row_keys[number] for number in self.failed_rows[:limit]]
+
+    def failure_summary(self) -> str:
+        """'expectation（column：description）n 行；…' for messages to people."""
+        parts = []
+        for failure in self.failures:
+            if failure.scope == "row":
+                parts.append(f"{failure.label} {failure.count} 行")
+            else:
+                parts.append(f"{failure.label}，实际值 {_plain(failure.observed)}")
+        return "；".join(parts)
+
+    def as_dict(self) -> dict:
+        return {
+            "suite": self.suite_name,
+            "rows": self.row_count,
+            "failed_rows": len(self.row_reasons),
+            "failed_expectations": [
+                {"expectation": f.expectation_type, "column": f.column, "scope": f.scope,
+                 "count": f.count, "examples": f.examples}
+                for f in self.failures
+            ],
+        }
+
+
+def quiet_gx() -> None:
+    """No analytics, no progress bars, no INFO chatter from GX inside a task."""
+    os.environ["GX_ANALYTICS_ENABLED"] = "False"
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    # some GX modules pin their own logger at INFO when imported
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("great_expectations."):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _context():
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    quiet_gx()
+    return gx.get_context(mode="ephemeral", project_config=DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+        analytics_enabled=False,
+    ))
+
+
+def _raised(info) -> str | None:
+    """The message of an exception GX caught while evaluating an expectation, if any."""
+    if not isinstance(info, dict):
+        return None
+    if info.get("raised_exception"):
+        return str(info.get("exception_message") or "exception")
+    for value in info.values():
+        found = _raised(value)
+        if found:
+            return found
+    return None
+
+
+def _plain(value):
+    """numpy scalars and NaN to plain Python for messages and JSON."""
+    if value is None:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def run_suite(table: str, suite_json: dict, frame: "pd.DataFrame") -> SuiteOutcome:
+    """Validate ``frame`` (with ``row_number`` and helper columns) with a resolved suite."""
+    quiet_gx()  # before the import: GX logs while it imports
+    import great_expectations as gx
+    from great_expectations.core.expectation_suite import ExpectationSuite
+
+    key = list(contract.FILES[table].key)
+    context = _context()
+    suite = context.suites.add(ExpectationSuite(
+        name=suite_json["name"],
+        expectations=suite_json["expectations"],
+        meta=suite_json.get("meta") or {},
+        notes=suite_json.get("notes"),
+    ))
+    asset = context.data_sources.add_pandas(name="vbp_monitor").add_dataframe_asset(name=table)
+    batch_definition = asset.add_batch_definition_whole_dataframe(name="whole_frame")
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=f"{suite_json['name']}_validation", data=batch_definition, suite=suite)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = definition.run(
+            batch_parameters={"dataframe": frame},
+            result_format={
+                "result_format": "COMPLETE",
+                "unexpected_index_column_names": [*key, ROW_NUMBER],
+                "return_unexpected_index_query": False,
+            },
+        )
+
+    failures: list[Failure] = []
+    row_reasons: dict[int, list[str]] = {}
+    row_keys: dict[int, str] = {}
+    for item in result.results:
+        config_ = item.expectation_config
+        error = _raised(item.exception_info)
+        if error:
+            raise SuiteError(f"suite {suite_json['name']}: {config_.type} {config_.kwargs} raised: {error}")
+        if item.success:
+            continue
+        kwargs = config_.kwargs
+        column = kwargs.get("column") or "+".join(kwargs.get("column_list") or [])
+        stated_type = (config_.meta or {}).get("stated_type", config_.type)
+        description = config_.description or stated_type
+        details = item.result or {}
+        if "unexpected_index_list" not in details:
+            failures.append(Failure(stated_type, column, description, "file", 0,
+                                    observed=_plain(details.get("observed_value")),
+                                    position=(config_.meta or {}).get("position", 0)))
+            continue
+        numbers_, examples = [], []
+        for unexpected in details["unexpected_index_list"]:
+            number = int(unexpected[ROW_NUMBER])
+            row_key = KEY_SEPARATOR.join("" if _plain(unexpected.get(k)) is None else str(_plain(unexpected.get(k)))
+                                         for k in key)
+            row_keys[number] = row_key
+            numbers_.append(number)
+            if len(examples) < MAX_EXAMPLES and row_key not in examples:
+                examples.append(row_key)
+            shown = [f"{name.removesuffix('__num')} = {_plain(unexpected.get(name))!r}"
+                     for name in column.split("+") if name in unexpected]
+            reason = f"{description}（{stated_type}"
+            reason += f"；{'，'.join(shown)}）" if shown else "）"
+            row_reasons.setdefault(number, []).append(reason)
+        failures.append(Failure(stated_type, column, description, "row", len(numbers_), numbers_, examples,
+                                position=(config_.meta or {}).get("position", 0)))
+    failures.sort(key=lambda f: f.position)  # the suite file's order: messages read like it
+    return SuiteOutcome(table, suite_json["name"], len(frame), failures, row_reasons, row_keys)
+
+
+def validate_frame(conn, table: str, frame: "pd.DataFrame") -> SuiteOutcome:
+    """Helper columns, runtime references, GX run: the whole validation of one frame."""
+    suite_json = load_suite_json(table)
+    prepared = add_helper_columns(conn, table, frame)
+    resolved = resolve_references(conn, suite_json, prepared)
+    return run_suite(table, resolved, prepared)
+
+
+# ---------------------------------------------------------------- alerts
+def data_quality_alert(conn, source_file: str, message: str, metric: int) -> dict:
+    """A DATA_QUALITY candidate for ``AlertStore.replace`` (data team; city row)."""
+    from vbp_monitor.model.reference import city_branch_code
+
+    return {
+        "rule_code": "DATA_QUALITY",
+        "severity": "high",
+        "branch_code": city_branch_code(conn),
+        "source_file": source_file,
+        "message": message,
+        "metric_value": metric,
+        "threshold_value": 0,
+    }
+
+
+def clause() -> str:
+    from vbp_monitor.core.catalog import RULES
+
+    return RULES["DATA_QUALITY"].clause
+

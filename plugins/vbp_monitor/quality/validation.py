@@ -1,0 +1,161 @@
+"""GX validation of what a rule task reads (domain.md › Data quality).
+
+The rule DAGs' ``validate`` task calls :func:`validate_tables` before they compute. Each
+table is read from the warehouse (optionally restricted, e.g. orders to the judged month),
+written back in the contract's text format and validated with the same suite as its
+landing file: type and format expectations pass on typed data by construction; references
+resolve against the warehouse. Failing rows raise one DATA_QUALITY alert per table and
+run; a table missing columns, or failing a table-level expectation, stops the task.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from vbp_monitor.model import contract
+from vbp_monitor.quality.expectations import (
+    EXTRA_FIELDS,
+    ROW_NUMBER,
+    TIMESTAMP_FORMAT,
+    clause,
+    data_quality_alert,
+    validate_frame,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+PERIOD_PARAMS = ("first_day", "last_day")
+
+
+class DataQualityError(RuntimeError):
+    """A table a rule needs is broken (schema or table-level expectation): no rule computes."""
+
+
+def _text(kind: str, value):
+    """A typed warehouse value in the contract's text format."""
+    if value is None:
+        return None
+    if kind == contract.TIMESTAMP:
+        return value.strftime(TIMESTAMP_FORMAT)
+    if kind == contract.DATE:
+        return (value.date() if isinstance(value, dt.datetime) else value).isoformat()
+    if kind == contract.BOOL:
+        return "true" if value else "false"
+    if isinstance(value, float):
+        value = Decimal(repr(value))
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return str(value)
+
+
+def warehouse_frame(table: str, rows) -> "pd.DataFrame":
+    """Warehouse rows as the landing file would carry them, numbered 1.."""
+    import pandas as pd
+
+    spec = contract.FILES[table]
+    columns = {name: [] for name in spec.columns}
+    for row in rows:
+        for name, kind in spec.columns.items():
+            columns[name].append(_text(kind, row[name]))
+    frame = pd.DataFrame({name: pd.Series(values, dtype=str) for name, values in columns.items()})
+    frame[EXTRA_FIELDS] = 0
+    frame[ROW_NUMBER] = range(1, len(frame) + 1)
+    return frame
+
+
+def _where_clause(where: str, run):
+    from sqlalchemy import Date, bindparam, text
+
+    clause_ = text(where)
+    binds = [bindparam(name, value=getattr(run.period, name), type_=Date)
+             for name in PERIOD_PARAMS if f":{name}" in where]
+    return clause_.bindparams(*binds) if binds else clause_
+
+
+def _missing_columns(conn, table: str) -> list[str]:
+    from sqlalchemy import inspect
+
+    inspector = inspect(conn)
+    if not inspector.has_table(table):
+        return list(contract.FILES[table].columns)
+    present = {column["name"] for column in inspector.get_columns(table)}
+    return [name for name in contract.FILES[table].columns if name not in present]
+
+
+def _alert(engine, run, table: str, message: str | None, metric: int) -> None:
+    with engine.begin() as conn:
+        candidates = [data_quality_alert(conn, table, message, metric)] if message else []
+        run.store.replace(conn, ["DATA_QUALITY"], candidates, source_file=table)
+
+
+def validate_table(engine, run, table: str, where: str | None = None) -> dict:
+    """Validate one warehouse table (see :func:`validate_tables`)."""
+    from sqlalchemy import select
+
+    from vbp_monitor.model.schema import metadata
+
+    if table not in contract.FILES:
+        raise ValueError(f"no expectation suite for table {table!r}")
+    started = time.perf_counter()
+    scope = f"（范围：{where}，{run.period.first_day} 至 {run.period.last_day}）" if where else ""
+    with engine.connect() as conn:
+        missing = _missing_columns(conn, table)
+    if missing:
+        message = (
+            f"数据质量问题：仓库表 {table} 缺少契约列 {'、'.join(missing)}，本次评判（{run.dag_id} "
+            f"{run.period.label}）已停止，不根据该表计算任何预警。请数据组检查仓库迁移（alembic upgrade）"
+            f"后重跑。依据：{clause()}。"
+        )
+        _alert(engine, run, table, message, 0)
+        raise DataQualityError(f"table {table} lacks contract columns {missing}")
+
+    definition = metadata.tables[table]
+    spec = contract.FILES[table]
+    query = select(*[definition.c[name] for name in spec.columns])
+    if where:
+        query = query.where(_where_clause(where, run))
+    query = query.order_by(*definition.primary_key.columns)
+    with engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+        frame = warehouse_frame(table, rows)
+        outcome = validate_frame(conn, table, frame)
+
+    message = None
+    failed_rows = len(outcome.failed_rows)
+    if outcome.failures:
+        examples = "、".join(outcome.example_keys()) or "（表级期望，无单行）"
+        consequence = (
+            "本次评判已停止，不根据该表计算任何预警" if outcome.file_failures
+            else "这些行仍在仓库中，相关预警可能不准确"
+        )
+        message = (
+            f"数据质量问题：仓库表 {table}{scope}共读取 {len(frame)} 行，{failed_rows} 行未通过期望套件 "
+            f"{outcome.suite_name} 的校验（{run.dag_id} {run.period.label}）。未通过的期望："
+            f"{outcome.failure_summary()}。示例主键：{examples}。{consequence}。"
+            f"请数据组更正数据（重新投递相应文件）后重跑本次任务；重跑校验通过后本预警自动关闭。依据：{clause()}。"
+        )
+    _alert(engine, run, table, message, failed_rows)
+    summary = {**outcome.as_dict(), "seconds": round(time.perf_counter() - started, 2)}
+    log.info("validated %s: %d rows, %d failing (%.1fs)", table, len(frame), failed_rows, summary["seconds"])
+    if outcome.file_failures:
+        raise DataQualityError(f"table {table} fails {outcome.suite_name}: {outcome.failure_summary()}")
+    return summary
+
+
+def validate_tables(engine, run, tables: dict[str, str | None]) -> dict:
+    """Validate warehouse tables a task reads with the suites in include/expectations/.
+
+    ``tables``: table name -> optional SQL WHERE clause (may use :first_day / :last_day of
+    ``run.period``) restricting the rows read. Failing rows raise one DATA_QUALITY alert per
+    table through ``run.store`` (source_file = the table; a clean rerun resolves it); a
+    broken schema or a failed table-level expectation raises :class:`DataQualityError`
+    (no rule computes). Returns ``{table: {suite, rows, failed_rows, failed_expectations,
+    seconds}}``.
+    """
+    return {table: validate_table(engine, run, table, where) for table, where in tables.items()}
