@@ -69,13 +69,40 @@ def warehouse_frame(table: str, rows) -> "pd.DataFrame":
     return frame
 
 
-def _where_clause(where: str, run):
-    from sqlalchemy import Date, bindparam, text
+class Where:
+    """The rows of a table a task reads: SQL with ``:named`` parameters and their values.
 
-    clause_ = text(where)
-    binds = [bindparam(name, value=getattr(run.period, name), type_=Date)
-             for name in PERIOD_PARAMS if f":{name}" in where]
-    return clause_.bindparams(*binds) if binds else clause_
+    Values are bound, never formatted into the SQL text (``Where("order_date >= :first",
+    first=day)``). ``:first_day`` / ``:last_day`` default to the run's judged period.
+    """
+
+    def __init__(self, sql: str, **params):
+        self.sql = sql
+        self.params = params
+
+    def __repr__(self) -> str:
+        return f"Where({self.sql!r}, {self.params!r})"
+
+    def clause(self, run):
+        import datetime as dt
+
+        from sqlalchemy import Date, bindparam, text
+
+        values = {name: getattr(run.period, name) for name in PERIOD_PARAMS}
+        values.update(self.params)
+        binds = []
+        for name, value in values.items():
+            if f":{name}" not in self.sql:
+                continue
+            kind = Date() if isinstance(value, dt.date) and not isinstance(value, dt.datetime) else None
+            binds.append(bindparam(name, value=value, type_=kind))
+        return text(self.sql).bindparams(*binds)
+
+    def describe(self) -> str:
+        text = self.sql
+        for name, value in sorted(self.params.items(), key=lambda item: -len(item[0])):
+            text = text.replace(f":{name}", str(value))
+        return text
 
 
 def _missing_columns(conn, table: str) -> list[str]:
@@ -94,7 +121,7 @@ def _alert(engine, run, table: str, message: str | None, metric: int) -> None:
         run.store.replace(conn, ["DATA_QUALITY"], candidates, source_file=table)
 
 
-def validate_table(engine, run, table: str, where: str | None = None) -> dict:
+def validate_table(engine, run, table: str, where: "Where | str | None" = None) -> dict:
     """Validate one warehouse table (see :func:`validate_tables`)."""
     from sqlalchemy import select
 
@@ -102,8 +129,10 @@ def validate_table(engine, run, table: str, where: str | None = None) -> dict:
 
     if table not in contract.FILES:
         raise ValueError(f"no expectation suite for table {table!r}")
+    if isinstance(where, str):
+        where = Where(where)
     started = time.perf_counter()
-    scope = f"（范围：{where}，{run.period.first_day} 至 {run.period.last_day}）" if where else ""
+    scope = f"（范围：{where.describe()}）" if where else ""
     with engine.connect() as conn:
         missing = _missing_columns(conn, table)
     if missing:
@@ -119,7 +148,7 @@ def validate_table(engine, run, table: str, where: str | None = None) -> dict:
     spec = contract.FILES[table]
     query = select(*[definition.c[name] for name in spec.columns])
     if where:
-        query = query.where(_where_clause(where, run))
+        query = query.where(where.clause(run))
     query = query.order_by(*definition.primary_key.columns)
     with engine.connect() as conn:
         rows = conn.execute(query).mappings().all()
@@ -148,11 +177,11 @@ def validate_table(engine, run, table: str, where: str | None = None) -> dict:
     return summary
 
 
-def validate_tables(engine, run, tables: dict[str, str | None]) -> dict:
+def validate_tables(engine, run, tables: "dict[str, Where | None]") -> dict:
     """Validate warehouse tables a task reads with the suites in include/expectations/.
 
-    ``tables``: table name -> optional SQL WHERE clause (may use :first_day / :last_day of
-    ``run.period``) restricting the rows read. Failing rows raise one DATA_QUALITY alert per
+    ``tables``: table name -> an optional :class:`Where` (bound parameters; may use
+    :first_day / :last_day of ``run.period``) restricting the rows read. Failing rows raise one DATA_QUALITY alert per
     table through ``run.store`` (source_file = the table; a clean rerun resolves it); a
     broken schema or a failed table-level expectation raises :class:`DataQualityError`
     (no rule computes). Returns ``{table: {suite, rows, failed_rows, failed_expectations,
