@@ -2,13 +2,15 @@
 Logic: vbp_monitor.rules.annual_report."""
 from __future__ import annotations
 
-from airflow.sdk import MultipleCronTriggerTimetable, dag
+from airflow.sdk import dag
 
-from vbp_monitor.orchestration.wiring import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params, rule_tasks
+from vbp_monitor.core.catalog import rule_table_md
+from vbp_monitor.orchestration.wiring import BACKFILL_DOC, dag_arguments, rule_tasks, schedule_of
+from vbp_monitor.rules import annual_report
 
 DAG_ID = "vbp_annual_report_collection"
 
-DOC = """
+DOC = f"""
 ## 年度报告收集 · annual report collection
 
 Each branch bureau (`branches` rows with level `branch`) reports on the previous year's
@@ -19,12 +21,17 @@ report year D.year − 1. "Submitted by J" = `submitted_at` before J+1 00:00; a 
 submission counts. Every run judges the submissions dated J; the first run (J = 1 January)
 also those dated earlier.
 
-| code | condition | severity | metric / threshold |
-| --- | --- | --- | --- |
-| `ANNUAL_REPORT_DUE` | D is a reminder day (5, 10, 14 January) and nothing submitted by J | info | 0 / 1 |
-| `ANNUAL_REPORT_MISSING` | J is the deadline (15 January) and nothing submitted by J | critical | 0 / 1 |
-| `ANNUAL_REPORT_LATE` | the submission is dated J and J is after the deadline | warning | days late / 0 |
-| `ANNUAL_REPORT_INCOMPLETE` | the submission judged now lacks one of 一、总体进展 · 二、具体工作落实情况 · 三、存在的问题 · 四、下一步打算 | high | headings found / 4 |
+Conditions (metric / threshold in brackets; dates and headings from the profile):
+* `ANNUAL_REPORT_DUE`: D is a reminder day (`reminder_days`: 5, 10, 14 January) and nothing
+  submitted by J (0 / 1).
+* `ANNUAL_REPORT_MISSING`: J is the deadline (`annual_report_deadline`: 15 January) and
+  nothing submitted by J (0 / 1).
+* `ANNUAL_REPORT_LATE`: the submission is dated J and J is after the deadline (days late / 0).
+* `ANNUAL_REPORT_INCOMPLETE`: the submission judged now lacks one of the template's headings
+  (`required_headings`: 一、总体进展 · 二、具体工作落实情况 · 三、存在的问题 · 四、下一步打算)
+  (headings found / headings required).
+
+{rule_table_md(DAG_ID)}
 
 Headings: a paragraph (DOCX incl. tables; Markdown/TXT lines) that, stripped of its numbering
 (一、 1. （三） …), spaces and punctuation, starts with the heading's words; Word's automatic
@@ -41,21 +48,9 @@ Run it after the monthly DAGs of December so the draft has their figures. Param
 """ + BACKFILL_DOC.format(dag_id=DAG_ID)
 
 
-@dag(
-    dag_id=DAG_ID,
-    # 2 January – 1 February: J runs from 1 to 31 January.
-    schedule=MultipleCronTriggerTimetable("0 6 2-31 1 *", "0 6 1 2 *", timezone="Asia/Shanghai"),
-    start_date=START_DATE,
-    catchup=False,
-    default_args=DEFAULT_ARGS,
-    params=operator_params(batch=False),
-    max_active_runs=4,
-    tags=["vbp", "daily", "年度报告"],
-    description="年度报告收集：分局次年1月15日前报送年度集采监管工作报告（提醒、逾期未报、逾期报送、章节缺失；首次提醒附预填草稿）",
-    doc_md=DOC,
-)
+@dag(schedule=schedule_of(DAG_ID), doc_md=DOC, **dag_arguments(DAG_ID))
 def vbp_annual_report_collection():
-    rule_tasks("annual_report", period="day")
+    rule_tasks(annual_report.judge, steps=[annual_report.validate])
 
 
 vbp_annual_report_collection()

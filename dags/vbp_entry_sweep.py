@@ -4,13 +4,12 @@ from __future__ import annotations
 from airflow.sdk import dag
 
 from vbp_monitor.core.catalog import rule_table_md
-from vbp_monitor.orchestration.wiring import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params, rule_tasks
+from vbp_monitor.orchestration.wiring import BACKFILL_DOC, dag_arguments, rule_tasks, schedule_of
 from vbp_monitor.rules import entry_sweep
-from vbp_monitor.core.timetables import FirstWorkingDayTimetable
 
 DAG_ID = "vbp_entry_sweep"
 
-DOC = """
+DOC = f"""
 ## 进院排查 · month-3 entry sweep
 
 **Judges** (run on the first PRC working day, 06:00 Asia/Shanghai; judged period = the month
@@ -26,12 +25,16 @@ agreement's batch with its generic name, dated `period_start` … the milestone 
 Completion rate = selected quantity ÷ agreed quantity; time progress = elapsed days ÷ days of
 the agreement year (both ends counted).
 
-| code | condition | severity | metric / threshold |
-| --- | --- | --- | --- |
-| `ENTRY_NOT_PURCHASED` | no selected purchase by the milestone day | high | 0 / agreed quantity |
-| `ENTRY_BEHIND_AGREEMENT` | completion rate < `progress_warning_ratio` (0.8) × time progress | warning | completion rate / 0.8 × time progress |
+Conditions (metric / threshold in brackets):
+* `ENTRY_NOT_PURCHASED`: no selected purchase by the milestone day (0 / agreed quantity).
+* `ENTRY_BEHIND_AGREEMENT`: completion rate < `progress_warning_ratio` (profile `[monitoring]`,
+  default 0.8; `[entry_sweep]` may override it) × time progress (completion rate / ratio ×
+  time progress).
 
-A value exactly at the threshold does not alert. Alerts carry `milestone_month` = k and
+{rule_table_md(DAG_ID)}
+
+A value exactly at the threshold does not alert. Every message cites the clause the profile
+gives for its rule (`[entry_sweep.citations]`). Alerts carry `milestone_month` = k and
 `period` = the judged month.
 
 **Outputs**: alerts, and per branch
@@ -44,18 +47,7 @@ alerts no longer raised become `resolved`, nothing already notified is mailed tw
 """ + BACKFILL_DOC.format(dag_id=DAG_ID)
 
 
-@dag(
-    dag_id=DAG_ID,
-    schedule=FirstWorkingDayTimetable(),
-    start_date=START_DATE,
-    catchup=False,
-    default_args=DEFAULT_ARGS,
-    params=operator_params(),
-    max_active_runs=4,
-    tags=["vbp", "monthly", "进院排查"],
-    description="进院排查：执行第3个月末公立医疗机构中选产品未进院采购、未按协议量采购",
-    doc_md=DOC,
-)
+@dag(schedule=schedule_of(DAG_ID), doc_md=DOC, **dag_arguments(DAG_ID))
 def vbp_entry_sweep():
     rule_tasks(entry_sweep.judge, steps=[entry_sweep.validate])
 

@@ -1,10 +1,10 @@
 """vbp_ingest · 数据接入 (data-contract.md › Inbound). Logic: vbp_monitor.quality.ingest."""
 from __future__ import annotations
 
-from airflow.sdk import dag, task
-from airflow.timetables.trigger import CronTriggerTimetable
+from airflow.sdk import dag
 
-from vbp_monitor.orchestration.wiring import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params
+from vbp_monitor.orchestration.wiring import BACKFILL_DOC, dag_arguments, rule_tasks, schedule_of
+from vbp_monitor.quality import ingest
 
 DAG_ID = "vbp_ingest"
 
@@ -60,54 +60,10 @@ history, deliver the files and trigger one run, then backfill the rule DAGs.
 """
 
 
-def _run(context):
-    from vbp_monitor.core.periods import ingest_period
-    from vbp_monitor.orchestration.run_context import RunContext
-
-    return RunContext.from_airflow(context, ingest_period)
-
-
-@dag(
-    dag_id=DAG_ID,
-    schedule=CronTriggerTimetable("0 5 * * *", timezone="Asia/Shanghai"),
-    start_date=START_DATE,
-    catchup=False,
-    default_args=DEFAULT_ARGS,
-    params=operator_params(batch=False),
-    max_active_runs=1,  # two ingests at once would race on the same tables
-    tags=["vbp", "daily", "ingest", "数据接入"],
-    description="数据接入：读取平台导出文件，按数据契约与GX期望套件校验，隔离问题行并入库",
-    doc_md=DOC,
-)
+@dag(schedule=schedule_of(DAG_ID), doc_md=DOC, **dag_arguments(DAG_ID))
 def vbp_ingest():
-    @task
-    def migrate() -> str:
-        from vbp_monitor.core import config
-        from vbp_monitor.core.db import upgrade_schema
-
-        upgrade_schema(config.warehouse_url())
-        return "head"
-
-    @task
-    def ingest(**context) -> dict:
-        from vbp_monitor.core.db import get_engine
-        from vbp_monitor.quality.ingest import ingest_landing
-
-        return ingest_landing(get_engine(), _run(context))
-
-    @task
-    def notify(ingested: dict, **context) -> dict:
-        import json
-
-        from vbp_monitor.core.db import get_engine
-        from vbp_monitor.notify.mailer import notify_run
-
-        sent = notify_run(get_engine(), _run(context))
-        return json.loads(json.dumps(sent or {}, default=str))
-
-    loaded = ingest()
-    migrate() >> loaded
-    notify(loaded)
+    # the notify step mails only the data team: DATA_QUALITY is the only code ingest raises
+    rule_tasks(ingest.ingest_landing, steps=[ingest.migrate], judge_task_id="ingest")
 
 
 vbp_ingest()

@@ -1,10 +1,11 @@
 """vbp_monthly_monitoring · 按月监测、一院一档 (domain.md DAG 2). Logic: vbp_monitor.rules.monitoring."""
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 
-from vbp_monitor.orchestration.wiring import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params
-from vbp_monitor.core.timetables import FirstWorkingDayTimetable
+from vbp_monitor.core.catalog import rule_table_md
+from vbp_monitor.orchestration.wiring import BACKFILL_DOC, dag_arguments, rule_tasks, schedule_of
+from vbp_monitor.rules import monitoring
 
 DAG_ID = "vbp_monthly_monitoring"
 
@@ -16,17 +17,22 @@ DOC = """
 (seed 002 §二(三)(四), seed 001 §五(一)(三), seed 004 §二(一)). Thresholds come from the
 policy profile `[monitoring]` (`VBP_POLICY_PROFILE`).
 
-| code | subject | condition | severity |
-| --- | --- | --- | --- |
-| `PROGRESS_BEHIND` | agreement | time progress ≥ 0.25, completion < 0.8 × time progress (high < 0.5 ×) | warning / high |
-| `SELECTED_SHARE_LOW` | agreement | selected quantity share in M < agreed ratio | warning |
-| `NON_SELECTED_HIGH_PRICE` | institution × generic | non-selected purchases above the highest selected price | warning |
-| `ONLY_NON_SELECTED` | institution × generic | as above, with no active agreement and no selected platform purchase | critical |
-| `ONLINE_RATE_LOW` | public institution × category | online rate < 90 % (drugs) / 80 % (high-value consumables) | high |
-| `BRANCH_ONLINE_RATE_LOW` | branch × category | the same on the branch's public institutions | high |
-| `OFFLINE_NOT_FILED` / `OFFLINE_FILED_LATE` | order | filing deadline (7 working days) in M: not filed by the end of M / filed late | high / warning |
-| `NON_EVALUATED_PURCHASE` | institution × generic | drugs: non-evaluated products bought where ≥ 3 makers passed | warning |
-| `PAYMENT_OVERDUE` | order | payment deadline in M (public: end of next month; military/private: +30 days) not met | high |
+""" + rule_table_md(DAG_ID) + """
+
+Conditions (thresholds from the profile, default values in brackets): `PROGRESS_BEHIND` —
+time progress ≥ `progress_min_time_progress` (0.25) and completion < `progress_warning_ratio`
+(0.8) × time progress, high below `progress_high_ratio` (0.5) ×; `SELECTED_SHARE_LOW` —
+selected quantity share in M < agreed ratio; `NON_SELECTED_HIGH_PRICE` — non-selected
+purchases above the generic's highest selected price (`ONLY_NON_SELECTED` when the
+institution also has no active agreement and no selected platform purchase);
+`ONLINE_RATE_LOW` / `BRANCH_ONLINE_RATE_LOW` — public institutions' (a branch's summed)
+online rate below `online_rate_thresholds` (drugs 0.90, high-value consumables 0.80);
+`OFFLINE_NOT_FILED` / `OFFLINE_FILED_LATE` — filing deadline (`offline_filing_working_days`,
+7 working days) in M, not filed by the end of M / filed late; `NON_EVALUATED_PURCHASE` —
+drugs: non-evaluated products bought where ≥ `min_evaluated_manufacturers` (3) makers
+passed; `PAYMENT_OVERDUE` — payment deadline in M (public: end of next month;
+military/private: `private_payment_days`, 30 days) not met. A value exactly at a threshold
+does not alert.
 
 **Tasks**: `validate` (expectation suites on what the run reads) → `build_facts` (one
 aggregation pass over M's order lines into `purchase_facts`, plus earlier months the
@@ -46,66 +52,9 @@ logical date: figures are rebuilt and alerts no longer raised become `resolved`.
 """ + BACKFILL_DOC.format(dag_id=DAG_ID)
 
 
-def _run(context):
-    from vbp_monitor.core.periods import judged_month
-    from vbp_monitor.orchestration.run_context import RunContext
-
-    return RunContext.from_airflow(context, judged_month)
-
-
-@dag(
-    dag_id=DAG_ID,
-    schedule=FirstWorkingDayTimetable(),
-    start_date=START_DATE,
-    catchup=False,
-    default_args=DEFAULT_ARGS,
-    params=operator_params(),
-    max_active_runs=4,
-    tags=["vbp", "monthly"],
-    description="按月监测、一院一档：约定采购量进度、中选产品占比、高价非中选、网采率、线下备案、一致性评价、货款结算",
-    doc_md=DOC,
-)
+@dag(schedule=schedule_of(DAG_ID), doc_md=DOC, **dag_arguments(DAG_ID))
 def vbp_monthly_monitoring():
-    @task
-    def validate(**context) -> dict:
-        import json
-
-        from vbp_monitor.core.db import get_engine
-        from vbp_monitor.rules.monitoring import validate as validate_inputs
-
-        report = validate_inputs(get_engine(), _run(context))
-        return json.loads(json.dumps(report or {}, default=str))
-
-    @task
-    def build_facts(**context) -> dict:
-        from vbp_monitor.core.db import get_engine
-        from vbp_monitor.rules.monitoring import build_facts as build
-
-        return build(get_engine(), _run(context))
-
-    @task
-    def judge(**context) -> dict:
-        from vbp_monitor.core.db import get_engine
-        from vbp_monitor.rules.monitoring import judge as judge_month
-
-        return judge_month(get_engine(), _run(context))
-
-    @task
-    def notify(judged: dict, **context) -> dict:
-        import json
-        from pathlib import Path
-
-        from vbp_monitor.core.db import get_engine
-        from vbp_monitor.notify.mailer import notify_run
-
-        attachments = {branch: [Path(p) for p in paths]
-                       for branch, paths in (judged.get("attachments") or {}).items()}
-        sent = notify_run(get_engine(), _run(context), attachments=attachments)
-        return json.loads(json.dumps(sent or {}, default=str))
-
-    judged = judge()
-    validate() >> build_facts() >> judged
-    notify(judged)
+    rule_tasks(monitoring.judge, steps=[monitoring.validate, monitoring.build_facts])
 
 
 vbp_monthly_monitoring()

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
-from vbp_monitor.orchestration.wiring import BACKFILL_DOC, DEFAULT_ARGS, START_DATE, operator_params, rule_tasks
-from vbp_monitor.core.timetables import FirstWorkingDayTimetable
+from vbp_monitor.core.catalog import rule_table_md
+from vbp_monitor.orchestration.wiring import BACKFILL_DOC, dag_arguments, rule_tasks, schedule_of
+from vbp_monitor.rules import volume_review
 
 DAG_ID = "vbp_volume_review"
 
-DOC = """
+DOC = f"""
 ## 报量审核 · volume-report review
 
 **Judges** every batch whose `report_deadline` falls in the month before the run's month
@@ -17,17 +18,21 @@ institution × batch × selected generic name of the batch, for every institutio
 ownership) with a history or a report. The latest report dated on or before the deadline
 counts (by `report_date`, then `report_id`). History = the institution's purchases of any
 product with that generic name, any channel, not cancelled, in the calendar year before the
-deadline's year. Ratio 0.8 = profile `[volume_review] history_floor_ratio`.
+deadline's year. The floor ratio is profile `[volume_review] history_floor_ratio` (default
+0.8, the "80" of the codes).
 
-| code | condition | severity |
-| --- | --- | --- |
-| `REPORT_BELOW_80_NO_EXPLANATION` | reported < 0.8 × history, explanation empty or blank | high (要求作出说明) |
-| `REPORT_BELOW_80` | reported < 0.8 × history, with an explanation | warning (审核说明，不充分的退回重新填报) |
-| `REPORT_BELOW_HISTORY` | 0.8 × history ≤ reported < history | info (原则上不少于上一年度实际采购量) |
-| `HISTORY_NOT_REPORTED` | history > 0 and no report by the deadline | high (重点关注) |
+Conditions (what the branch does in brackets):
+* `REPORT_BELOW_80_NO_EXPLANATION`: reported < ratio × history, explanation empty or blank
+  (要求作出说明).
+* `REPORT_BELOW_80`: reported < ratio × history, with an explanation (审核说明，不充分的退回重新填报).
+* `REPORT_BELOW_HISTORY`: ratio × history ≤ reported < history (原则上不少于上一年度实际采购量).
+* `HISTORY_NOT_REPORTED`: history > 0 and no report by the deadline (重点关注).
+
+{rule_table_md(DAG_ID)}
 
 metric = reported quantity (0 when not reported); threshold = the limit broken
-(0.8 × history, or history).
+(ratio × history, or history). Every message cites the clause the profile gives for its rule
+(`[volume_review.citations]`).
 
 **Outputs**: alerts (period `YYYY-MM`), and per branch
 `<VBP_OUTPUT_DIR>/vbp_volume_review/<YYYY-MM>/报量审核_<branch>_<YYYY-MM>.xlsx` with one row
@@ -40,20 +45,9 @@ alert already notified is mailed twice. Params `branch_code` / `batch_code` rest
 """ + BACKFILL_DOC.format(dag_id=DAG_ID)
 
 
-@dag(
-    dag_id=DAG_ID,
-    schedule=FirstWorkingDayTimetable(),
-    start_date=START_DATE,
-    catchup=False,
-    default_args=DEFAULT_ARGS,
-    params=operator_params(),
-    max_active_runs=4,
-    tags=["vbp", "monthly", "报量审核"],
-    description="报量审核：报量截止日在上月的批次，报量低于上一年度实际采购量（80%）及有历史采购量未报量",
-    doc_md=DOC,
-)
+@dag(schedule=schedule_of(DAG_ID), doc_md=DOC, **dag_arguments(DAG_ID))
 def vbp_volume_review():
-    rule_tasks("volume_review", period="month")
+    rule_tasks(volume_review.judge, steps=[volume_review.validate])
 
 
 vbp_volume_review()

@@ -8,7 +8,16 @@ export AIRFLOW__CORE__PLUGINS_FOLDER="$VBP_ROOT/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__DEFAULT_TIMEZONE=Asia/Shanghai
 export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-4}"
-export AIRFLOW__LOGGING__LOGGING_LEVEL="${AIRFLOW__LOGGING__LOGGING_LEVEL:-WARNING}"
+# INFO: a task's log shows what it read, judged, wrote and sent (the project logs counts)
+export AIRFLOW__LOGGING__LOGGING_LEVEL="${AIRFLOW__LOGGING__LOGGING_LEVEL:-INFO}"
+# Secrets (Fernet key, JWT secret, API key) come from .env, written once by
+# scripts/make_secrets.sh and never committed: the CLI and the UI must share them.
+if [ -f "$VBP_ROOT/.env" ]; then
+  set -a; . "$VBP_ROOT/.env"; set +a
+  export AIRFLOW__CORE__FERNET_KEY="${VBP_FERNET_KEY:-}"
+  export AIRFLOW__API_AUTH__JWT_SECRET="${VBP_JWT_SECRET:-}"
+  export AIRFLOW__API__SECRET_KEY="${VBP_API_SECRET_KEY:-}"
+fi
 export PYTHONPATH="$VBP_ROOT/plugins:$VBP_ROOT/demo${PYTHONPATH:+:$PYTHONPATH}"
 export PATH="$VBP_ROOT/.venv/bin:$PATH"
 export VBP_WAREHOUSE_URL="${VBP_WAREHOUSE_URL:-sqlite:///$VBP_ROOT/data/warehouse.db}"

@@ -13,14 +13,13 @@ import argparse
 import datetime as dt
 import sys
 import time
-from zoneinfo import ZoneInfo
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-# Order for the demo: ingest first; the annual report's draft uses the others' figures.
-DEMO_ORDER = (
-    "vbp_ingest", "vbp_volume_review", "vbp_entry_sweep", "vbp_monthly_monitoring",
-    "vbp_prepayment_reconciliation", "vbp_order_response", "vbp_annual_report_collection",
-)
+from vbp_monitor.core.catalog import DAGS
+from vbp_monitor.core.config import LOCAL_TZ
+
+# Order for the demo: ingest first, then the catalog's order (the annual report's draft
+# uses the others' figures, so it comes last there).
+DEMO_ORDER = tuple(sorted(DAGS, key=lambda dag_id: DAGS[dag_id].period_kind != "ingest"))
 
 
 def demo_plan() -> list[tuple[str, str]]:
@@ -45,7 +44,7 @@ def run(plan: list[tuple[str, str]]) -> int:
         if dag is None:
             print(f"  skip {dag_id}: no such DAG")
             continue
-        logical = dt.datetime.combine(dt.date.fromisoformat(day), dt.time(), tzinfo=SHANGHAI)
+        logical = dt.datetime.combine(dt.date.fromisoformat(day), dt.time(), tzinfo=LOCAL_TZ)
         started = time.perf_counter()
         dag_run = dag.test(logical_date=logical)
         state = str(getattr(dag_run, "state", "unknown"))

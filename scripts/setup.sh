@@ -9,6 +9,7 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 echo "==> uv sync (locked versions from uv.lock into .venv)"
 uv sync --frozen --quiet
+bash scripts/make_secrets.sh   # .env with generated secrets, only if it does not exist yet
 . scripts/env.sh
 mkdir -p "$AIRFLOW_HOME" data
 echo "==> airflow db migrate (SQLite metadata in $AIRFLOW_HOME)"

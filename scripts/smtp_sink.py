@@ -30,7 +30,7 @@ class OutboxHandler:
             number = next(self._counter)
         stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S%f")
         trace = (f"X-Envelope-From: <{envelope.mail_from}>\r\n"
-                 f"X-Envelope-To: {', '.join(f'<{r}>' for r in envelope.rcpt_tos)}\r\n").encode("utf-8")
+                 f"X-Envelope-To: {', '.join(f'<{r}>' for r in envelope.rcpt_tos)}\r\n").encode()
         raw = envelope.original_content or envelope.content
         if isinstance(raw, str):
             raw = raw.encode("utf-8")

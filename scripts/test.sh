@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, on SQLite and PostgreSQL. Usage: scripts/test.sh [pytest args]
+# Lint (ruff, with its Airflow rules), type check (mypy) and the test suite on SQLite and
+# PostgreSQL. Usage: scripts/test.sh [pytest args]
+#   scripts/test.sh -m "not e2e"   # the unit, rule and mail tests, without the Airflow runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -9,5 +11,9 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
   for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 fi
+echo "==> ruff"
+ruff check .
+echo "==> mypy"
+mypy
 echo "==> pytest"
 exec python -m pytest "$@"

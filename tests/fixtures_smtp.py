@@ -2,14 +2,27 @@
 
 ``smtp_server`` points the Airflow connection ``smtp_default`` (AIRFLOW_CONN_SMTP_DEFAULT)
 at a fresh aiosmtpd ``Controller`` on a free port and collects every accepted message. It
-can be stopped and restarted (a server that is down) and told to refuse messages (a server
-that answers 550).
+misbehaves on request, as real servers do:
+
+* ``stop()`` / ``start()``: a server that is down (connections refused);
+* ``refuse(address)``: 550 after DATA for any message to that address (the whole message);
+* ``refuse_recipient(address)``: 550 at RCPT TO for that address only, the others accepted;
+* ``drop_after_storing(n)``: store the next n messages, then drop the connection before
+  answering 250 (the client cannot know the message arrived);
+* ``drop_before_storing(n)``: drop the connection of the next n messages at the end of DATA
+  without storing them (a connection lost mid-message);
+* ``delay``: seconds the server takes per message (a slow server; other connections go on).
 """
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
+import io
 import json
+import logging
+import os
+import re
 import socket
 import threading
 from dataclasses import dataclass
@@ -40,6 +53,10 @@ class ReceivedMail:
     def audience(self) -> str | None:
         return self.message["X-VBP-Audience"]
 
+    @property
+    def message_id(self) -> str:
+        return str(self.message["Message-ID"])
+
     def html(self) -> str:
         return self.message.get_body(preferencelist=("html",)).get_content()
 
@@ -48,18 +65,34 @@ class ReceivedMail:
 
 
 class _Handler:
-    def __init__(self, server: "SmtpTestServer"):
+    def __init__(self, server: SmtpTestServer):
         self.server = server
 
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.lower() in self.server.refuse_rcpt:
+            self.server.note("refused_rcpt")
+            return "550 5.1.1 Mailbox unavailable (test server)"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope):
+        if self.server.delay:
+            await asyncio.sleep(self.server.delay)
         refused = self.server.refuse_all or any(
             address.lower() in self.server.refuse_recipients for address in envelope.rcpt_tos)
         if refused:
+            self.server.note("refused")
             return "550 5.7.1 Message refused by the test server"
+        if self.server.take("drop_before"):
+            server.transport.abort()  # lost mid-message: nothing stored, no reply
+            return "421 4.4.2 connection dropped (never seen by the client)"
         message = email.message_from_bytes(envelope.original_content or envelope.content,
                                            policy=email.policy.default)
         with self.server.lock:
             self.server.messages.append(ReceivedMail(message, envelope.mail_from, list(envelope.rcpt_tos)))
+        if self.server.take("drop_after"):
+            server.transport.abort()  # stored, but the client never hears 250
+            return "250 2.0.0 accepted (never seen by the client)"
         return "250 2.0.0 Message accepted for delivery"
 
 
@@ -71,11 +104,28 @@ class SmtpTestServer:
         self.port = port or free_port()
         self.messages: list[ReceivedMail] = []
         self.refuse_recipients: set[str] = set()
+        self.refuse_rcpt: set[str] = set()
         self.refuse_all = False
+        self.delay = 0.0
+        self.pending_faults = {"drop_before": 0, "drop_after": 0}
+        self.faults: dict[str, int] = {}  # faults injected so far, by kind
         self.lock = threading.Lock()
         self._controller = None
 
-    def start(self) -> "SmtpTestServer":
+    def note(self, kind: str) -> None:
+        with self.lock:
+            self.faults[kind] = self.faults.get(kind, 0) + 1
+
+    def take(self, kind: str) -> bool:
+        """Consume one pending fault of ``kind``; whether there was one."""
+        with self.lock:
+            if not self.pending_faults[kind]:
+                return False
+            self.pending_faults[kind] -= 1
+            self.faults[kind] = self.faults.get(kind, 0) + 1
+            return True
+
+    def start(self) -> SmtpTestServer:
         from aiosmtpd.controller import Controller
 
         if self._controller is None:
@@ -100,8 +150,19 @@ class SmtpTestServer:
         else:
             self.refuse_all = True
 
+    def refuse_recipient(self, *addresses: str) -> None:
+        """Answer 550 at RCPT TO for these addresses; the message goes to the other recipients."""
+        self.refuse_rcpt.update(address.lower() for address in addresses)
+
+    def drop_after_storing(self, count: int = 1) -> None:
+        self.pending_faults["drop_after"] += count
+
+    def drop_before_storing(self, count: int = 1) -> None:
+        self.pending_faults["drop_before"] += count
+
     def accept_all(self) -> None:
         self.refuse_recipients.clear()
+        self.refuse_rcpt.clear()
         self.refuse_all = False
 
     def clear(self) -> None:
@@ -120,6 +181,15 @@ class SmtpTestServer:
                 for address in mail.rcpt_tos:
                     counts[address] = counts.get(address, 0) + 1
         return counts
+
+    def distinct_per_recipient(self) -> dict[str, int]:
+        """Emails per recipient counted by Message-ID: what a mail client that drops a copy shows."""
+        seen: dict[str, set[str]] = {}
+        with self.lock:
+            for mail in self.messages:
+                for address in mail.rcpt_tos:
+                    seen.setdefault(address, set()).add(mail.message_id)
+        return {address: len(ids) for address, ids in seen.items()}
 
     def connection_json(self) -> str:
         return json.dumps({
@@ -166,10 +236,177 @@ def raise_alerts(engine, run, candidates: list[dict]) -> None:
 
 @pytest.fixture
 def mail_city(engine):
-    """The small city of tests/helpers.py in the warehouse; returns the engine."""
-    from conftest import seed
-    from helpers import city
+    """The small city of tests/builders.py in the warehouse; returns the engine."""
+    from builders import city, seed
 
     with engine.begin() as conn:
         seed(conn, city())
     return engine
+
+
+# ---------------------------------------------------------------- what reached whom
+
+_PERIOD_IN_NAME = re.compile(r"(?<!\d)(\d{4}-\d{2}(?:-\d{2})?)(?!\d)")
+
+
+@dataclass
+class MailAudit:
+    """What the server received against what the warehouse says each address must get.
+
+    ``lost``: (address, open alert) pairs no email carried; ``duplicates``: an address that got
+    one alert in two different emails (different Message-IDs); ``copies``: the same email
+    received again (same Message-ID, after a dropped connection), which mail clients drop;
+    ``mislabelled``: emails whose subject is not the period of every alert they carry, or that
+    carry a file of another period.
+    """
+
+    alerts: int
+    expected: int
+    lost: int
+    duplicates: int
+    copies: int
+    mislabelled: int
+    unnotified: int
+
+    def figures(self) -> dict[str, int]:
+        return {"lost": self.lost, "duplicates": self.duplicates, "mislabelled": self.mislabelled}
+
+
+def _alerts_in(mail: ReceivedMail) -> dict[str, str]:
+    """alert_key → period of the alerts the email's alert workbook lists."""
+    from openpyxl import load_workbook
+
+    carried: dict[str, str] = {}
+    for name, content in mail.attachments().items():
+        if not name.startswith("vbp_alerts_"):
+            continue
+        for sheet in load_workbook(io.BytesIO(content), read_only=True).worksheets:
+            rows = sheet.iter_rows(values_only=True)
+            header = list(next(rows, ()))
+            if "alert_key" not in header:
+                continue
+            for row in rows:
+                carried[row[header.index("alert_key")]] = row[header.index("期间")]
+    return carried
+
+
+def audit_mail(engine, server: SmtpTestServer) -> MailAudit:
+    from sqlalchemy import select
+
+    from vbp_monitor.core import config, formatting
+    from vbp_monitor.model.reference import branch_directory, city_branch_code
+    from vbp_monitor.model.schema import alerts
+    from vbp_monitor.notify.mailer import Audiences
+
+    with engine.connect() as conn:
+        audiences = Audiences(branch_directory(conn), city_branch_code(conn), config.data_team_emails())
+        rows = [dict(row) for row in conn.execute(select(alerts).where(alerts.c.status == "open")).mappings()]
+    expected = {(address.lower(), row["alert_key"]) for row in rows for audience in audiences.of(row)
+                for address in audiences.recipients(audience)}
+    received: dict[tuple[str, str], set[str]] = {}
+    copies: dict[tuple[str, str], int] = {}
+    mislabelled = 0
+    with server.lock:
+        messages = list(server.messages)
+    for mail in messages:
+        carried = _alerts_in(mail)
+        periods = set(carried.values())
+        files = [name for name in mail.attachments() if not name.startswith("vbp_alerts_")]
+        file_periods = {period for name in files for period in _PERIOD_IN_NAME.findall(name)}
+        if any(formatting.period_zh(period) not in mail.subject for period in periods) or file_periods - periods:
+            mislabelled += 1
+        for address in mail.rcpt_tos:
+            copies[(address.lower(), mail.message_id)] = copies.get((address.lower(), mail.message_id), 0) + 1
+            for key in carried:
+                received.setdefault((address.lower(), key), set()).add(mail.message_id)
+    return MailAudit(
+        alerts=len(rows), expected=len(expected), lost=len(expected - received.keys()),
+        duplicates=sum(len(ids) - 1 for ids in received.values()),
+        copies=sum(count - 1 for count in copies.values()), mislabelled=mislabelled,
+        unnotified=sum(1 for row in rows if row["notified_at"] is None))
+
+
+@pytest.fixture(scope="module")
+def mail_fault_table(request):
+    """Rows of the mail fault suite's summary table, printed when the module ends.
+
+    With VBP_RELIABILITY_SUMMARY set, each row is also appended to that file as a JSON line.
+    """
+    rows: list[dict] = []
+    yield rows
+    if not rows:
+        return
+    columns = ["case", "db", "faults", "alerts", "expected", "lost", "duplicates", "copies", "mislabelled"]
+    widths = {c: max(len(c), *(len(str(row.get(c, ""))) for row in rows)) for c in columns}
+    lines = [" | ".join(c.ljust(widths[c]) for c in columns),
+             "-+-".join("-" * widths[c] for c in columns)]
+    lines += [" | ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns) for row in rows]
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("")
+        reporter.write_line(f"mail fault summary ({request.module.__name__})")
+        for line in lines:
+            reporter.write_line(line)
+    target = os.environ.get("VBP_RELIABILITY_SUMMARY")
+    if target:
+        with open(target, "a", encoding="utf-8") as out:
+            for row in rows:
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def record_case(table: list[dict], case: str, engine, server: SmtpTestServer, faults: int) -> MailAudit:
+    """Audit the mail of a case, add its row to the summary table and return the audit."""
+    audit = audit_mail(engine, server)
+    table.append({"case": case, "db": engine.dialect.name, "faults": faults, "alerts": audit.alerts,
+                  "expected": audit.expected, "lost": audit.lost, "duplicates": audit.duplicates,
+                  "copies": audit.copies, "mislabelled": audit.mislabelled})
+    return audit
+
+
+def sample_alerts(tag: str) -> list[dict]:
+    """Alerts of one monthly run for every audience: B1, B2 (two addresses), the city, the data team.
+
+    ``tag`` goes into the messages (e.g. the period) so that runs of different periods differ.
+    """
+    return [
+        alert("PROGRESS_BEHIND", "H1", "B1", "warning", batch_code="NB1", generic_name="氨氯地平",
+              metric_value="0.24", threshold_value="0.3156", message=f"{tag} 第一人民医院氨氯地平完成率24%"),
+        alert("PAYMENT_OVERDUE", "M1", "B1", "critical", order_id=f"O-M1-{tag}", metric_value="45",
+              threshold_value="30", message=f"{tag} 部队医院货款逾期45天"),
+        alert("PROGRESS_BEHIND", "H2", "B2", "warning", batch_code="NB1", generic_name="氨氯地平",
+              metric_value="0.10", threshold_value="0.3156", message=f"{tag} 南康区人民医院氨氯地平完成率10%"),
+        alert("PAYMENT_OVERDUE", "P1", "B2", "high", order_id=f"O-P1-{tag}", metric_value="35",
+              threshold_value="30", message=f"{tag} 仁爱民营医院货款逾期35天"),
+        alert("DATA_QUALITY", None, "CITY", "high", source_file=f"orders_{tag}.csv", metric_value="3",
+              message=f"{tag} orders.csv 有3行金额不符，已隔离"),
+    ]
+
+
+@pytest.fixture
+def mail_log():
+    """The records the mailer logs during a test (its INFO lines are what a task log shows).
+
+    A handler on the mailer's own logger: Airflow configures logging on first use of a hook,
+    which replaces the root handlers that ``caplog`` relies on.
+    """
+    import airflow.providers.smtp.hooks.smtp  # noqa: F401  - configures Airflow's logging first
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    logger = logging.getLogger("vbp_monitor.notify.mailer")
+    handler, level, disabled = Keep(logging.INFO), logger.level, logger.disabled
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.disabled = False
+    yield records
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+    logger.disabled = disabled
+
+
+def log_text(records: list[logging.LogRecord], level: int = logging.INFO) -> str:
+    return "\n".join(record.getMessage() for record in records if record.levelno >= level)

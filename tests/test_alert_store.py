@@ -8,7 +8,7 @@ from sqlalchemy import select
 from vbp_monitor.alerts.store import AlertStore, Scope, alert_key
 from vbp_monitor.model.schema import alerts
 
-T0 = dt.datetime(2025, 3, 3, 6, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2025, 3, 3, 6, 0, tzinfo=dt.UTC)
 
 
 def _candidate(institution="H1", branch="B1", metric="0.24", **extra):
@@ -71,7 +71,12 @@ def test_alerts_no_longer_raised_are_resolved_only_within_dag_period_codes_and_s
 
 def test_unknown_rule_code_or_severity_is_refused(engine):
     store = AlertStore("d", "r", "2025-02", now=T0)
-    with engine.begin() as conn, pytest.raises(ValueError):
+    with engine.begin() as conn, pytest.raises(ValueError, match="unknown severity urgent"):
         store.replace(conn, ["PROGRESS_BEHIND"], [_candidate(severity="urgent")])
-    with engine.begin() as conn, pytest.raises(ValueError):
-        store.replace(conn, ["PROGRESS_BEHIND"], [_candidate(rule_code="NOT_A_RULE")])
+    # listed among the write's codes, so only the catalog check can stop it
+    with engine.begin() as conn, pytest.raises(ValueError, match="unknown rule code NOT_A_RULE"):
+        store.replace(conn, ["NOT_A_RULE"], [_candidate(rule_code="NOT_A_RULE")])
+    with engine.begin() as conn, pytest.raises(ValueError, match="not among this write's rule codes"):
+        store.replace(conn, ["PROGRESS_BEHIND"], [_candidate(rule_code="PAYMENT_OVERDUE", severity="high")])
+    with engine.connect() as conn:
+        assert conn.execute(select(alerts)).all() == []

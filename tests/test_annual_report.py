@@ -12,20 +12,20 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select, update
 
-from conftest import seed
-from helpers import city
+from builders import city, seed
 from vbp_monitor.alerts.store import AlertStore, Scope
-from vbp_monitor.rules.annual_report import DAG_ID, RULE_CODES, check_submission, draft_path, judge
+from vbp_monitor.core.catalog import routed_to_city
 from vbp_monitor.core.periods import judged_day
-from vbp_monitor.core.profiles import load_profile
+from vbp_monitor.core.profiles import cite, load_profile
+from vbp_monitor.model.schema import alerts, annual_reports, institution_file_metrics, prepayment_ledger
+from vbp_monitor.orchestration.run_context import RunContext
 from vbp_monitor.outputs.documents import (
     check_headings,
     normalize_heading,
     read_paragraphs,
     report_path,
 )
-from vbp_monitor.orchestration.run_context import RunContext
-from vbp_monitor.model.schema import alerts, annual_reports, institution_file_metrics, prepayment_ledger
+from vbp_monitor.rules.annual_report import DAG_ID, RULE_CODES, check_submission, draft_path, judge
 
 HEADINGS = ("总体进展", "具体工作落实情况", "存在的问题", "下一步打算")
 COMPLETE_MD = "# 加强集采监管工作落实情况报告\n\n## 一、总体进展\n正文\n## 二、具体工作落实情况\n## 三、存在的问题\n## 四、下一步打算\n"
@@ -97,11 +97,11 @@ def test_reminder_days_remind_only_branches_without_a_submission_by_the_judged_d
     assert (Decimal(due["metric_value"]), Decimal(due["threshold_value"])) == (0, 1)
     assert "南康分局" in due["message"] and "2024年度" in due["message"] and "2025-01-15" in due["message"]
     assert "草稿" in due["message"]  # the first reminder carries the draft
-    assert set(result["attachments"]) == {"B2"}
+    assert set(result.attachments) == {"B2"}
 
     # not a reminder day: nothing for anyone
     result = judge(engine, run_for("2025-01-06"), profile)
-    assert open_alerts(engine, "2025-01-05") == {} and result["attachments"] == {}
+    assert open_alerts(engine, "2025-01-05") == {} and result.attachments == {}
 
 
 def test_later_reminders_remind_without_a_new_draft(engine, profile):
@@ -111,7 +111,7 @@ def test_later_reminders_remind_without_a_new_draft(engine, profile):
     got = open_alerts(engine, "2025-01-09")
     assert set(got) == {("ANNUAL_REPORT_DUE", "B1"), ("ANNUAL_REPORT_DUE", "B2")}
     assert "草稿" not in got[("ANNUAL_REPORT_DUE", "B1")]["message"]
-    assert result["attachments"] == {}
+    assert result.attachments == {}
     assert not any(code == "CITY" for _, code in got)  # the city row never reports
 
 
@@ -139,7 +139,7 @@ def test_deadline_is_inclusive_to_the_last_second(engine, folders, profile):
     late = got[("ANNUAL_REPORT_LATE", "B2")]
     assert late["severity"] == "warning"
     assert (Decimal(late["metric_value"]), Decimal(late["threshold_value"])) == (1, 0)
-    assert "1 天" in late["message"] and "2025-01-16 00:00:00" in late["message"]
+    assert "于 2025-01-16 00:00 报送" in late["message"] and "1 天" in late["message"]
 
     judge(engine, run_for("2025-01-18"), profile)  # a late submission is judged once, on its day
     assert open_alerts(engine, "2025-01-17") == {}
@@ -374,9 +374,9 @@ def _seed_year_of_figures(engine):
 def test_first_reminder_attaches_a_draft_with_the_branchs_own_figures(engine, profile, folders):
     _seed_year_of_figures(engine)
     result = judge(engine, run_for("2025-01-05"), profile)
-    assert set(result["attachments"]) == {"B1", "B2"}
+    assert set(result.attachments) == {"B1", "B2"}
     b1_path = draft_path(2024, "B1")
-    assert result["attachments"]["B1"] == [str(b1_path)]
+    assert result.attachments["B1"] == [b1_path]
     assert b1_path.name == "年度报告草稿_B1_2024.docx"
     assert b1_path.parent == folders["output"] / "vbp_annual_report_collection" / "2024"
 
@@ -436,7 +436,7 @@ def test_rerun_is_idempotent_and_resolves_what_a_correction_removed(engine, fold
         seed(conn, {"annual_reports": [submission("B2", "2025-01-04 17:00:00", "b2.md")]})
     result = judge(engine, run_for("2025-01-05", run_id="rerun-2"), profile)
     assert set(open_alerts(engine)) == {("ANNUAL_REPORT_DUE", "B1")}
-    assert set(result["attachments"]) == {"B1"}
+    assert set(result.attachments) == {"B1"}
     assert not draft_path(2024, "B2").exists() and draft_path(2024, "B1").exists()
 
 
@@ -450,7 +450,7 @@ def test_branch_scope_judges_writes_and_resolves_only_that_branch(engine, folder
         seed(conn, {"annual_reports": [submission("B1", "2025-01-03 10:00:00", "b1.md"),
                                        submission("B2", "2025-01-03 10:00:00", "b2.md")]})
     result = judge(engine, run_for("2025-01-05", run_id="scoped", branch="B1"), profile)
-    assert result["branches"] == 1 and result["attachments"] == {}
+    assert result.details["branches"] == 1 and result.attachments == {}
     assert set(open_alerts(engine)) == {("ANNUAL_REPORT_DUE", "B2")}  # B2 untouched
     assert draft_path(2024, "B2").exists() and not draft_path(2024, "B1").exists()
 
@@ -462,8 +462,7 @@ def test_the_draft_is_mailed_to_its_branch_only_and_the_city_hears_of_every_remi
     _seed_year_of_figures(engine)
     run = run_for("2025-01-05", run_id="scheduled__2025-01-04T22:00:00+00:00")
     judged = judge(engine, run, profile)
-    notify_run(engine, run, attachments={code: [Path(p) for p in paths]
-                                         for code, paths in judged["attachments"].items()})
+    notify_run(engine, run, attachments=judged.attachments)
     (b1,) = smtp_server.to("b1@example.org")
     (b2,) = smtp_server.to("b2@example.org")
     (city_mail,) = smtp_server.to("city@example.org")
@@ -478,9 +477,36 @@ def test_the_draft_is_mailed_to_its_branch_only_and_the_city_hears_of_every_remi
     assert len(smtp_server.to("b1@example.org")) == 1
 
 
-def test_rule_codes_are_the_contract():
-    assert RULE_CODES == ("ANNUAL_REPORT_DUE", "ANNUAL_REPORT_MISSING", "ANNUAL_REPORT_LATE",
-                          "ANNUAL_REPORT_INCOMPLETE")
+def test_every_rule_is_raised_with_the_catalogs_severity_and_the_profiles_clause(engine, folders, profile):
+    # One season: B1 submits an incomplete report late (20 January), B2 never submits.
+    put_report(folders, "b1.md", PARTIAL_MD)
+    with engine.begin() as conn:
+        seed(conn, city(annual_reports=[submission("B1", "2025-01-20 09:30:00", "b1.md")]))
+    raised = {}
+    for day in ("2025-01-05", "2025-01-16", "2025-01-21"):  # a reminder, the deadline, B1's day
+        judge(engine, run_for(day, run_id=day), profile)
+        raised.update(open_alerts(engine))
+    assert {code for code, _ in raised} == set(RULE_CODES) == {
+        "ANNUAL_REPORT_DUE", "ANNUAL_REPORT_MISSING", "ANNUAL_REPORT_LATE", "ANNUAL_REPORT_INCOMPLETE"}
+    # domain.md DAG 4's severities, and every alert also goes to the city bureau
+    assert {code: row["severity"] for (code, _), row in raised.items()} == {
+        "ANNUAL_REPORT_DUE": "info", "ANNUAL_REPORT_MISSING": "critical",
+        "ANNUAL_REPORT_LATE": "warning", "ANNUAL_REPORT_INCOMPLETE": "high"}
+    assert all(routed_to_city(code, row["severity"]) for (code, _), row in raised.items())
+    for (code, _), row in raised.items():
+        assert row["message"].endswith(f"依据：{cite(profile, code)}。"), row["message"]
+    # the deadline in the messages is the profile's
+    assert "次年1月15日前" in raised[("ANNUAL_REPORT_MISSING", "B2")]["message"]
+
+
+def test_the_deadline_in_messages_is_the_profiles(engine, profile):
+    with engine.begin() as conn:
+        seed(conn, city())
+    later = {**profile, "annual_report": {**profile["annual_report"], "annual_report_deadline": "01-20"}}
+    judge(engine, run_for("2025-01-21"), later)  # J = 20 January, this profile's deadline
+    message = open_alerts(engine, "2025-01-20")[("ANNUAL_REPORT_MISSING", "B1")]["message"]
+    assert "次年1月20日前" in message and "2025-01-20" in message
+    assert "15日" not in message
 
 
 # ------------------------------------------------------------------ the DAG

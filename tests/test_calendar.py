@@ -2,10 +2,10 @@ import datetime as dt
 
 from sqlalchemy import select
 
-from conftest import seed
-from helpers import city
+from builders import seed
 from vbp_monitor.core import prc_calendar
 from vbp_monitor.core.prc_calendar import WorkCalendar, add_months, cycle_month_bounds
+from vbp_monitor.model import calendar_tables
 from vbp_monitor.model.schema import work_calendar
 
 D = dt.date
@@ -52,7 +52,7 @@ def test_cycle_months_example_7():
 def test_work_calendar_table_matches_python_calendar_and_overrides(engine):
     with engine.begin() as conn:
         seed(conn, {"holidays": [{"day": "2027-01-01", "is_workday": "false"}]})
-        prc_calendar.rebuild_work_calendar(conn)
+        calendar_tables.rebuild_work_calendar(conn)
         rows = {r.day: r for r in conn.execute(select(work_calendar).where(
             work_calendar.c.day.between(D(2025, 1, 24), D(2025, 2, 10)))).all()}
         newyear = conn.execute(select(work_calendar).where(work_calendar.c.day == D(2027, 1, 1))).one()

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from vbp_monitor.model import contract
 from vbp_demo import generator as demo_data
-from vbp_monitor.core.catalog import RULES
+from vbp_monitor.core.catalog import DAGS, RULES
 from vbp_monitor.core.prc_calendar import STATUTORY, add_months, cycle_month_bounds, month_bounds
+from vbp_monitor.model import contract
 
 DEC0 = Decimal(0)
 
@@ -319,7 +319,11 @@ def test_planted_cases_cover_every_rule_code_and_are_in_the_demo_runs():
 def test_demo_runs_are_few_and_on_the_right_days():
     runs = demo_data.DEMO_RUNS
     expected = [STATUTORY.first_working_day_of_month(2025 + (m >= 12), m % 12 + 1).isoformat() for m in range(1, 13)]
-    for dag_id in ("vbp_entry_sweep", "vbp_monthly_monitoring", "vbp_prepayment_reconciliation", "vbp_volume_review"):
+    assert list(runs) == list(DAGS)  # every DAG of the catalog, in its order
+    monthly = [dag_id for dag_id, dag in DAGS.items() if dag.period_kind == "month"]
+    assert monthly == ["vbp_volume_review", "vbp_entry_sweep", "vbp_monthly_monitoring",
+                       "vbp_prepayment_reconciliation"]
+    for dag_id in monthly:
         assert runs[dag_id] == expected
     assert expected[0] == "2025-02-05" and expected[-1] == "2026-01-04"  # Spring Festival; make-up Sunday
     assert runs["vbp_ingest"] == [demo_data.INGEST_DAY]
@@ -614,23 +618,24 @@ class Oracle:
                     out.append(("ANNUAL_REPORT_INCOMPLETE", subject))
         return out
 
+    def judge(self, dag_id: str, run_day: dt.date) -> list[tuple[str, dict]]:
+        """What the run of ``dag_id`` on ``run_day`` must raise (ingest: nothing here)."""
+        month_first, month_last = month_bounds(run_day.replace(day=1) - dt.timedelta(days=1))
+        monthly = {"vbp_entry_sweep": self.entry_sweep, "vbp_monthly_monitoring": self.monitoring,
+                   "vbp_prepayment_reconciliation": self.prepayment, "vbp_volume_review": self.volume_review}
+        if dag_id in monthly:
+            return monthly[dag_id](month_first, month_last)
+        if dag_id == "vbp_order_response":
+            return self.order_response(run_day - dt.timedelta(days=1))
+        if dag_id == "vbp_annual_report_collection":
+            return self.annual(run_day)
+        return []
+
     def judge_all(self) -> list[dict]:
         raised = []
         for dag_id, days in demo_data.DEMO_RUNS.items():
             for text in days:
-                run_day = dt.date.fromisoformat(text)
-                month_first, month_last = month_bounds(run_day.replace(day=1) - dt.timedelta(days=1))
-                judge = {
-                    "vbp_entry_sweep": lambda: self.entry_sweep(month_first, month_last),
-                    "vbp_monthly_monitoring": lambda: self.monitoring(month_first, month_last),
-                    "vbp_prepayment_reconciliation": lambda: self.prepayment(month_first, month_last),
-                    "vbp_volume_review": lambda: self.volume_review(month_first, month_last),
-                    "vbp_order_response": lambda: self.order_response(run_day - dt.timedelta(days=1)),
-                    "vbp_annual_report_collection": lambda: self.annual(run_day),
-                }.get(dag_id)
-                if judge is None:
-                    continue
-                for code, subject in judge():
+                for code, subject in self.judge(dag_id, dt.date.fromisoformat(text)):
                     raised.append(dict(subject, rule_code=code, dag_id=dag_id, logical_date=text))
         return raised
 
@@ -736,23 +741,16 @@ def test_scale_changes_institutions_and_order_volume_proportionally(tmp_path, la
 
 
 # ------------------------------------------------------------------ the product on the demo data
-JUDGES = {  # dag_id → (module, period of a logical date)
-    "vbp_volume_review": ("volume_review", "month"),
-    "vbp_entry_sweep": ("entry_sweep", "month"),
-    "vbp_monthly_monitoring": ("monitoring", "month"),
-    "vbp_prepayment_reconciliation": ("prepayment", "month"),
-    "vbp_order_response": ("order_response", "day"),
-    "vbp_annual_report_collection": ("annual_report", "day"),
-}
+def _period_of(dag_id: str):
+    """The judged period of a logical date for ``dag_id`` (its kind comes from the catalog)."""
+    from vbp_monitor.core import periods
+
+    return {"month": periods.judged_month, "day": periods.judged_day,
+            "ingest": periods.ingest_period}[DAGS[dag_id].period_kind]
 
 
 def _period_label(dag_id: str, logical_date: str) -> str:
-    from vbp_monitor.core import periods
-
-    if dag_id == "vbp_ingest":
-        return periods.ingest_period(logical_date).label
-    kind = JUDGES[dag_id][1]
-    return (periods.judged_month if kind == "month" else periods.judged_day)(logical_date).label
+    return _period_of(dag_id)(logical_date).label
 
 
 def _alert_key(alert: dict) -> tuple:
@@ -762,26 +760,28 @@ def _alert_key(alert: dict) -> tuple:
             alert.get("severity") if alert["rule_code"] == "PROGRESS_BEHIND" else None)
 
 
+@pytest.mark.e2e  # the whole demo year through every rule module: minutes, not seconds
 def test_the_dags_raise_exactly_the_planted_alerts_on_the_demo_runs(engine, landing, raised, monkeypatch, tmp_path):
     """Ingest the demo folder and judge every run of DEMO_RUNS with the rule modules (no mail)."""
     import importlib
 
     from sqlalchemy import select
 
-    from vbp_monitor.quality import ingest
     from vbp_monitor.core import periods
-    from vbp_monitor.orchestration.run_context import RunContext
     from vbp_monitor.model.schema import alerts, quarantine
+    from vbp_monitor.orchestration.run_context import RunContext
+    from vbp_monitor.quality import ingest
 
     monkeypatch.setenv("VBP_LANDING_DIR", str(landing))
     monkeypatch.setenv("VBP_OUTPUT_DIR", str(tmp_path / "output"))
     (ingest_day,) = demo_data.DEMO_RUNS["vbp_ingest"]
     ingest.ingest_landing(engine, RunContext.for_test("vbp_ingest", periods.ingest_period(ingest_day)), landing)
-    for dag_id, (module_name, kind) in JUDGES.items():
-        module = importlib.import_module(f"vbp_monitor.{module_name}")
-        period_of = periods.judged_month if kind == "month" else periods.judged_day
+    for dag_id, dag in DAGS.items():
+        if dag.period_kind == "ingest":
+            continue
+        module = importlib.import_module(dag.logic)
         for day in demo_data.DEMO_RUNS[dag_id]:
-            module.judge(engine, RunContext.for_test(dag_id, period_of(day), run_id=f"demo__{day}"))
+            module.judge(engine, RunContext.for_test(dag_id, _period_of(dag_id)(day), run_id=f"demo__{day}"))
     with engine.connect() as conn:
         stored = [dict(row._mapping) for row in conn.execute(select(alerts).where(alerts.c.status == "open"))]
         quarantined = conn.execute(select(quarantine)).all()

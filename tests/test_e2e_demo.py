@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, select
 
-from test_e2e_ingest import AIRFLOW, REPO, airflow_home, e2e_warehouse, env_sh, smtp  # noqa: F401
+from fixtures_e2e import AIRFLOW, REPO, env_sh
 from vbp_demo import generator as demo_data
 from vbp_monitor.core.catalog import RULES
 from vbp_monitor.model.schema import alerts, institutions
@@ -44,7 +44,7 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     return result
 
 
-def test_demo_year_through_airflow(airflow_home, e2e_warehouse, smtp, tmp_path):  # noqa: F811
+def test_demo_year_through_airflow(airflow_home, e2e_warehouse, smtp, tmp_path):
     landing, output = tmp_path / "landing", tmp_path / "output"
     env = env_sh(AIRFLOW_HOME=str(airflow_home), VBP_WAREHOUSE_URL=e2e_warehouse,
                  VBP_LANDING_DIR=str(landing), VBP_OUTPUT_DIR=str(output),

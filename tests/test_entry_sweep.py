@@ -10,15 +10,14 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import delete, select
 
-from conftest import seed
-from helpers import city
+from builders import city, seed
 from vbp_monitor.alerts.store import Scope
-from vbp_monitor.core.catalog import RULES
-from vbp_monitor.rules.entry_sweep import DAG_ID, judge, workbook_path
 from vbp_monitor.core.periods import judged_month
-from vbp_monitor.core.profiles import load_profile
+from vbp_monitor.core.profiles import cite, load_profile
+from vbp_monitor.model.schema import agreements as agreements_table
+from vbp_monitor.model.schema import alerts
 from vbp_monitor.orchestration.run_context import RunContext
-from vbp_monitor.model.schema import agreements as agreements_table, alerts
+from vbp_monitor.rules.entry_sweep import DAG_ID, judge, workbook_path
 
 MARCH_2025_RUN = dt.date(2025, 4, 1)
 BUSINESS_COLUMNS = ("alert_key", "rule_code", "severity", "period", "branch_code",
@@ -46,6 +45,15 @@ def purchase(order_id, institution, quantity, when="2025-02-15 10:00:00", produc
             "distributor_code": "D1", "channel": channel, "order_time": when,
             "quantity": str(quantity), "unit_price": "0.50",
             "amount": str(Decimal(str(quantity)) * Decimal("0.50")), "cancelled": cancelled}
+
+
+def selected_in_batch(batch_code, start, cycle_months, product_code, generic, price):
+    """Another national drug batch with one selected product, as ``city(**…)`` rows."""
+    return {"batches": [{"batch_code": batch_code, "batch_name": f"{batch_code}国家集采", "level": "national",
+                         "category": "drug", "start_date": start, "cycle_months": cycle_months}],
+            "products": [{"product_code": product_code, "generic_name": generic, "manufacturer": "丙药业",
+                          "category": "drug", "consistency_passed": "true", "is_selected": "true",
+                          "batch_code": batch_code, "selected_price": price}]}
 
 
 def institution(code, branch="B1", ownership="public"):
@@ -88,13 +96,19 @@ def test_not_purchased_behind_and_exactly_at_the_warning_line(engine):
     assert behind["metric_value"] == Decimal("0.197260")  # 719.9999 / 3650
     assert behind["threshold_value"] == Decimal("0.197260")  # 0.8 × 90/365, both rounded
     assert "719.9999" in behind["message"] and "90/365" in behind["message"]
-    assert RULES["ENTRY_BEHIND_AGREEMENT"].clause in behind["message"]
+    # one rounding rule: the completion rate that fell below reads 19.72%, the line 19.73%
+    assert "完成率 19.72%" in behind["message"] and "= 19.73%" in behind["message"]
+    assert "序时进度 24.66%" in behind["message"] and "× 0.8" in behind["message"]
+    assert behind["message"].endswith("依据：赣市医保字〔2023〕28号 二(二)。")
+    assert behind["message"].endswith(f"依据：{cite(load_profile('default'), 'ENTRY_BEHIND_AGREEMENT')}。")
     missing = found[("H3", "2025-03")]
     assert (missing["rule_code"], missing["severity"]) == ("ENTRY_NOT_PURCHASED", "high")
     assert missing["metric_value"] == 0 and missing["threshold_value"] == 3650
     assert "2025-03-31" in missing["message"] and "3,650" in missing["message"]
-    assert result["swept"] == 3  # H1, H2, H3; H4's agreed quantity is 0
-    assert result["by_rule"] == {"ENTRY_BEHIND_AGREEMENT": 1, "ENTRY_NOT_PURCHASED": 1}
+    assert "执行第3个月末" in missing["message"]
+    assert missing["message"].endswith(f"依据：{cite(load_profile('default'), 'ENTRY_NOT_PURCHASED')}。")
+    assert result.details["swept"] == 3  # H1, H2, H3; H4's agreed quantity is 0
+    assert result.written.by_rule == {"ENTRY_BEHIND_AGREEMENT": 1, "ENTRY_NOT_PURCHASED": 1}
 
 
 def test_only_public_institutions_are_swept(engine):
@@ -102,15 +116,10 @@ def test_only_public_institutions_are_swept(engine):
         seed(conn, city(agreements=[agreement("A1", "M1"), agreement("A2", "P1"), agreement("A3", "H1")]))
     result = judge(engine, run_for(), load_profile("default"))
     assert set(open_alerts(engine)) == {("H1", "2025-03")}
-    assert result["swept"] == 1
+    assert result.details["swept"] == 1
 
 
 def test_only_platform_selected_uncancelled_lines_of_the_year_up_to_the_milestone_count(engine):
-    other_batch = {"batch_code": "NB2", "batch_name": "第二批国家集采", "level": "national",
-                   "category": "drug", "start_date": "2025-01-01", "cycle_months": 24}
-    other_selected = {"product_code": "P-AML-X", "generic_name": "氨氯地平", "manufacturer": "丙药业",
-                      "category": "drug", "consistency_passed": "true", "is_selected": "true",
-                      "batch_code": "NB2", "selected_price": "0.40"}
     orders = [
         purchase("O1", "H1", 3000, channel="offline"),
         purchase("O2", "H1", 3000, cancelled="true"),
@@ -121,7 +130,7 @@ def test_only_platform_selected_uncancelled_lines_of_the_year_up_to_the_mileston
         purchase("O7", "H2", 3000),  # another institution
     ]
     with engine.begin() as conn:
-        seed(conn, city(batches=[other_batch], products=[other_selected],
+        seed(conn, city(**selected_in_batch("NB2", "2025-01-01", 24, "P-AML-X", "氨氯地平", "0.40"),
                         agreements=[agreement("A1", "H1")], orders=orders))
     judge(engine, run_for(), load_profile("default"))
     assert open_alerts(engine)[("H1", "2025-03")]["rule_code"] == "ENTRY_NOT_PURCHASED"
@@ -136,23 +145,18 @@ def test_only_platform_selected_uncancelled_lines_of_the_year_up_to_the_mileston
 
 
 def test_31_january_start_is_judged_by_the_april_run_not_may(engine):
-    batch = {"batch_code": "NB0", "batch_name": "第九批国家集采", "level": "national",
-             "category": "drug", "start_date": "2024-01-31", "cycle_months": 12}
-    product = {"product_code": "P-MET-S", "generic_name": "二甲双胍", "manufacturer": "丁药业",
-               "category": "drug", "consistency_passed": "true", "is_selected": "true",
-               "batch_code": "NB0", "selected_price": "0.10"}
     with engine.begin() as conn:
-        seed(conn, city(batches=[batch], products=[product],
+        seed(conn, city(**selected_in_batch("NB0", "2024-01-31", 12, "P-MET-S", "二甲双胍", "0.10"),
                         agreements=[agreement("A1", "H1", start="2024-01-31", end="2025-01-30",
                                               batch="NB0", generic="二甲双胍")],
                         orders=[purchase("O1", "H1", 5000, product="P-MET-S",
                                          when="2024-04-30 08:00:00")]))
 
     for day in (dt.date(2024, 4, 1), dt.date(2024, 6, 3)):  # judge March and May 2024
-        assert judge(engine, run_for(day), load_profile("default"))["swept"] == 0
+        assert judge(engine, run_for(day), load_profile("default")).details["swept"] == 0
     result = judge(engine, run_for(dt.date(2024, 5, 6)), load_profile("default"))  # April 2024
 
-    assert result["swept"] == 1
+    assert result.details["swept"] == 1
     (alert,) = open_alerts(engine).values()
     assert (alert["period"], alert["rule_code"], alert["milestone_month"]) == (
         "2024-04", "ENTRY_NOT_PURCHASED", 3)
@@ -164,7 +168,7 @@ def test_a_cycle_starting_mid_month_is_swept_when_its_month_3_ends(engine):
     with engine.begin() as conn:
         seed(conn, city(agreements=[agreement("A1", "H1", start="2025-03-15", end="2026-03-14")],
                         orders=[purchase("O1", "H1", 100, when="2025-06-14 12:00:00")]))
-    assert judge(engine, run_for(dt.date(2025, 6, 3)), load_profile("default"))["swept"] == 0  # May
+    assert judge(engine, run_for(dt.date(2025, 6, 3)), load_profile("default")).details["swept"] == 0  # May
     judge(engine, run_for(dt.date(2025, 7, 1)), load_profile("default"))  # June
     (alert,) = open_alerts(engine).values()
     assert (alert["period"], alert["rule_code"]) == ("2025-06", "ENTRY_BEHIND_AGREEMENT")
@@ -200,7 +204,7 @@ def test_rerun_is_idempotent_and_corrected_data_resolves(engine):
     with engine.begin() as conn:
         seed(conn, {"orders": [purchase("O2", "H1", 3650), purchase("O3", "H2", 3000)]})
     result = judge(engine, run_for(run_id="corrected"), load_profile("default"))
-    assert result["resolved"] == 2
+    assert result.written.resolved == 2
     assert {row["status"] for row in all_alerts(engine)} == {"resolved"}
 
 
@@ -213,10 +217,10 @@ def test_branch_and_batch_scope_leave_other_subjects_alone(engine):
     with engine.begin() as conn:
         seed(conn, {"orders": [purchase("O1", "H1", 3650), purchase("O2", "H2", 3650)]})
     result = judge(engine, run_for(run_id="b1", scope=Scope(branch_code="B1")), load_profile("default"))
-    assert result["swept"] == 1 and result["resolved"] == 1
+    assert result.details["swept"] == 1 and result.written.resolved == 1
     assert set(open_alerts(engine)) == {("H2", "2025-03")}  # B2 untouched by a B1 rerun
     result = judge(engine, run_for(run_id="other", scope=Scope(batch_code="NB9")), load_profile("default"))
-    assert result["swept"] == 0 and result["resolved"] == 0
+    assert result.details["swept"] == 0 and result.written.resolved == 0
     assert set(open_alerts(engine)) == {("H2", "2025-03")}
 
 
@@ -240,7 +244,7 @@ def test_branch_sweep_lists_every_swept_agreement_with_its_verdict(engine, outpu
 
     b1, b2 = workbook_path("2025-03", "B1"), workbook_path("2025-03", "B2")
     assert b1 == output_dir / "vbp_entry_sweep" / "2025-03" / "进院排查_B1_2025-03.xlsx"
-    assert result["attachments"] == {"B1": [str(b1)], "B2": [str(b2)]}
+    assert result.attachments == {"B1": [b1], "B2": [b2]}
 
     def sheet_rows(path):
         sheet = openpyxl.load_workbook(path)["进院排查"]
@@ -258,12 +262,10 @@ def test_branch_sweep_lists_every_swept_agreement_with_its_verdict(engine, outpu
     with engine.begin() as conn:
         conn.execute(delete(agreements_table))
     result = judge(engine, run_for(run_id="withdrawn"), load_profile("default"))
-    assert result["attachments"] == {} and not b1.exists() and not b2.exists()
+    assert result.attachments == {} and not b1.exists() and not b2.exists()
 
 
 def test_branch_email_carries_its_sweep_list(engine, smtp_server):
-    from pathlib import Path
-
     from vbp_monitor.notify.mailer import notify_run
 
     with engine.begin() as conn:
@@ -271,14 +273,13 @@ def test_branch_email_carries_its_sweep_list(engine, smtp_server):
                         orders=[purchase("O1", "H2", 3650)]))
     run = run_for()
     judged = judge(engine, run, load_profile("default"))
-    attachments = {b: [Path(p) for p in ps] for b, ps in judged["attachments"].items()}
-    notify_run(engine, run, attachments=attachments)
+    notify_run(engine, run, attachments=judged.attachments)
 
     (b1_mail,) = smtp_server.to("b1@example.org")
     assert "进院排查_B1_2025-03.xlsx" in b1_mail.attachments()
     assert "第一人民医院" in b1_mail.html() and "南康区人民医院" not in b1_mail.html()
     assert smtp_server.to("b2@example.org") == []  # H2 on track: no new alert, no email
-    notify_run(engine, run, attachments=attachments)
+    notify_run(engine, run, attachments=judged.attachments)
     assert len(smtp_server.to("b1@example.org")) == 1  # a rerun mails nothing twice
 
 
@@ -297,6 +298,19 @@ def test_duplicate_agreements_of_one_subject_give_one_alert(engine):
     with engine.begin() as conn:
         seed(conn, city(agreements=[agreement("A1", "H1"), agreement("A1b", "H1", quantity=100)]))
     result = judge(engine, run_for(), load_profile("default"))
-    assert result["swept"] == 2 and result["raised"] == 1
+    assert result.details["swept"] == 2 and result.written.raised == 1
     (alert,) = open_alerts(engine).values()
     assert alert["threshold_value"] in (3650, 100)
+
+
+def test_validate_reads_only_the_rows_of_the_sweep_window(engine):
+    from vbp_monitor.rules.entry_sweep import validate
+
+    # k = 3 months before March 2025: agreements starting and orders dated from 2024-12-01
+    with engine.begin() as conn:
+        seed(conn, city(agreements=[agreement("A1", "H1"),
+                                    agreement("A0", "H1", start="2024-01-01", end="2024-12-31")],
+                        orders=[purchase("O1", "H1", 10), purchase("O0", "H1", 10, when="2024-11-30 23:59:59")]))
+    report = validate(engine, run_for(), load_profile("default"))
+    assert (report["agreements"]["rows"], report["orders"]["rows"]) == (1, 1)
+    assert [table["failed_rows"] for table in report.values()] == [0] * 5

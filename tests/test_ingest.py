@@ -8,12 +8,12 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, insert, select, text
 
-from landing_builders import full_city, header_of, write_csv, write_landing
-from vbp_monitor.model import contract
-from vbp_monitor.quality.ingest import ingest_landing
+from builders import full_city, header_of, write_csv, write_landing
 from vbp_monitor.core.periods import ingest_period
-from vbp_monitor.orchestration.run_context import RunContext
+from vbp_monitor.model import contract
 from vbp_monitor.model.schema import alerts, metadata, purchase_facts_months, quarantine, work_calendar
+from vbp_monitor.orchestration.run_context import RunContext
+from vbp_monitor.quality.ingest import ingest_landing
 
 D = "2025-03-03"
 
@@ -88,7 +88,7 @@ def test_every_table_loads_and_a_second_ingest_changes_nothing(engine, tmp_path)
     before = {name: table_rows(engine, name) for name in contract.LOAD_ORDER}
     with engine.begin() as conn:
         conn.execute(insert(purchase_facts_months), [{"month_start": dt.date(2025, 2, 1),
-                                                      "built_at": dt.datetime.now(dt.timezone.utc), "line_count": 3}])
+                                                      "built_at": dt.datetime.now(dt.UTC), "line_count": 3}])
     ingest_landing(engine, run_for(run_id="manual__2"), landing)
     assert {name: table_rows(engine, name) for name in contract.LOAD_ORDER} == before
     assert dq_alerts(engine) == []
@@ -170,7 +170,8 @@ def test_bad_rows_are_quarantined_with_reasons_and_one_alert_per_file(engine, tm
 
     # the same delivery again: same quarantine, same single alert
     ingest_landing(engine, run_for(run_id="manual__2"), landing)
-    assert [(r["row_number"], r["row_key"]) for r in quarantined(engine, "orders.csv")] == [(4, "O-NEG"), (5, "O-UNKNOWN")]
+    assert [(r["row_number"], r["row_key"]) for r in quarantined(engine, "orders.csv")] == [
+        (4, "O-NEG"), (5, "O-UNKNOWN")]
     assert len(dq_alerts(engine)) == 1
 
 
@@ -250,15 +251,16 @@ def test_row_level_expectations_and_their_boundaries(engine, tmp_path):
             order("O-PRICE-ZERO", unit_price="0", amount="0"),
         ],
         products=[
-            {"product_code": "P-SEL-NOPRICE", "generic_name": "阿托伐他汀", "manufacturer": "丙药业", "category": "drug",
-             "consistency_passed": "1", "is_selected": "1", "batch_code": "NB1", "selected_price": ""},
+            {"product_code": "P-SEL-NOPRICE", "generic_name": "阿托伐他汀", "manufacturer": "丙药业",
+             "category": "drug", "consistency_passed": "1", "is_selected": "1", "batch_code": "NB1",
+             "selected_price": ""},
             {"product_code": "P-BAD-CAT", "generic_name": "阿托伐他汀", "manufacturer": "丙药业", "category": "food",
              "consistency_passed": "0", "is_selected": "0"},
         ],
         agreements=[
-            {"agreement_id": "A-NOT-SELECTED", "institution_code": "H1", "batch_code": "NB1", "generic_name": "阿托伐他汀",
-             "period_start": "2025-01-01", "period_end": "2025-12-31", "agreed_quantity": "1",
-             "agreed_ratio": "0.5", "agreed_amount": "1"},
+            {"agreement_id": "A-NOT-SELECTED", "institution_code": "H1", "batch_code": "NB1",
+             "generic_name": "阿托伐他汀", "period_start": "2025-01-01", "period_end": "2025-12-31",
+             "agreed_quantity": "1", "agreed_ratio": "0.5", "agreed_amount": "1"},
             {"agreement_id": "A-RATIO", "institution_code": "M1", "batch_code": "NB1", "generic_name": "氨氯地平",
              "period_start": "2025-01-01", "period_end": "2025-12-31", "agreed_quantity": "1",
              "agreed_ratio": "1.2", "agreed_amount": "1"},
@@ -323,8 +325,9 @@ def test_agreements_of_an_institution_and_batch_share_their_periods(engine, tmp_
                 "agreed_ratio": "0.5", "agreed_amount": "5"}
 
     data = full_city(
-        products=[{"product_code": "P-ATV-S", "generic_name": "阿托伐他汀", "manufacturer": "丙药业", "category": "drug",
-                   "consistency_passed": "true", "is_selected": "true", "batch_code": "NB1", "selected_price": "1.2"},
+        products=[{"product_code": "P-ATV-S", "generic_name": "阿托伐他汀", "manufacturer": "丙药业",
+                   "category": "drug", "consistency_passed": "true", "is_selected": "true", "batch_code": "NB1",
+                   "selected_price": "1.2"},
                   {"product_code": "P-MET-S", "generic_name": "二甲双胍", "manufacturer": "丁药业", "category": "drug",
                    "consistency_passed": "true", "is_selected": "true", "batch_code": "NB1", "selected_price": "0.1"}],
     )

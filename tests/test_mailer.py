@@ -9,13 +9,13 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import func, select, update
 
-from conftest import seed
-from fixtures_smtp import DATA_TEAM_EMAIL, alert, raise_alerts
+from builders import seed
+from fixtures_smtp import DATA_TEAM_EMAIL, alert, log_text, raise_alerts
 from vbp_monitor.alerts.store import Scope
-from vbp_monitor.notify.mailer import NotificationError, notify_run, notify_task_failure
 from vbp_monitor.core.periods import judged_month
-from vbp_monitor.orchestration.run_context import RunContext
 from vbp_monitor.model.schema import alert_deliveries, alerts, branches
+from vbp_monitor.notify.mailer import NotificationError, notify_run, notify_task_failure
+from vbp_monitor.orchestration.run_context import RunContext
 
 DAG = "vbp_monthly_monitoring"
 FEBRUARY = judged_month(dt.date(2025, 3, 3))  # judges 2025-02
@@ -218,22 +218,37 @@ def test_partial_failure_then_retry_does_not_send_branch_emails_twice(mail_city,
     assert _unnotified(mail_city) == 0
 
 
-def test_alerts_left_by_an_earlier_failed_run_go_out_with_the_next_run(mail_city, smtp_server):
+def test_a_run_mails_only_its_own_period_and_the_earlier_runs_retry_mails_its_own(
+        mail_city, smtp_server, tmp_path, mail_log):
+    # January's notify failed (server down): its alert stays un-notified
     january = _run(JANUARY)
     raise_alerts(mail_city, january, [alert("PROGRESS_BEHIND", "H1", "B1", message="一月：第一人民医院进度滞后")])
     smtp_server.stop()
     with pytest.raises(NotificationError):
         notify_run(mail_city, january)
     smtp_server.start()
+    january_file, february_file = tmp_path / "执行报表_B1_2025-01.xlsx", tmp_path / "执行报表_B1_2025-02.xlsx"
+    january_file.write_bytes(b"PK january")
+    february_file.write_bytes(b"PK february")
 
+    # February's run mails February only, under February, with February's file
     february = _run()
     raise_alerts(mail_city, february, [alert("PROGRESS_BEHIND", "H1", "B1", message="二月：第一人民医院进度滞后")])
-    notify_run(mail_city, february)
+    notify_run(mail_city, february, attachments={"B1": [february_file]})
     b1 = _one(smtp_server, B1)
-    assert "新增2条" in b1.subject
-    html = b1.html()
-    assert "一月：第一人民医院进度滞后" in html and "二月：第一人民医院进度滞后" in html
-    assert "期间" in html and "2025-01" in html
+    assert "2025年2月 · 新增1条" in b1.subject
+    assert "二月：第一人民医院进度滞后" in b1.html() and "一月" not in b1.html()
+    assert set(b1.attachments()) == {"执行报表_B1_2025-02.xlsx",
+                                     "vbp_alerts_branch_B1_vbp_monthly_monitoring_2025-02.xlsx"}
+    assert _unnotified(mail_city) == 1  # January's, for January's own retry
+    assert "alerts of other periods are still un-notified (2025-01: 1)" in log_text(mail_log)
+
+    # January's retry mails January's alert, under January, with January's file
+    smtp_server.clear()
+    assert notify_run(mail_city, january, attachments={"B1": [january_file]})["alerts"] == 1
+    b1 = _one(smtp_server, B1)
+    assert "2025年1月 · 新增1条" in b1.subject and "一月：第一人民医院进度滞后" in b1.html()
+    assert "执行报表_B1_2025-01.xlsx" in b1.attachments()
     assert _unnotified(mail_city) == 0
 
 
@@ -301,7 +316,7 @@ def test_task_failure_mails_the_data_team_once_and_never_raises(smtp_server):
         error = exc
     ti = SimpleNamespace(dag_id=DAG, task_id="judge", run_id="scheduled__2025-03-03", try_number=3, max_tries=2)
     context = {"ti": ti, "task_instance": ti, "run_id": ti.run_id, "exception": error,
-               "logical_date": dt.datetime(2025, 3, 2, 22, tzinfo=dt.timezone.utc)}
+               "logical_date": dt.datetime(2025, 3, 2, 22, tzinfo=dt.UTC)}
     notify_task_failure(context)
 
     assert smtp_server.per_recipient() == {DATA_TEAM_EMAIL: 1}
@@ -332,3 +347,18 @@ def test_a_long_list_is_cut_in_the_body_but_complete_in_the_attachment(mail_city
     assert html.count('data-severity="warning"') == MAX_HTML_ROWS
     assert "其余 5 条见附件" in html
     assert _xlsx(b1).active.max_row == MAX_HTML_ROWS + 5 + 1
+
+
+def test_a_metric_just_past_its_threshold_never_reads_as_the_threshold(mail_city, smtp_server):
+    run = _run()
+    raise_alerts(mail_city, run, [
+        alert("BRANCH_ONLINE_RATE_LOW", None, "B1", "high", category="drug", metric_value="0.899996",
+              threshold_value="0.9", message="章贡分局辖区药品网采率低于90%"),
+        alert("PAYMENT_OVERDUE", "H1", "B1", "high", order_id="O-H1-7", metric_value="1234.00004",
+              threshold_value="0", message="第一人民医院订单O-H1-7货款逾期未结清"),
+    ])
+    notify_run(mail_city, run)
+
+    cells = re.findall(r'<td class="num">([^<]*)</td>', _one(smtp_server, B1).html())
+    # below its minimum: rounded down; above its maximum: rounded up; thresholds half up
+    assert cells == ["0.8999", "0.9", "1,234.0001", "0"]

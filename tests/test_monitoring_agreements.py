@@ -5,13 +5,9 @@ from decimal import ROUND_FLOOR, Decimal
 
 import pytest
 
-from conftest import seed
-from helpers import city
-from test_monitoring_support import (
-    agreement, by_subject, metrics, num, open_alerts, order, product, run_for,
-)
-from vbp_monitor.rules.monitoring import judge
+from builders import agreement, by_subject, city, metrics, num, open_alerts, order, product, run_for, seed
 from vbp_monitor.core.profiles import load_profile
+from vbp_monitor.rules.monitoring import judge
 
 PROFILE = load_profile("default")
 
@@ -54,8 +50,9 @@ def test_example_2_progress_behind_with_a_mid_month_agreement_year(engine):
     assert (alert["period"], alert["branch_code"], alert["institution_code"], alert["batch_code"],
             alert["generic_name"], alert["milestone_month"]) == ("2025-08", "B1", "H1", "NB1", "氨氯地平", None)
     message = alert["message"]
-    for text in ("144/365", "39.45%", "50,000", "12,000", "24.00%", "0.3156", "赣市医保字〔2023〕28号 二(三)",
-                 "2025-04-10", "督促"):
+    # completion 24.00% below 80.00% of time progress 39.45% (= 31.56%); one rounding rule
+    for text in ("144/365", "39.45%", "50,000", "12,000", "完成率 24.00%", "序时进度的 80.00%（31.56%）",
+                 "依据：赣市医保字〔2023〕28号 二(三)。", "2025-04-10", "督促"):
         assert text in message, text
 
     row = metrics(engine, "2025-08")["A1"]
@@ -206,7 +203,9 @@ def test_selected_share_low_at_and_below_the_agreed_ratio(engine, selected, othe
         assert alert["severity"] == "warning"
         assert num(alert["threshold_value"]) == Decimal("0.6")
         assert num(alert["metric_value"]) == Decimal("0.5999")  # 0.59999 rounded down: never shown at the threshold
-        assert "约定采购比例" in alert["message"] and "60.00%" in alert["message"]
+        # shown rounded down too: 59.99 %, below the agreed 60.00 %
+        assert "约定采购比例" in alert["message"] and "占比 59.99%" in alert["message"]
+        assert "约定采购比例 60.00%" in alert["message"]
 
 
 def test_off_platform_selected_purchases_are_same_generic_but_not_selected(engine):

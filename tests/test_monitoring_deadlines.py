@@ -5,12 +5,10 @@ from decimal import Decimal
 
 import pytest
 
-from conftest import seed
-from helpers import city
-from test_monitoring_support import by_subject, num, open_alerts, order, run_for
-from vbp_monitor.rules.monitoring import judge
+from builders import by_subject, city, num, open_alerts, order, run_for, seed
 from vbp_monitor.core.prc_calendar import nth_working_day_after
 from vbp_monitor.core.profiles import load_profile
+from vbp_monitor.rules.monitoring import judge
 
 PROFILE = load_profile("default")
 
@@ -137,8 +135,51 @@ def test_example_4_payment_deadlines_by_ownership(engine):
     assert "2025年2月28日" in messages["PUB-LATE"] and "次月底" in messages["PUB-LATE"]
     assert "2025年2月19日" in messages["MIL-LATE"] and "30天" in messages["MIL-LATE"]
     assert "60.00元" in messages["PUB-LATE"] and "40.00元" in messages["PUB-LATE"]
-    assert "责任清单第11项" in messages["PUB-LATE"]
+    # the clause of the deadline that applied, by ownership: never the other one
+    public_clause = "依据：集采常态化制度化责任清单 第11项；陕西省医用耗材集中带量采购和使用工作实施方案 五(五)。"
+    private_clause = "依据：宁政办规发〔2019〕11号 五(三)9。"
+    assert messages["PUB-LATE"].endswith(public_clause) and "五(三)9" not in messages["PUB-LATE"]
+    assert "30天" not in messages["PUB-LATE"]
+    assert messages["MIL-LATE"].endswith(private_clause) and "责任清单" not in messages["MIL-LATE"]
+    assert "军队医疗机构" in messages["MIL-LATE"] and "次月底" not in messages["MIL-LATE"]
 
     judge(engine, run_for("2025-03"), PROFILE)
     march = {row["order_id"] for row in open_alerts(engine, "PAYMENT_OVERDUE") if row["period"] == "2025-03"}
     assert march == {"PUB-MARCH", "PRIV-MARCH"}
+
+
+PUBLIC_CLAUSE = PROFILE["monitoring"]["citations"]["PAYMENT_OVERDUE"]["public"]
+THIRTY_DAY_CLAUSE = PROFILE["monitoring"]["citations"]["PAYMENT_OVERDUE"]["private"]
+
+
+@pytest.mark.parametrize("institution, deadline, cited, not_cited, rule_text", [
+    ("H1", "2025年2月28日", PUBLIC_CLAUSE, THIRTY_DAY_CLAUSE, "公立医疗机构应在交货验收合格后次月底前结清货款"),
+    ("M1", "2025年2月19日", THIRTY_DAY_CLAUSE, PUBLIC_CLAUSE, "军队医疗机构应在交货验收合格后30天内结清货款"),
+    ("P1", "2025年2月19日", THIRTY_DAY_CLAUSE, PUBLIC_CLAUSE, "民营医疗机构应在交货验收合格后30天内结清货款"),
+])
+def test_payment_overdue_cites_only_the_clause_of_the_institutions_ownership(
+        engine, institution, deadline, cited, not_cited, rule_text):
+    assert PUBLIC_CLAUSE != THIRTY_DAY_CLAUSE
+    with engine.begin() as conn:
+        seed(conn, city(orders=[accepted("UNPAID", institution, "2025-01-20")]))
+
+    judge(engine, run_for("2025-02"), PROFILE)
+
+    (alert,) = open_alerts(engine, "PAYMENT_OVERDUE")
+    message = alert["message"]
+    assert alert["institution_code"] == institution
+    assert message.endswith(f"依据：{cited}。") and not_cited not in message
+    assert rule_text in message and f"即{deadline}前" in message
+    assert ("30天" in message) == (institution != "H1")
+
+
+def test_payment_days_in_the_message_come_from_the_profile(engine):
+    profile = {**PROFILE, "monitoring": {**PROFILE["monitoring"], "private_payment_days": 20}}
+    with engine.begin() as conn:
+        seed(conn, city(orders=[accepted("UNPAID", "P1", "2025-01-20")]))
+
+    judge(engine, run_for("2025-02"), profile)
+
+    (alert,) = open_alerts(engine, "PAYMENT_OVERDUE")
+    assert "20天内结清货款" in alert["message"] and "30天" not in alert["message"]
+    assert "2025年2月9日" in alert["message"]  # 20 January + 20 days

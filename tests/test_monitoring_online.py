@@ -4,11 +4,9 @@ from decimal import Decimal
 
 import pytest
 
-from conftest import seed
-from helpers import city
-from test_monitoring_support import institution, num, open_alerts, order, product, run_for
-from vbp_monitor.rules.monitoring import judge
+from builders import city, institution, num, open_alerts, order, product, run_for, seed
 from vbp_monitor.core.profiles import load_profile
+from vbp_monitor.rules.monitoring import judge
 
 PROFILE = load_profile("default")
 JULY = "2025-07-15"

@@ -4,13 +4,21 @@ from decimal import Decimal
 
 import pytest
 
-from conftest import seed
-from helpers import city
-from test_monitoring_support import (
-    agreement, batch, by_subject, institution, num, open_alerts, order, product, run_for,
+from builders import (
+    agreement,
+    batch,
+    by_subject,
+    city,
+    institution,
+    num,
+    open_alerts,
+    order,
+    product,
+    run_for,
+    seed,
 )
-from vbp_monitor.rules.monitoring import judge
 from vbp_monitor.core.profiles import load_profile
+from vbp_monitor.rules.monitoring import judge
 
 PROFILE = load_profile("default")
 JULY = "2025-07-15"

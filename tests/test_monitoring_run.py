@@ -1,6 +1,5 @@
 """DAG 2 · a monitoring run as a whole: reruns, corrections, operator scope, parallel
 backfills, and the branches' execution reports (带量执行报表)."""
-import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
@@ -8,18 +7,28 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from conftest import seed
-from helpers import city
-from test_monitoring_support import (
-    agreement, all_alerts, batch, business, institution, metrics, num, open_alerts, order, product,
+from builders import (
+    agreement,
+    all_alerts,
+    batch,
+    business,
+    city,
+    institution,
+    metrics,
+    num,
+    open_alerts,
+    order,
+    product,
     run_for,
+    seed,
 )
-from vbp_monitor.rules import purchase_facts
 from vbp_monitor.alerts.store import Scope
-from vbp_monitor.outputs.execution_report import report_path
-from vbp_monitor.rules.monitoring import CODES, judge
 from vbp_monitor.core.profiles import load_profile
-from vbp_monitor.model.schema import orders as orders_table, purchase_facts as facts_table
+from vbp_monitor.model.schema import orders as orders_table
+from vbp_monitor.model.schema import purchase_facts as facts_table
+from vbp_monitor.outputs.execution_report import report_path
+from vbp_monitor.rules import purchase_facts
+from vbp_monitor.rules.monitoring import CODES, judge
 
 PROFILE = load_profile("default")
 YEAR = dict(start="2025-01-01", end="2025-12-31", quantity=12000)
@@ -65,8 +74,9 @@ def test_a_rerun_for_the_same_month_changes_nothing(engine):
     second = judge(engine, run_for("2025-06", run_id="run-2"), PROFILE)
 
     assert snapshot(engine, "2025-06") == before
-    assert first["new"] == first["raised"] > 0 and second["new"] == 0 and second["resolved"] == 0
-    assert set(first["by_rule"]) == {
+    assert first.written.new == first.written.raised > 0
+    assert second.written.new == 0 and second.written.resolved == 0
+    assert set(first.written.by_rule) == {
         "PROGRESS_BEHIND", "SELECTED_SHARE_LOW", "NON_SELECTED_HIGH_PRICE", "ONLY_NON_SELECTED",
         "ONLINE_RATE_LOW", "BRANCH_ONLINE_RATE_LOW", "PAYMENT_OVERDUE", "OFFLINE_NOT_FILED",
     }
@@ -89,7 +99,7 @@ def test_a_corrected_order_then_a_rerun_resolves_the_alert(engine):
     result = judge(engine, run_for("2025-06", run_id="rerun"), PROFILE)
 
     assert open_alerts(engine, "PROGRESS_BEHIND") == []
-    assert result["resolved"] == 1
+    assert result.written.resolved == 1
     assert num(metrics(engine, "2025-06")["A-H1"]["cumulative_selected_quantity"]) == Decimal("500")
 
 
@@ -113,7 +123,7 @@ def test_branch_scope_judges_and_resolves_only_that_branch(engine):
     assert {row["alert_key"]: row["status"] for row in all_alerts(engine) if row["branch_code"] == "B2"} == before_b2
     assert metrics(engine, "2025-06")["A-H2"] == b2_metrics
     assert num(metrics(engine, "2025-06")["A-H1"]["selected_quantity"]) == Decimal("1000")
-    assert set(result["attachments"]) == {"B1"}
+    assert set(result.attachments) == {"B1"}
 
 
 def test_batch_scope_judges_only_that_batchs_agreement_rules(engine):
@@ -136,7 +146,7 @@ def test_batch_scope_judges_only_that_batchs_agreement_rules(engine):
         purchase_facts.clear_purchase_facts(conn)
     result = judge(engine, run_for("2025-06", run_id="nb2", scope=Scope(batch_code="NB2")), PROFILE)
 
-    assert result["rule_codes"] == ["PROGRESS_BEHIND", "SELECTED_SHARE_LOW"]
+    assert list(result.rule_codes) == ["PROGRESS_BEHIND", "SELECTED_SHARE_LOW"]
     # NB2 resolved; NB1 and the batch-less payment rule were not judged by this run
     assert {(r["rule_code"], r["batch_code"]) for r in open_alerts(engine)} == {
         ("PROGRESS_BEHIND", "NB1"), ("PAYMENT_OVERDUE", None)}
@@ -193,13 +203,14 @@ def test_execution_report_per_branch_and_its_institution_file_sheet(engine, outp
 
     result = judge(engine, run_for("2025-06"), PROFILE)
 
-    paths = {branch: [str(report_path("2025-06", branch))] for branch in ("B1", "B2")}
-    assert result["attachments"] == paths
+    paths = {branch: [report_path("2025-06", branch)] for branch in ("B1", "B2")}
+    assert result.attachments == paths
+    assert paths["B1"][0].name == "执行报表_B1_2025-06.xlsx"
     workbook = load_workbook(paths["B1"][0])
     assert workbook.sheetnames[:2] == ["带量执行情况", "一院一档"]
     summary = workbook["带量执行情况"]
     header = [cell.value for cell in summary[1]]
-    rows = {row[1]: dict(zip(header, row)) for row in summary.iter_rows(min_row=2, values_only=True)}
+    rows = {row[1]: dict(zip(header, row, strict=True)) for row in summary.iter_rows(min_row=2, values_only=True)}
     h1 = rows["H1"]
     assert (h1["约定品种数"], h1["零采购品种数"], h1["低于序时进度品种数"], h1["达到序时进度品种数"],
             h1["超约定采购量品种数"], h1["采购非中选产品品规数"]) == (3, 1, 1, 0, 1, 2)
@@ -240,5 +251,5 @@ def test_the_dag_builds_facts_between_validation_and_judging():
     assert upstream == {"validate": set(), "build_facts": {"validate"}, "judge": {"build_facts"},
                         "notify": {"judge"}}
     assert isinstance(dag.timetable, FirstWorkingDayTimetable)
-    assert set(dag.tags) == {"vbp", "monthly"} and not dag.catchup
+    assert set(dag.tags) == {"vbp", "monthly", "月度监测"} and not dag.catchup
     assert {"branch_code", "batch_code", "force_resend"} <= set(dag.params)

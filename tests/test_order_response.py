@@ -3,23 +3,26 @@ across holidays and make-up working days (examples.md 5), and the delay lists.
 """
 import datetime as dt
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
 
-from conftest import seed
-from helpers import city
-from vbp_monitor.model import contract
+from builders import city, seed
 from vbp_monitor.alerts.store import Scope
-from vbp_monitor.rules.order_response import (
-    DAG_ID, ResponseSettings, escalation_mark_days, judge, timeline, workbook_path,
-)
 from vbp_monitor.core.periods import judged_day
 from vbp_monitor.core.prc_calendar import WorkCalendar
-from vbp_monitor.core.profiles import load_profile
-from vbp_monitor.orchestration.run_context import RunContext
+from vbp_monitor.core.profiles import cite, load_profile
+from vbp_monitor.model import contract
 from vbp_monitor.model.schema import alerts, orders
+from vbp_monitor.orchestration.run_context import RunContext
+from vbp_monitor.rules.order_response import (
+    DAG_ID,
+    ResponseSettings,
+    escalation_mark_days,
+    judge,
+    timeline,
+    workbook_path,
+)
 
 D = dt.date
 PROFILE = load_profile("default")
@@ -77,7 +80,7 @@ def test_the_48_hour_mark_is_exact(engine):
     assert set(alerts_of_j) == {("ONE-SECOND-LATE", "ORDER_RESPONSE_OVERDUE"),
                                 ("NO-RESPONSE", "ORDER_RESPONSE_OVERDUE"),
                                 ("MIDNIGHT", "ORDER_RESPONSE_OVERDUE")}
-    assert result["overdue"] == 3 and result["escalated"] == 0
+    assert result.details == {"overdue": 3, "escalated": 0}
     late = alerts_of_j[("ONE-SECOND-LATE", "ORDER_RESPONSE_OVERDUE")]
     assert (late["severity"], late["period"], late["branch_code"]) == ("high", "2025-03-12", "B1")
     assert (late["institution_code"], late["product_code"]) == ("H1", "P-AML-S")
@@ -88,7 +91,10 @@ def test_the_48_hour_mark_is_exact(engine):
     assert Decimal(silent["metric_value"]) == 62  # 10 March 10:00 → end of 12 March
     # list day = next working day (13 March), escalation day 14 March
     assert "2025-03-13" in silent["message"] and "2025-03-14" in silent["message"]
-    assert "延迟响应清单" in silent["message"] and "赣市医保字〔2023〕28号 二(六)" in silent["message"]
+    assert "延迟响应清单" in silent["message"] and "已 62小时未响应" in silent["message"]
+    assert "2025-03-10 10:00 下单" in silent["message"] and "节点 2025-03-12 10:00" in silent["message"]
+    assert silent["message"].endswith("依据：赣市医保字〔2023〕28号 二(六)。")
+    assert silent["message"].endswith(f"依据：{cite(PROFILE, 'ORDER_RESPONSE_OVERDUE')}。")
 
 
 def test_examples_5_spring_festival_escalation(engine):
@@ -108,7 +114,9 @@ def test_examples_5_spring_festival_escalation(engine):
     assert Decimal(escalated["threshold_value"]) == 72
     assert Decimal(escalated["metric_value"]) == 278  # 26 Jan 10:00 → 7 Feb 00:00
     assert "2025-02-05" in escalated["message"] and "市医疗保障局" in escalated["message"]
-    assert "约谈" in escalated["message"]
+    assert "约谈" in escalated["message"] and "下单后已 278小时" in escalated["message"]
+    assert "限 48+24 小时" in escalated["message"]
+    assert escalated["message"].endswith(f"依据：{cite(PROFILE, 'ORDER_RESPONSE_ESCALATED')}。")
 
 
 def test_escalation_days_around_holidays_and_make_up_weekends():
@@ -123,7 +131,8 @@ def test_escalation_days_around_holidays_and_make_up_weekends():
     line = timeline(cal, dt.datetime(2025, 2, 6, 10, 0), settings)
     assert (line.mark_day, line.list_day, line.escalation_day) == (D(2025, 2, 8), D(2025, 2, 10), D(2025, 2, 11))
     # every mark day from 27 January to 4 February escalates on 6 February
-    assert escalation_mark_days(cal, D(2025, 2, 6), settings) == [D(2025, 1, 27) + dt.timedelta(days=i) for i in range(9)]
+    assert escalation_mark_days(cal, D(2025, 2, 6), settings) == [
+        D(2025, 1, 27) + dt.timedelta(days=i) for i in range(9)]
     # the day after a non-working list day escalates nothing
     assert escalation_mark_days(cal, D(2025, 2, 1), settings) == []
 
@@ -140,7 +149,7 @@ def test_response_on_the_escalation_day_stops_escalation(engine):
             order("OFFLINE", "2025-01-26 10:00:00", channel="offline"),
         ]))
     judge(engine, run_on(D(2025, 1, 29)), PROFILE)  # J = 28 January: the overdue marks
-    assert {k for k in raised(engine, "2025-01-28")} == {
+    assert set(raised(engine, "2025-01-28")) == {
         ("ANSWERED-ON-E", "ORDER_RESPONSE_OVERDUE"), ("ANSWERED-AT-MIDNIGHT", "ORDER_RESPONSE_OVERDUE"),
         ("ANSWERED-DAY-AFTER", "ORDER_RESPONSE_OVERDUE")}
 
@@ -172,7 +181,7 @@ def test_rerun_is_idempotent_and_a_corrected_response_resolves(engine):
             response_time=corrected["response_time"], response_hours=corrected["response_hours"]))
     result = judge(engine, run_on(D(2025, 3, 13), run_id="corrected"), PROFILE)
 
-    assert result["resolved"] == 1
+    assert result.written.resolved == 1
     with engine.connect() as conn:
         statuses = {r.order_id: r.status for r in conn.execute(select(alerts))}
     assert statuses == {"A": "resolved", "B": "open"}
@@ -193,9 +202,10 @@ def test_delay_list_per_branch_grouped_by_distributor(engine):
 
     b1, b2 = workbook_path("2025-03-12", "B1"), workbook_path("2025-03-12", "B2")
     assert b1.name == "延迟响应清单_B1_2025-03-12.xlsx" and b1.parent.parent.name == "vbp_order_response"
-    assert result["attachments"] == {"B1": [str(b1)], "B2": [str(b2)]}
+    assert result.attachments == {"B1": [b1], "B2": [b2]}
     header, *rows = [list(r) for r in openpyxl.load_workbook(b1)["延迟响应清单"].iter_rows(values_only=True)]
-    col = {name: header.index(name) for name in ("配送企业代码", "配送企业名称", "订单号", "升级判定日（再24小时期满）")}
+    col = {name: header.index(name)
+           for name in ("配送企业代码", "配送企业名称", "订单号", "升级判定日（再24小时期满）")}
     assert [(r[col["配送企业代码"]], r[col["订单号"]]) for r in rows] == [
         ("D1", "B1-D1-early"), ("D1", "B1-D1-late"), ("D2", "B1-D2"), ("D9", "B1-UNKNOWN")]
     assert rows[0][col["配送企业名称"]] == "赣南医药配送有限公司"
@@ -214,6 +224,7 @@ def test_fallback_calendar_is_noted_in_the_message(engine):
     judge(engine, run_on(D(2027, 3, 4)), PROFILE)
     (row,) = raised(engine).values()
     assert "2027年法定节假日安排尚未载入" in row["message"]
+    assert row["message"].endswith(f"依据：{cite(PROFILE, 'ORDER_RESPONSE_OVERDUE')}。")
 
 
 def test_operator_holiday_override_moves_the_escalation_day(engine):
@@ -238,7 +249,7 @@ def test_branch_email_carries_its_delay_list_and_escalations_reach_the_city(engi
         ]))
     run = run_on(D(2025, 2, 7))
     judged = judge(engine, run, PROFILE)
-    sent = notify_run(engine, run, attachments={b: [Path(p) for p in ps] for b, ps in judged["attachments"].items()})
+    sent = notify_run(engine, run, attachments=judged.attachments)
 
     assert sent["emails"] == 3  # B1 (escalation), B2 (delay list), the city (critical)
     (b1_mail,) = smtp_server.to("b1@example.org")
@@ -253,3 +264,18 @@ def test_branch_email_carries_its_delay_list_and_escalations_reach_the_city(engi
     judge(engine, run_on(D(2025, 2, 7), run_id="again"), PROFILE)
     assert notify_run(engine, run_on(D(2025, 2, 7), run_id="again"))["emails"] == 0
     assert len(smtp_server.to("b1@example.org")) == 1
+
+
+def test_validate_reads_the_platform_orders_of_both_windows(engine):
+    from vbp_monitor.rules.order_response import validate
+
+    # J = 6 February 2025: marks on J are orders of 4 February; marks escalating on J
+    # (27 January – 4 February) are orders of 25 January – 2 February.
+    with engine.begin() as conn:
+        seed(conn, city(orders=[
+            order("OVERDUE-WINDOW", "2025-02-04 10:00:00"), order("ESCALATION-WINDOW", "2025-01-25 09:00:00"),
+            order("OFFLINE", "2025-02-04 10:00:00", channel="offline"),
+            order("BEFORE", "2025-01-24 23:00:00"), order("AFTER", "2025-02-05 00:00:00"),
+        ]))
+    report = validate(engine, run_on(D(2025, 2, 7)), PROFILE)
+    assert report["orders"]["rows"] == 2 and report["orders"]["failed_rows"] == 0

@@ -7,7 +7,7 @@ from airflow.timetables.base import TimeRestriction
 from vbp_monitor.core.periods import judged_day, judged_month, run_day
 from vbp_monitor.core.timetables import FirstWorkingDayTimetable
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def test_examples_1():
@@ -23,7 +23,10 @@ def test_january_run_judges_december_of_previous_year():
     assert judged_month(dt.date(2026, 1, 5)).label == "2025-12"
 
 
-def _runs(n, start=pendulum.datetime(2025, 1, 1, tz="UTC")):
+FIRST_OF_2025 = pendulum.datetime(2025, 1, 1, tz="UTC")
+
+
+def _runs(n, start=FIRST_OF_2025):
     timetable = FirstWorkingDayTimetable()
     restriction = TimeRestriction(earliest=start, latest=None, catchup=True)
     info, out = None, []
@@ -46,5 +49,14 @@ def test_runs_fall_on_first_working_day_at_six_shanghai():
 
 
 def test_timetable_serialises_for_the_scheduler():
-    timetable = FirstWorkingDayTimetable()
-    assert FirstWorkingDayTimetable.deserialize(timetable.serialize()).summary == timetable.summary
+    from airflow.serialization.serialized_objects import decode_timetable, encode_timetable
+
+    encoded = encode_timetable(FirstWorkingDayTimetable())
+    assert encoded["__type"] == "vbp_monitor.core.timetables.FirstWorkingDayTimetable"
+    restored = decode_timetable(encoded)
+    assert isinstance(restored, FirstWorkingDayTimetable)
+    # the scheduler's copy plans the same runs as the DAG file's
+    restriction = TimeRestriction(earliest=FIRST_OF_2025, latest=None, catchup=True)
+    planned = restored.next_dagrun_info(last_automated_data_interval=None, restriction=restriction)
+    assert planned == _runs(1)[0]
+    assert planned.run_after == dt.datetime(2025, 1, 1, 22, 0, tzinfo=UTC)  # 2 January 06:00 in Shanghai

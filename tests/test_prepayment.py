@@ -10,17 +10,14 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import delete, select
 
-from conftest import seed
-from helpers import city
+from builders import city, seed
 from vbp_monitor.alerts.store import Scope
-from vbp_monitor.core.catalog import RULES
 from vbp_monitor.core.periods import judged_month
-from vbp_monitor.rules.prepayment import (
-    DAG_ID, PrepaymentSettings, branch_workbook_path, city_workbook_path, judge,
-)
-from vbp_monitor.core.profiles import load_profile
-from vbp_monitor.orchestration.run_context import RunContext
+from vbp_monitor.core.profiles import cite, load_profile
 from vbp_monitor.model.schema import alerts, prepayment_ledger, prepayments
+from vbp_monitor.orchestration.run_context import RunContext
+from vbp_monitor.outputs.spreadsheets import branch_file_path
+from vbp_monitor.rules.prepayment import DAG_ID, PrepaymentSettings, judge, workbook_folder
 
 MARCH_RUN, JUNE_RUN, SEPTEMBER_RUN = dt.date(2025, 4, 1), dt.date(2025, 7, 1), dt.date(2025, 10, 9)
 DEFAULT, NINGXIA = load_profile("default"), load_profile("ningxia_2019")
@@ -101,7 +98,9 @@ def test_example_6_recovery_short_and_under_disbursed(engine):
         "high", "B1", "NB1", 6)
     assert (short["metric_value"], short["threshold_value"]) == (8000, 9000)
     assert "8,000.00元" in short["message"] and "9,000.00元" in short["message"]
-    assert "1,000.00元" in short["message"] and RULES["PREPAY_RECOVERY_SHORT"].clause in short["message"]
+    assert "1,000.00元" in short["message"]
+    assert short["message"].endswith(f"依据：{cite(DEFAULT, 'PREPAY_RECOVERY_SHORT')}。")
+    assert "本口径归还进度" in short["message"]  # the recovery steps are the profile's choice
     under = found[("H2", "2025-06", "PREPAY_UNDER_DISBURSED")]
     assert (under["severity"], under["metric_value"], under["threshold_value"]) == ("high", 20000, 30000)
     assert "10,000.00元" in under["message"]
@@ -117,7 +116,7 @@ def test_example_6_recovery_short_and_under_disbursed(engine):
         Decimal("20000.00"), Decimal("30000.00"), Decimal("6000.00"), Decimal("-2000.00"))
     assert (h1["period"], h1["branch_code"], h1["milestone_day"], h1["profile"]) == (
         "2025-06", "B1", dt.date(2025, 6, 30), "default")
-    assert result["by_rule"] == {"PREPAY_RECOVERY_SHORT": 1, "PREPAY_UNDER_DISBURSED": 1}
+    assert result.written.by_rule == {"PREPAY_RECOVERY_SHORT": 1, "PREPAY_UNDER_DISBURSED": 1}
 
 
 def test_short_by_exactly_one_yuan_does_not_alert(engine):
@@ -168,7 +167,7 @@ def test_only_milestones_in_the_judged_month_are_judged(engine):
     with engine.begin() as conn:
         seed(conn, city(agreements=[agreement("A1", "H1")]))
     for day in (dt.date(2025, 3, 3), dt.date(2025, 5, 6), dt.date(2025, 8, 1)):  # Feb, Apr, Jul
-        assert judge(engine, run_for(day), DEFAULT)["milestones"] == 0
+        assert judge(engine, run_for(day), DEFAULT).details["milestones"] == 0
     assert ledger(engine) == {} and open_alerts(engine) == {}
 
 
@@ -272,8 +271,8 @@ def test_a_short_year_ends_with_a_final_milestone_at_period_end(engine):
     row = ledger(engine)[("H1", "2025-01-01", 12)]
     assert row["milestone_day"] == dt.date(2025, 8, 20) and row["period"] == "2025-08"
     # months 9 and 12 do not come again
-    assert judge(engine, run_for(SEPTEMBER_RUN), DEFAULT)["milestones"] == 0
-    assert judge(engine, run_for(dt.date(2026, 1, 5)), DEFAULT)["milestones"] == 0
+    assert judge(engine, run_for(SEPTEMBER_RUN), DEFAULT).details["milestones"] == 0
+    assert judge(engine, run_for(dt.date(2026, 1, 5)), DEFAULT).details["milestones"] == 0
 
 
 def test_a_year_ending_on_a_milestone_month_end_takes_the_final_step_there(engine):
@@ -307,7 +306,7 @@ def test_rerun_is_idempotent_and_corrected_data_resolves(engine):
                                     txn("T4", "H1", 3000, "2025-03-31", "recovery"),
                                     txn("T5", "H2", 3000, "2025-03-31", "recovery")]})
     result = judge(engine, run_for(MARCH_RUN, run_id="corrected"), DEFAULT)
-    assert result["resolved"] == 3 and open_alerts(engine) == {}
+    assert result.written.resolved == 3 and open_alerts(engine) == {}
     assert money(ledger(engine)[("H2", "2025-01-01", 3)], "disbursed", "recovered", "disbursement_gap") == (
         Decimal("30000.00"), Decimal("3000.00"), Decimal("0.00"))
 
@@ -332,7 +331,7 @@ def test_branch_and_batch_scope_rewrite_only_their_own_ledger_rows_and_alerts(en
                                     txn("T5", "H2", 3000, "2025-03-10", "recovery"),
                                     txn("T6", "H1", 3000, "2025-03-10", "recovery", batch="NB2")]})
     result = judge(engine, run_for(MARCH_RUN, run_id="b1-nb1", scope=Scope("B1", "NB1")), DEFAULT)
-    assert result["milestones"] == 1 and result["resolved"] == 1
+    assert result.details["milestones"] == 1 and result.written.resolved == 1
     with engine.connect() as conn:
         kept = {(r.institution_code, r.batch_code): r.disbursed
                 for r in conn.execute(select(prepayment_ledger)).all()}
@@ -351,10 +350,12 @@ def test_ledger_spreadsheets_city_wide_and_per_branch(engine, output_dir):
                                      txn("T3", "M1", 30000, "2025-01-05")]))
     result = judge(engine, run_for(MARCH_RUN), DEFAULT)
 
-    city_file = city_workbook_path("2025-03")
-    assert city_file == output_dir / "vbp_prepayment_reconciliation" / "2025-03" / "预付对账台账_2025-03.xlsx"
-    b1, b2 = branch_workbook_path("2025-03", "B1"), branch_workbook_path("2025-03", "B2")
-    assert result["attachments"] == {"CITY": [str(city_file)], "B1": [str(b1)], "B2": [str(b2)]}
+    folder = workbook_folder("2025-03")
+    assert folder == output_dir / "vbp_prepayment_reconciliation" / "2025-03"
+    city_file, b1, b2 = (branch_file_path(folder, "预付对账台账", audience, "2025-03") for audience in ("CITY", "B1", "B2"))
+    assert city_file.name == "预付对账台账_CITY_2025-03.xlsx"  # the city's ledger: one more audience
+    assert result.attachments == {"CITY": [city_file], "B1": [b1], "B2": [b2]}
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (city_file, b1, b2))
 
     def sheet(path):
         header, *rows = [list(r) for r in openpyxl.load_workbook(path)["预付对账台账"].iter_rows(values_only=True)]
@@ -377,13 +378,11 @@ def test_ledger_spreadsheets_city_wide_and_per_branch(engine, output_dir):
         conn.execute(delete(agreements))
         conn.execute(delete(prepayments))
     result = judge(engine, run_for(MARCH_RUN, run_id="withdrawn"), DEFAULT)
-    assert result["attachments"] == {} and not city_file.exists() and not b1.exists()
+    assert result.attachments == {} and not city_file.exists() and not b1.exists() and not b2.exists()
     assert ledger(engine) == {} and open_alerts(engine) == {}
 
 
 def test_city_email_carries_the_city_ledger_and_under_disbursement(engine, smtp_server):
-    from pathlib import Path
-
     from vbp_monitor.notify.mailer import notify_run
 
     with engine.begin() as conn:
@@ -391,10 +390,10 @@ def test_city_email_carries_the_city_ledger_and_under_disbursement(engine, smtp_
                         prepayments=[txn("T1", "H1", 30000, "2025-01-05")]))
     run = run_for(MARCH_RUN)
     judged = judge(engine, run, DEFAULT)  # H1 recovery short (branch); H2 under-disbursed (city too)
-    notify_run(engine, run, attachments={b: [Path(p) for p in ps] for b, ps in judged["attachments"].items()})
+    notify_run(engine, run, attachments=judged.attachments)
 
     (city_mail,) = smtp_server.to("city@example.org")
-    assert "预付对账台账_2025-03.xlsx" in city_mail.attachments()
+    assert "预付对账台账_CITY_2025-03.xlsx" in city_mail.attachments()
     assert "南康区人民医院" in city_mail.html()  # PREPAY_UNDER_DISBURSED is routed to the city
     (b1_mail,) = smtp_server.to("b1@example.org")
     assert set(b1_mail.attachments()) >= {"预付对账台账_B1_2025-03.xlsx"}
@@ -426,6 +425,39 @@ def test_overlapping_agreement_years_sharing_a_milestone_month_give_one_alert(en
         seed(conn, city(agreements=[agreement("A1", "H1"),
                                     agreement("A2", "H1", 50000, start="2024-12-31", end="2025-12-30")]))
     result = judge(engine, run_for(MARCH_RUN), DEFAULT)
-    assert result["milestones"] == 2 and result["raised"] == 1
+    assert result.details["milestones"] == 2 and result.written.raised == 1
     (alert,) = open_alerts(engine).values()
     assert alert["threshold_value"] == 30000
+
+
+# ------------------------------------------------------------------ citations
+def test_under_disbursement_cites_the_clause_of_the_profile_that_set_its_schedule(engine):
+    # H1: 10,000 disbursed by month 3 — short under both profiles (30 % and 50 %).
+    with engine.begin() as conn:
+        seed(conn, city(agreements=[agreement("A1", "H1")], prepayments=[txn("T1", "H1", 10000, "2025-01-05")]))
+
+    judge(engine, run_for(MARCH_RUN, run_id="default"), DEFAULT)
+    message = open_alerts(engine)[("H1", "2025-03", "PREPAY_UNDER_DISBURSED")]["message"]
+    assert message.endswith(f"依据：{DEFAULT['prepayment']['citations']['PREPAY_UNDER_DISBURSED']}。")
+    assert "集采常态化制度化责任清单 第12项" in message
+    assert "宁政办规发〔2019〕11号" not in message  # the 50 % clause was not applied
+    assert "30.00%" in message and "20,000.00元" in message
+
+    judge(engine, run_for(MARCH_RUN, run_id="ningxia"), NINGXIA)
+    message = open_alerts(engine)[("H1", "2025-03", "PREPAY_UNDER_DISBURSED")]["message"]
+    assert message.endswith("依据：宁政办规发〔2019〕11号 五(三)8。")
+    assert "责任清单" not in message
+    assert "50.00%" in message and "40,000.00元" in message
+
+
+def test_figures_in_messages_are_rounded_toward_the_breach(engine):
+    # required 30% × 100,000.01 = 30,000.003 → 30,000.0030; disbursed 28,999.996:
+    # short by 1,000.007 → shown 1,000.01元 (up), the disbursed amount 28,999.99元 (down).
+    with engine.begin() as conn:
+        seed(conn, city(agreements=[agreement("A1", "H1", "100000.01")],
+                        prepayments=[txn("T1", "H1", "28999.996", "2025-01-05")]))
+    judge(engine, run_for(MARCH_RUN), DEFAULT)
+    under = open_alerts(engine)[("H1", "2025-03", "PREPAY_UNDER_DISBURSED")]
+    assert (under["metric_value"], under["threshold_value"]) == (Decimal("28999.996"), Decimal("30000.003"))
+    assert "已拨付 28,999.99元" in under["message"] and "即 30,000.00元" in under["message"]
+    assert "少拨付 1,000.01元" in under["message"] and "超过容差 1.00元" in under["message"]

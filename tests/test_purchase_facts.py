@@ -6,11 +6,10 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
-from conftest import seed
-from helpers import city
-from test_monitoring_support import agreement, num, order, run_for
+from builders import agreement, city, num, order, run_for, seed
+from vbp_monitor.model.schema import purchase_facts as facts_table
+from vbp_monitor.model.schema import purchase_facts_months
 from vbp_monitor.rules import purchase_facts
-from vbp_monitor.model.schema import purchase_facts as facts_table, purchase_facts_months
 
 
 def facts(engine) -> list[tuple]:
@@ -74,7 +73,7 @@ def test_facts_are_built_once_and_reused_with_earlier_agreement_months_on_demand
     months = [dt.date(2025, m, 1) for m in range(3, 7)]
     assert coverage.first_month == dt.date(2025, 3, 1)
     assert list(coverage.built) == months
-    assert built(engine) == {month: 1 for month in months}
+    assert built(engine) == dict.fromkeys(months, 1)
     # a second run (or the judge after build_facts) reuses them all
     assert purchase_facts.ensure_facts(engine, run_for("2025-06").period).built == ()
     # the next month builds only itself

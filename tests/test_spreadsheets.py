@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import io
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from vbp_monitor.outputs.spreadsheets import safe_cell, write_xlsx, xlsx_bytes
+from vbp_monitor.outputs.spreadsheets import safe_cell, write_branch_files, write_xlsx
 
 
 @pytest.mark.parametrize("text", [
@@ -30,7 +29,7 @@ def test_other_values_are_untouched(value):
 def test_decimal_time_zone_and_control_characters():
     assert safe_cell(Decimal("0.315600")) == pytest.approx(0.3156)
     assert isinstance(safe_cell(Decimal("-12.5")), float)  # a negative number stays a number
-    aware = dt.datetime(2025, 3, 2, 22, 0, tzinfo=dt.timezone.utc)
+    aware = dt.datetime(2025, 3, 2, 22, 0, tzinfo=dt.UTC)
     assert safe_cell(aware) == dt.datetime(2025, 3, 3, 6, 0)  # Asia/Shanghai, naive
     assert safe_cell("医院\x00\x07名称") == "医院名称"
     assert safe_cell(Path("orders.csv")) == "orders.csv"
@@ -66,9 +65,44 @@ def test_write_and_read_back(tmp_path):
     assert sheet.column_dimensions["A"].width <= 60
 
 
-def test_xlsx_bytes_is_the_same_workbook():
-    from openpyxl import load_workbook
+SHEETS = {"清单": (["分局", "合计"], [["章贡分局", 12]])}
 
-    content = xlsx_bytes({"汇总": (["分局", "合计"], [["章贡分局", 12]])})
-    sheet = load_workbook(io.BytesIO(content))["汇总"]
-    assert [list(r) for r in sheet.iter_rows(values_only=True)] == [["分局", "合计"], ["章贡分局", 12]]
+
+def _names(folder: Path) -> set[str]:
+    return {path.name for path in folder.iterdir()}
+
+
+def test_write_branch_files_removes_a_reruns_stale_files_within_the_scope(tmp_path):
+    folder = tmp_path / "vbp_entry_sweep" / "2025-02"
+    written = write_branch_files(folder, "进院排查", "2025-02", {"B1": SHEETS, "B2": SHEETS})
+    assert written == {"B1": [folder / "进院排查_B1_2025-02.xlsx"], "B2": [folder / "进院排查_B2_2025-02.xlsx"]}
+    other_period = write_xlsx(folder / "进院排查_B2_2025-01.xlsx", SHEETS)
+    unrelated = write_xlsx(folder / "执行报表_B2_2025-02.xlsx", SHEETS)
+
+    # an operator's rerun for B1 only, which still lists B1: B2's file is outside the scope
+    assert write_branch_files(folder, "进院排查", "2025-02", {"B1": SHEETS}, scope_branch="B1") == {
+        "B1": [folder / "进院排查_B1_2025-02.xlsx"]}
+    assert _names(folder) == {"进院排查_B1_2025-02.xlsx", "进院排查_B2_2025-02.xlsx",
+                              other_period.name, unrelated.name}
+
+    # a full rerun after corrections: B2 has nothing left to list, its old file goes
+    write_branch_files(folder, "进院排查", "2025-02", {"B1": SHEETS})
+    assert _names(folder) == {"进院排查_B1_2025-02.xlsx", other_period.name, unrelated.name}
+
+    # a scoped rerun whose branch has nothing left removes that branch's file only
+    assert write_branch_files(folder, "进院排查", "2025-02", {}, scope_branch="B1") == {}
+    assert _names(folder) == {other_period.name, unrelated.name}
+
+
+@pytest.mark.parametrize("branch_code", [
+    "360722/../../x", "../../../etc/passwd", "/tmp/abs", "B1\r\nBcc: x", "B1\n", "..", "a\\..\\b",
+])
+def test_a_branch_code_never_writes_outside_the_folder(tmp_path, branch_code):
+    folder = tmp_path / "out" / "2025-02"
+    (path,) = write_branch_files(folder, "进院排查", "2025-02", {branch_code: SHEETS})[branch_code]
+    assert path.parent == folder and path.is_file()
+    assert not any(character in path.name for character in "/\\\r\n") and ".." not in path.name
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [path]
+    # and a rerun that no longer lists it removes exactly that file
+    write_branch_files(folder, "进院排查", "2025-02", {})
+    assert not path.exists()

@@ -6,12 +6,11 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select, text
 
-from conftest import seed
-from landing_builders import full_city
-from vbp_monitor.model import contract
+from builders import full_city, seed
 from vbp_monitor.core.periods import judged_month
-from vbp_monitor.orchestration.run_context import RunContext
+from vbp_monitor.model import contract
 from vbp_monitor.model.schema import alerts
+from vbp_monitor.orchestration.run_context import RunContext
 from vbp_monitor.quality.validation import DataQualityError, validate_tables
 
 FEBRUARY = "order_date >= :first_day AND order_date <= :last_day"
@@ -43,11 +42,11 @@ def city_engine(engine):
 
 
 def test_good_warehouse_data_passes_every_suite(city_engine):
-    tables = {name: None for name in contract.LOAD_ORDER}
+    tables = dict.fromkeys(contract.LOAD_ORDER)
     tables["orders"] = FEBRUARY
     report = validate_tables(city_engine, monthly_run(), tables)
     assert set(report) == set(contract.LOAD_ORDER)
-    assert {name: r["failed_rows"] for name, r in report.items()} == {name: 0 for name in contract.LOAD_ORDER}
+    assert {name: r["failed_rows"] for name, r in report.items()} == dict.fromkeys(contract.LOAD_ORDER, 0)
     assert report["orders"]["rows"] == 3 and report["orders"]["suite"] == "vbp_orders"
     assert dq_alerts(city_engine) == []
 

@@ -5,18 +5,16 @@ November 2024, history = same-generic purchases in 2023.
 """
 import datetime as dt
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from conftest import seed
-from helpers import city
+from builders import city, seed
 from vbp_monitor.alerts.store import Scope
 from vbp_monitor.core.periods import judged_month
-from vbp_monitor.core.profiles import load_profile
-from vbp_monitor.orchestration.run_context import RunContext
+from vbp_monitor.core.profiles import cite, load_profile
 from vbp_monitor.model.schema import alerts
+from vbp_monitor.orchestration.run_context import RunContext
 from vbp_monitor.rules.volume_review import DAG_ID, judge, workbook_path
 
 NOVEMBER_RUN = dt.date(2024, 12, 2)  # first working day of December: judges 2024-11
@@ -46,6 +44,16 @@ def report(report_id, institution, quantity, date="2024-11-10", explanation="", 
 def institution(code, branch="B1", ownership="public"):
     return {"institution_code": code, "institution_name": f"{code}医院", "branch_code": branch,
             "ownership": ownership}
+
+
+def with_second_batch(report_deadline):
+    """NB2 (阿托伐他汀) besides NB1; H1 bought 1,000 of NB1's generic and 600 of NB2's in 2023."""
+    batch = {"batch_code": "NB2", "batch_name": "第二批国家集采", "level": "national", "category": "drug",
+             "start_date": "2025-03-01", "cycle_months": 24, "report_deadline": report_deadline}
+    product = {"product_code": "P-ATO-S", "generic_name": "阿托伐他汀", "manufacturer": "丁药业", "category": "drug",
+               "consistency_passed": "true", "is_selected": "true", "batch_code": "NB2", "selected_price": "1.20"}
+    orders = [purchase("O-AML", "H1", 1000), purchase("O-ATO", "H1", 600, product="P-ATO-S")]
+    return city(batches=[batch], products=[product], orders=orders)
 
 
 def run_for(day=NOVEMBER_RUN, run_id="test", **kwargs):
@@ -84,14 +92,17 @@ def test_thresholds_explanations_and_every_ownership(engine):
         "H3": ("REPORT_BELOW_80", "warning", Decimal("700"), Decimal("800")),
         "H5": ("HISTORY_NOT_REPORTED", "high", Decimal("0"), Decimal("1000")),
     }
-    assert result["subjects"] == 7 and result["batches"] == ["NB1"]
+    assert result.details["subjects"] == 7 and result.details["batches"] == ["NB1"]
     rows = open_alerts(engine)
     assert all(row["period"] == "2024-11" and row["generic_name"] == "氨氯地平" for row in rows.values())
     assert rows[("M1", "NB1")]["branch_code"] == "B1" and rows[("H5", "NB1")]["branch_code"] == "B2"
     no_explanation = rows[("M1", "NB1")]["message"]
     assert "作出说明" in no_explanation and "退回" in no_explanation and "不少于上一年度实际采购量" in no_explanation
-    assert "799.99" in no_explanation and "79.99%" in no_explanation and "（800）" in no_explanation
-    assert "赣市医保字〔2023〕28号 二(一)" in no_explanation
+    # one rounding rule: 799.99 / 1000 fell below the floor and reads 79.99%, not 80.00%
+    assert "799.99" in no_explanation and "79.99%" in no_explanation and "低于80.00%（800）" in no_explanation
+    assert no_explanation.endswith("依据：赣市医保字〔2023〕28号 二(一)。")
+    for (inst, _), row in rows.items():
+        assert row["message"].endswith(f"依据：{cite(load_profile('default'), row['rule_code'])}。"), inst
     assert "病区合并" in rows[("H3", "NB1")]["message"]
     assert "重点关注" in rows[("H5", "NB1")]["message"] and "2023年" in rows[("H5", "NB1")]["message"]
     assert "原则上不少于上一年度实际采购量" in rows[("H1", "NB1")]["message"]
@@ -145,13 +156,8 @@ def test_latest_report_by_the_deadline_counts(engine):
 
 
 def test_only_batches_whose_deadline_falls_in_the_judged_month(engine):
-    second_batch = {"batch_code": "NB2", "batch_name": "第二批国家集采", "level": "national", "category": "drug",
-                    "start_date": "2025-03-01", "cycle_months": 24, "report_deadline": "2024-12-05"}
-    product = {"product_code": "P-ATO-S", "generic_name": "阿托伐他汀", "manufacturer": "丁药业", "category": "drug",
-               "consistency_passed": "true", "is_selected": "true", "batch_code": "NB2", "selected_price": "1.20"}
-    orders = [purchase("O-AML", "H1", 1000), purchase("O-ATO", "H1", 600, product="P-ATO-S")]
     with engine.begin() as conn:
-        seed(conn, city(batches=[second_batch], products=[product], orders=orders))
+        seed(conn, with_second_batch(report_deadline="2024-12-05"))
 
     judge(engine, run_for(NOVEMBER_RUN), load_profile("default"))
     assert {(k, row["generic_name"], row["period"]) for k, row in open_alerts(engine).items()} == {
@@ -184,7 +190,7 @@ def test_rerun_is_idempotent_and_a_corrected_report_resolves(engine):
         seed(conn, {"volume_reports": [report("R1-fix", "H1", 1000, date="2024-11-18")]})
     result = judge(engine, run_for(run_id="corrected"), load_profile("default"))
 
-    assert result["resolved"] == 1
+    assert result.written.resolved == 1
     with engine.connect() as conn:
         statuses = {row.institution_code: (row.rule_code, row.status) for row in conn.execute(select(alerts)).all()}
     assert statuses == {"H1": ("REPORT_BELOW_80_NO_EXPLANATION", "resolved"),
@@ -202,7 +208,7 @@ def test_branch_workbooks_list_every_subject_of_their_own_branch(engine):
 
     b1, b2 = workbook_path("2024-11", "B1"), workbook_path("2024-11", "B2")
     assert b1.name == "报量审核_B1_2024-11.xlsx" and b1.parent.name == "2024-11"
-    assert result["attachments"] == {"B1": [str(b1)], "B2": [str(b2)]}
+    assert result.attachments == {"B1": [b1], "B2": [b2]}
 
     def sheet_rows(path):
         sheet = openpyxl.load_workbook(path)["报量审核"]
@@ -223,18 +229,13 @@ def test_no_deadline_in_month_raises_nothing_and_writes_no_workbook(engine, outp
     with engine.begin() as conn:
         seed(conn, city(orders=[purchase("O1", "H1", 1000)]))
     result = judge(engine, run_for(dt.date(2024, 11, 1)), load_profile("default"))  # judges October
-    assert result["subjects"] == 0 and result["attachments"] == {}
+    assert result.details["subjects"] == 0 and result.attachments == {}
     assert open_alerts(engine) == {}
 
 
 def test_batch_filter_rejudges_only_that_batch(engine):
-    second_batch = {"batch_code": "NB2", "batch_name": "第二批国家集采", "level": "national", "category": "drug",
-                    "start_date": "2025-03-01", "cycle_months": 24, "report_deadline": "2024-11-25"}
-    product = {"product_code": "P-ATO-S", "generic_name": "阿托伐他汀", "manufacturer": "丁药业", "category": "drug",
-               "consistency_passed": "true", "is_selected": "true", "batch_code": "NB2", "selected_price": "1.20"}
-    orders = [purchase("O-AML", "H1", 1000), purchase("O-ATO", "H1", 600, product="P-ATO-S")]
     with engine.begin() as conn:
-        seed(conn, city(batches=[second_batch], products=[product], orders=orders))
+        seed(conn, with_second_batch(report_deadline="2024-11-25"))
     judge(engine, run_for(), load_profile("default"))
     assert set(open_alerts(engine)) == {("H1", "NB1"), ("H1", "NB2")}
 
@@ -255,10 +256,37 @@ def test_branch_email_carries_its_workbook(engine, smtp_server):
                         volume_reports=[report("R1", "H1", 500)]))
     run = run_for()
     judged = judge(engine, run, load_profile("default"))
-    notify_run(engine, run, attachments={b: [Path(p) for p in ps] for b, ps in judged["attachments"].items()})
+    notify_run(engine, run, attachments=judged.attachments)
 
     (b1_mail,) = smtp_server.to("b1@example.org")
     assert "报量审核_B1_2024-11.xlsx" in b1_mail.attachments()
     assert "作出说明" in b1_mail.html() and "H2" not in b1_mail.html()
     (b2_mail,) = smtp_server.to("b2@example.org")
     assert "报量审核_B2_2024-11.xlsx" in b2_mail.attachments()
+
+
+def test_the_floor_follows_the_profile(engine):
+    default = load_profile("default")
+    profile = {**default, "volume_review": {**default["volume_review"], "history_floor_ratio": Decimal("0.75")}}
+    with engine.begin() as conn:
+        seed(conn, city(orders=[purchase("O1", "H1", 1000), purchase("O2", "H2", 1000)],
+                        volume_reports=[report("R1", "H1", 760), report("R2", "H2", "749.9999")]))
+    judge(engine, run_for(), profile)
+    rows = open_alerts(engine)
+    assert rows[("H1", "NB1")]["rule_code"] == "REPORT_BELOW_HISTORY"
+    assert "不低于75.00%（750）" in rows[("H1", "NB1")]["message"]
+    below = rows[("H2", "NB1")]
+    assert (below["rule_code"], Decimal(below["threshold_value"])) == ("REPORT_BELOW_80_NO_EXPLANATION", Decimal("750"))
+    assert "74.99%" in below["message"] and "低于75.00%（750）" in below["message"]
+
+
+def test_validate_reads_the_reports_by_the_month_end_and_the_history_year(engine):
+    from vbp_monitor.rules.volume_review import validate
+
+    orders = [purchase("O1", "H1", 1000), purchase("O-2024", "H1", 1000, when="2024-01-01 00:00:00")]
+    reports = [report("R1", "H1", 800), report("R-LATE", "H2", 800, date="2024-12-01")]
+    with engine.begin() as conn:
+        seed(conn, city(orders=orders, volume_reports=reports))
+    report_of = validate(engine, run_for())
+    assert (report_of["orders"]["rows"], report_of["volume_reports"]["rows"]) == (1, 1)
+    assert [table["failed_rows"] for table in report_of.values()] == [0] * 5

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 import io
 import math
 import random
@@ -39,8 +40,9 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vbp_monitor.model.contract import FILES
+from vbp_monitor.core.catalog import DAGS, RULES
 from vbp_monitor.core.prc_calendar import STATUTORY, add_months, cycle_month_bounds, month_bounds
+from vbp_monitor.model.contract import FILES
 
 # ------------------------------------------------------------------ the demo's frame
 FIRST_MONTH = dt.date(2024, 10, 1)
@@ -60,56 +62,26 @@ BRANCHES = (
     ("360723", "大余分局", "大余县", 12, "dayu"),
 )
 TOWNS = {
-    "360702": ("沙石镇", "水东镇", "水西镇", "水南镇", "东外街道", "南外街道", "解放街道", "赣江街道", "黄金岭街道", "沙河镇"),
+    "360702": ("沙石镇", "水东镇", "水西镇", "水南镇", "东外街道", "南外街道", "解放街道", "赣江街道",
+               "黄金岭街道", "沙河镇"),
     "360703": ("唐江镇", "凤岗镇", "潭口镇", "龙岭镇", "镜坝镇", "横市镇", "浮石乡", "赤土乡", "横寨乡", "朱坊乡",
                "太窝乡", "三江乡", "隆木乡", "坪市乡", "大坪乡", "麻双乡"),
-    "360704": ("梅林镇", "王母渡镇", "沙地镇", "田村镇", "韩坊镇", "湖江镇", "储潭镇", "五云镇", "白鹭乡", "南塘镇", "大埠乡"),
-    "360781": ("象湖镇", "沙洲坝镇", "谢坊镇", "武阳镇", "叶坪乡", "壬田镇", "九堡镇", "瑞林镇", "黄柏乡", "云石山乡", "泽覃乡", "大柏地乡"),
-    "360722": ("嘉定镇", "大塘埠镇", "古陂镇", "大桥镇", "新田镇", "安西镇", "小江镇", "铁石口镇", "大阿镇", "油山镇"),
-    "360723": ("南安镇", "新城镇", "樟斗镇", "池江镇", "青龙镇", "左拔镇", "黄龙镇", "吉村镇", "浮江乡", "河洞乡"),
+    "360704": ("梅林镇", "王母渡镇", "沙地镇", "田村镇", "韩坊镇", "湖江镇", "储潭镇", "五云镇", "白鹭乡",
+               "南塘镇", "大埠乡"),
+    "360781": ("象湖镇", "沙洲坝镇", "谢坊镇", "武阳镇", "叶坪乡", "壬田镇", "九堡镇", "瑞林镇", "黄柏乡",
+               "云石山乡", "泽覃乡", "大柏地乡"),
+    "360722": ("嘉定镇", "大塘埠镇", "古陂镇", "大桥镇", "新田镇", "安西镇", "小江镇", "铁石口镇", "大阿镇",
+               "油山镇"),
+    "360723": ("南安镇", "新城镇", "樟斗镇", "池江镇", "青龙镇", "左拔镇", "黄龙镇", "吉村镇", "浮江乡",
+               "河洞乡"),
 }
 PRIVATE_NAMES = ("仁济医院", "康复医院", "口腔医院", "眼科医院", "中西医结合医院", "骨科医院", "妇产医院", "安康医院")
 
 # The first institutions of each branch, H<branch>0001 … (the planted cases live here):
 # name, ownership, grade, kind.
-CORE = {
-    "360702": (
-        ("赣州市第一人民医院", "public", "三级", "general"),
-        ("赣州市中医院", "public", "三级", "tcm"),
-        ("赣州市妇幼保健院", "public", "二级", "mch"),
-        ("章贡区人民医院", "public", "二级", "general"),
-        ("联勤保障部队赣州医院", "military", "二级", "general"),
-        ("赣州仁爱医院", "private", "二级", "general"),
-    ),
-    "360703": (
-        ("南康区人民医院", "public", "三级", "general"),
-        ("南康区中医院", "public", "二级", "tcm"),
-        ("南康区妇幼保健院", "public", "二级", "mch"),
-        ("南康博爱医院", "private", "二级", "general"),
-    ),
-    "360704": (
-        ("赣县区人民医院", "public", "二级", "general"),
-        ("赣县区中医院", "public", "二级", "tcm"),
-        ("赣县区妇幼保健院", "public", "二级", "mch"),
-        ("赣县区江口镇中心卫生院", "public", "一级", "township"),
-    ),
-    "360781": (
-        ("瑞金市人民医院", "public", "三级", "general"),
-        ("瑞金市中医院", "public", "二级", "tcm"),
-        ("瑞金市妇幼保健院", "public", "二级", "mch"),
-        ("瑞金康华医院", "private", "一级", "general"),
-    ),
-    "360722": (
-        ("信丰县人民医院", "public", "二级", "general"),
-        ("信丰县中医院", "public", "二级", "tcm"),
-        ("信丰县妇幼保健院", "public", "二级", "mch"),
-    ),
-    "360723": (
-        ("大余县人民医院", "public", "二级", "general"),
-        ("大余县中医院", "public", "二级", "tcm"),
-        ("大余县妇幼保健院", "public", "二级", "mch"),
-    ),
-}
+# The named institutions of each branch: name, ownership, grade, kind (a data file).
+CORE = {branch: tuple(tuple(row) for row in rows) for branch, rows in
+        json.loads((Path(__file__).with_name("core_institutions.json")).read_text(encoding="utf-8")).items()}
 # Military and private institutions that signed agreements (seed 001 §四(一)).
 CORE_SIGNERS = {"H3607020005": ("NVBP10",), "H3607020006": ("NVBP10",), "H3607030004": ("NVBP10",)}
 
@@ -182,10 +154,12 @@ GENERICS = (
         ("先声药业有限公司", "S", True, "6.30"), ("博福-益普生（天津）制药有限公司", "H", True, "23.80"),
         ("海南斯达制药有限公司", "L", True, "5.90"))),
     ("冠脉药物洗脱支架", "high_value_consumable", "JXHC2025", "支架", "钴铬合金 2.5×18mm", 1.0, (
-        ("上海微创医疗器械（集团）有限公司", "S", False, "698.00"), ("乐普（北京）医疗器械股份有限公司", "S", False, "720.00"),
+        ("上海微创医疗器械（集团）有限公司", "S", False, "698.00"),
+        ("乐普（北京）医疗器械股份有限公司", "S", False, "720.00"),
         ("美敦力（上海）管理有限公司", "H", False, "7800.00"))),
     ("人工晶体", "high_value_consumable", "JXHC2025", "晶体", "非球面单焦点", 1.0, (
-        ("爱博诺德（北京）医疗科技股份有限公司", "S", False, "1180.00"), ("爱尔康（中国）眼科产品有限公司", "H", False, "4600.00"))),
+        ("爱博诺德（北京）医疗科技股份有限公司", "S", False, "1180.00"),
+        ("爱尔康（中国）眼科产品有限公司", "H", False, "4600.00"))),
     ("人血白蛋白", "drug", None, "注射剂", "10g:50ml", 1.0, (
         ("山东泰邦生物制品有限公司", "X", False, "390.00"), ("成都蓉生药业有限责任公司", "X", False, "402.00"))),
     ("注射用头孢曲松钠", "drug", None, "注射剂", "1.0g", 1.0, (
@@ -238,24 +212,16 @@ def _first_working_day_after_month(month_day: dt.date) -> str:
 
 M = _first_working_day_after_month  # run date of the monthly DAGs for a judged day
 INGEST_DAY = "2026-02-02"  # after every business date of the snapshot
+INGEST_DAG = next(dag_id for dag_id, dag in DAGS.items() if dag.period_kind == "ingest")
 
-_DAG = {
-    "ENTRY_NOT_PURCHASED": "vbp_entry_sweep", "ENTRY_BEHIND_AGREEMENT": "vbp_entry_sweep",
-    "PREPAY_UNDER_DISBURSED": "vbp_prepayment_reconciliation",
-    "PREPAY_RECOVERY_SHORT": "vbp_prepayment_reconciliation",
-    "PREPAY_OVER_RECOVERED": "vbp_prepayment_reconciliation",
-    "ANNUAL_REPORT_DUE": "vbp_annual_report_collection", "ANNUAL_REPORT_MISSING": "vbp_annual_report_collection",
-    "ANNUAL_REPORT_LATE": "vbp_annual_report_collection", "ANNUAL_REPORT_INCOMPLETE": "vbp_annual_report_collection",
-    "REPORT_BELOW_80_NO_EXPLANATION": "vbp_volume_review", "REPORT_BELOW_80": "vbp_volume_review",
-    "REPORT_BELOW_HISTORY": "vbp_volume_review", "HISTORY_NOT_REPORTED": "vbp_volume_review",
-    "ORDER_RESPONSE_OVERDUE": "vbp_order_response", "ORDER_RESPONSE_ESCALATED": "vbp_order_response",
-    "DATA_QUALITY": "vbp_ingest",
-}
+def _dag_of(rule_code: str) -> str:
+    """The DAG that raises a rule (catalog); the demo's data quality case is ingest's."""
+    dag_id = RULES[rule_code].dag_id
+    return INGEST_DAG if dag_id == "*" else dag_id
 
 
 def _case(rule_code: str, logical_date: str, why: str, **subject) -> dict:
-    case = {"rule_code": rule_code, "dag_id": _DAG.get(rule_code, "vbp_monthly_monitoring"),
-            "logical_date": logical_date}
+    case = {"rule_code": rule_code, "dag_id": _dag_of(rule_code), "logical_date": logical_date}
     case.update(subject)
     case["why"] = why
     return case
@@ -408,21 +374,17 @@ PLANTED: list[dict] = [
 
 # Cases built to sit exactly on a boundary: the run of ``logical_date`` must NOT raise them.
 BOUNDARY_CASES: list[dict] = [
-    {"rule_code": "OFFLINE_FILED_LATE", "dag_id": "vbp_monthly_monitoring", "logical_date": M(_d("2025-05-14")),
-     "order_id": O_FILED_ON_DEADLINE, "institution_code": I_XFMCH,
-     "why": "2025-04-30线下采购，2025-05-14（期限当日）备案：不预警"},
-    {"rule_code": "PAYMENT_OVERDUE", "dag_id": "vbp_monthly_monitoring", "logical_date": M(_d("2025-02-19")),
-     "order_id": O_PAY_PRIVATE_ON_TIME, "institution_code": I_KH,
-     "why": "民营医院2025-01-20验收，2025-02-19（第30天）付清：不预警"},
-    {"rule_code": "ORDER_RESPONSE_ESCALATED", "dag_id": "vbp_order_response", "logical_date": "2025-06-14",
-     "order_id": O_LATE_RESPONSE, "institution_code": I_RJMCH,
-     "why": "超48小时后、升级日（06-13）结束前已响应：不升级"},
-    {"rule_code": "REPORT_BELOW_80_NO_EXPLANATION", "dag_id": "vbp_volume_review", "logical_date": M(_d("2025-03-14")),
-     "institution_code": I_GZTCM, "batch_code": "ALLI2025", "generic_name": "缬沙坦",
-     "why": "先报历史量的30%，截止日前更正为正常量：以最新一次为准，不预警"},
-    *[{"rule_code": "PROGRESS_BEHIND", "dag_id": "vbp_monthly_monitoring", "logical_date": M(_d(day)),
-       "institution_code": I_RJ1, "batch_code": "ALLI2025", "generic_name": "瑞舒伐他汀",
-       "why": "9月起每月采购8,000，完成率不再低于0.8×序时进度"}
+    _case("OFFLINE_FILED_LATE", M(_d("2025-05-14")), "2025-04-30线下采购，2025-05-14（期限当日）备案：不预警",
+          order_id=O_FILED_ON_DEADLINE, institution_code=I_XFMCH),
+    _case("PAYMENT_OVERDUE", M(_d("2025-02-19")), "民营医院2025-01-20验收，2025-02-19（第30天）付清：不预警",
+          order_id=O_PAY_PRIVATE_ON_TIME, institution_code=I_KH),
+    _case("ORDER_RESPONSE_ESCALATED", "2025-06-14", "超48小时后、升级日（06-13）结束前已响应：不升级",
+          order_id=O_LATE_RESPONSE, institution_code=I_RJMCH),
+    _case("REPORT_BELOW_80_NO_EXPLANATION", M(_d("2025-03-14")),
+          "先报历史量的30%，截止日前更正为正常量：以最新一次为准，不预警",
+          institution_code=I_GZTCM, batch_code="ALLI2025", generic_name="缬沙坦"),
+    *[_case("PROGRESS_BEHIND", M(_d(day)), "9月起每月采购8,000，完成率不再低于0.8×序时进度",
+            institution_code=I_RJ1, batch_code="ALLI2025", generic_name="瑞舒伐他汀")
       for day in ("2025-09-30", "2025-10-31", "2025-11-30", "2025-12-31")],
 ]
 
@@ -436,17 +398,17 @@ def _monthly_run_days() -> list[str]:
 
 
 _MONTHLY_RUNS = _monthly_run_days()
-DEMO_RUNS: dict[str, list[str]] = {
-    "vbp_ingest": [INGEST_DAY],
-    "vbp_volume_review": list(_MONTHLY_RUNS),
-    "vbp_entry_sweep": list(_MONTHLY_RUNS),
-    "vbp_monthly_monitoring": list(_MONTHLY_RUNS),
-    "vbp_prepayment_reconciliation": list(_MONTHLY_RUNS),
-    # planted days plus two ordinary days (nothing to report)
+# The daily DAGs run on chosen days: the planted ones plus ordinary days (nothing to report).
+_DAILY_RUNS = {
     "vbp_order_response": sorted(["2025-01-29", "2025-02-07", "2025-03-12", "2025-06-12", "2025-06-14",
                                   "2025-09-17", "2025-11-21", "2025-11-23"]),
     "vbp_annual_report_collection": ["2026-01-02", "2026-01-05", "2026-01-10", "2026-01-14",
                                      "2026-01-16", "2026-01-20"],
+}
+# Every DAG of the catalog, in its order: ingest once, the monthly DAGs every month.
+DEMO_RUNS: dict[str, list[str]] = {
+    dag_id: {"ingest": [INGEST_DAY], "month": list(_MONTHLY_RUNS)}.get(dag.period_kind) or _DAILY_RUNS.get(dag_id, [])
+    for dag_id, dag in DAGS.items()
 }
 
 
@@ -706,8 +668,9 @@ class _Generator:
                 if day > SNAPSHOT_END or amount <= 0:
                     return
                 seq += 1
-                rows.append([f"YF-{inst_code}-{batch_code}-{seq:02d}", inst_code, batch_code, day.isoformat(),
-                             kind, money(amount)])
+                # called within this iteration only: the loop variables are the current ones
+                rows.append([f"YF-{inst_code}-{batch_code}-{seq:02d}", inst_code, batch_code,  # noqa: B023
+                             day.isoformat(), kind, money(amount)])
 
             add(start + dt.timedelta(days=3 + rng.randrange(8)), "disbursement", disbursed)
             short = (inst_code, batch_code) == (I_GXMCH, "NVBP10")  # planted: recovers 4% a month
@@ -1044,7 +1007,7 @@ class _Generator:
     def write_volume_reports(self) -> None:
         rows = []
         rng = self.rng
-        for batch_code, _name, _level, category, _start, _months, deadline in BATCHES:
+        for batch_code, _name, _level, _category, _start, _months, deadline in BATCHES:
             if deadline is None:
                 continue
             generic_names = [g[0] for g in GENERICS if g[2] == batch_code]
@@ -1125,7 +1088,7 @@ class _Generator:
 # planted selected-purchase pace of an agreement (month of 2025 → factor of normal)
 _PACE: dict[tuple[str, str], dict[int, float]] = {
     (I_GXTCM, "阿托伐他汀"): {1: 0.3, 2: 0.3, 3: 0.3, 4: 1.6, 5: 1.6, 6: 1.6},
-    (I_MIL, "二甲双胍"): {m: 0.35 for m in range(1, 13)},
+    (I_MIL, "二甲双胍"): dict.fromkeys(range(1, 13), 0.35),
     (I_NKTCM, "缬沙坦"): {4: 0.0, 5: 0.0, 6: 0.0, 7: 0.0, 8: 2.0, 9: 2.0, 10: 2.0, 11: 2.0, 12: 2.0},
 }
 # planted extra lines in one month: (institution, generic, month) → (role, fraction of selected quantity)

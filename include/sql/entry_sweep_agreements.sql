@@ -15,7 +15,8 @@
 -- below the contract's 4 decimals and far above REAL rounding: a value exactly at the
 -- threshold never alerts on either database, whatever the size of the agreed quantity.
 -- Params: :k (entry_sweep_month), :month_start, :month_end (judged month), :ratio
--- (progress_warning_ratio), :quantity_eps, :branch_code (NULL = every branch). The batch filter is
+-- (progress_warning_ratio as decimal text, cast here: exact on PostgreSQL, and SQLite's driver
+-- binds no Decimal), :quantity_eps, :branch_code (NULL = every branch). The batch filter is
 -- applied by the caller: the branch's sweep list shows every batch.
 WITH swept AS (
     SELECT a.agreement_id, a.institution_code, i.institution_name, i.branch_code,
@@ -72,7 +73,7 @@ SELECT f.agreement_id, f.institution_code, f.institution_name, f.branch_code,
        CASE
            WHEN f.line_count = 0 THEN 'ENTRY_NOT_PURCHASED'
            WHEN f.selected_quantity * f.total_days
-                < :ratio * f.elapsed_days * f.agreed_quantity
+                < CAST(:ratio AS NUMERIC) * f.elapsed_days * f.agreed_quantity
                   - :quantity_eps * f.total_days
                 THEN 'ENTRY_BEHIND_AGREEMENT'
            ELSE NULL

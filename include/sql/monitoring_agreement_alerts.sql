@@ -1,11 +1,13 @@
 -- PROGRESS_BEHIND and SELECTED_SHARE_LOW (domain.md DAG 2, seed 002 §二(三)): agreement × M,
 -- read from the institution file (一院一档) the same run just wrote for :period.
 --   PROGRESS_BEHIND: agreed_quantity > 0, time progress >= :min_progress, and
---     completion < :warning_ratio × time progress (high: < :high_ratio × time progress).
+--     completion < :warning_ratio × time progress (below_warning_line); below_high_line
+--     when < :high_ratio × time progress (the catalog maps each line to its severity).
 --     completion = cumulative / agreed, progress = elapsed_days / total_days: compared by
 --     cross-multiplication, cumulative × total_days < ratio × elapsed_days × agreed; the
 --     tolerance :eps is taken off the ratio (relative), so a value exactly at a threshold
---     never alerts on either database, whatever the size of the figures.
+--     never alerts on either database, whatever the size of the figures. The ratios come
+--     in as floats on both databases (SQLite's driver binds no Decimal).
 --   SELECTED_SHARE_LOW: same-generic quantity in M > 0 and selected quantity in M <
 --     agreed_ratio × same-generic quantity in M.
 -- Params: :period, :min_progress, :warning_ratio, :high_ratio, :eps, :branch_code, :batch_code.
@@ -32,14 +34,16 @@ SELECT j.*,
            WHEN j.agreed_quantity > 0
                 AND j.elapsed_days >= (:min_progress - :eps) * j.total_days
                 AND j.cumulative_selected_quantity * j.total_days
-                    < (:high_ratio - :eps) * j.elapsed_days * j.agreed_quantity
-               THEN 'high'
+                    < (:warning_ratio - :eps) * j.elapsed_days * j.agreed_quantity
+               THEN 1 ELSE 0
+       END AS below_warning_line,
+       CASE
            WHEN j.agreed_quantity > 0
                 AND j.elapsed_days >= (:min_progress - :eps) * j.total_days
                 AND j.cumulative_selected_quantity * j.total_days
-                    < (:warning_ratio - :eps) * j.elapsed_days * j.agreed_quantity
-               THEN 'warning'
-       END AS progress_severity,
+                    < (:high_ratio - :eps) * j.elapsed_days * j.agreed_quantity
+               THEN 1 ELSE 0
+       END AS below_high_line,
        CASE
            WHEN j.same_generic_quantity > 0
                 AND j.selected_quantity < (j.agreed_ratio - :eps) * j.same_generic_quantity

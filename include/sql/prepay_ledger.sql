@@ -6,12 +6,14 @@
 --                         agreed_amount_total = SUM(agreed_amount)
 --   milestones          = the per-run parameter table prepay_run_schedule (built from the
 --                         profile by the caller): milestone_month k, the disbursement
---                         fraction in force at month k (last step ≤ k) and the cumulative
---                         recovery fraction at k. The milestone day is the last day of
---                         cycle month k; milestones whose month-end is on or after
---                         period_end collapse into one final milestone at period_end that
---                         carries the last milestone's steps (:final_milestone = max k):
---                         seed 001's "最后1个月" of a year shorter than 12 months.
+--                         fraction in force at month k (last step ≤ k), the cumulative
+--                         recovery fraction at k and the profile's shortfall_tolerance
+--                         (a column, so the decimal is typed on both databases). The
+--                         milestone day is the last day of cycle month k; milestones
+--                         whose month-end is on or after period_end collapse into one
+--                         final milestone at period_end that carries the last
+--                         milestone's steps (:final_milestone = max k): seed 001's
+--                         "最后1个月" of a year shorter than 12 months.
 --   transactions        = each prepayment belongs to the latest agreement year of its
 --                         institution and batch with period_start ≤ txn_date (the year that
 --                         contains it, or the nearest earlier one when it lies in a gap or
@@ -20,11 +22,12 @@
 --   required_disbursement = fraction × agreed_amount_total
 --   required_recovery   = fraction × base, capped at disbursed; base = disbursed
 --                         (:base_is_agreed = 0) or agreed_amount_total (= 1)
---   flags               = short/over by more than :tolerance yuan; :money_eps (far below
---                         the contract's 4 decimals) keeps a value exactly at the tolerance
---                         from alerting on SQLite's REAL arithmetic.
+--   flags               = which line is broken: short/over by more than
+--                         shortfall_tolerance yuan; :money_eps (far below the contract's
+--                         4 decimals) keeps a value exactly at the tolerance from alerting
+--                         on SQLite's REAL arithmetic. (Severity is the catalog's.)
 -- Params: :month_start, :month_end (judged month), :final_milestone, :base_is_agreed,
--- :tolerance, :money_eps, :ownerships (list), :branch_code, :batch_code (NULL = all).
+-- :money_eps, :ownerships (list), :branch_code, :batch_code (NULL = all).
 WITH years AS (
     SELECT a.institution_code, a.batch_code, a.period_start,
            MAX(a.period_end) AS period_end,
@@ -44,6 +47,7 @@ subjects AS (
 ),
 milestones AS (
     SELECT s.*, sch.milestone_month, sch.disbursement_fraction, sch.recovery_fraction,
+           sch.shortfall_tolerance,
            cm.month_end AS cycle_month_end,
            CASE WHEN cm.month_end < s.period_end THEN cm.month_end ELSE s.period_end END AS milestone_day
     FROM subjects s
@@ -117,11 +121,11 @@ SELECT l.institution_code, l.institution_name, l.branch_code, l.ownership,
        l.disbursed, l.recovered, l.required_disbursement, l.recovery_due, l.required_recovery,
        l.required_disbursement - l.disbursed AS disbursement_gap,
        l.required_recovery - l.recovered AS recovery_gap,
-       CASE WHEN l.required_disbursement - l.disbursed > :tolerance + :money_eps
+       CASE WHEN l.required_disbursement - l.disbursed > l.shortfall_tolerance + :money_eps
             THEN 1 ELSE 0 END AS under_disbursed,
-       CASE WHEN l.required_recovery - l.recovered > :tolerance + :money_eps
+       CASE WHEN l.required_recovery - l.recovered > l.shortfall_tolerance + :money_eps
             THEN 1 ELSE 0 END AS recovery_short,
-       CASE WHEN l.recovered - l.disbursed > :tolerance + :money_eps
+       CASE WHEN l.recovered - l.disbursed > l.shortfall_tolerance + :money_eps
             THEN 1 ELSE 0 END AS over_recovered
 FROM ledger l
 ORDER BY l.branch_code, l.institution_code, l.batch_code, l.period_start, l.milestone_month

@@ -6,7 +6,8 @@
 --   report   = the latest report (report_date, then report_id) dated on or before the deadline
 --   verdict  = the rule code raised, or NULL
 -- Params: :first_day, :last_day (judged month), :history_start, :history_end, :ratio
--- (history_floor_ratio), :eps, :branch_code (NULL = all), :tab, :cr, :lf, :wide_space
+-- (history_floor_ratio as decimal text, cast here: exact on PostgreSQL, and SQLite's driver
+-- binds no Decimal), :eps, :branch_code (NULL = all), :tab, :cr, :lf, :wide_space
 -- (characters an "empty" explanation may consist of, besides spaces).
 WITH judged_batches AS (
     SELECT b.batch_code, b.batch_name, b.report_deadline
@@ -64,9 +65,9 @@ SELECT s.institution_code, i.institution_name, i.branch_code,
        COALESCE(lr.explanation_given, 0) AS explanation_given,
        CASE
            WHEN lr.report_id IS NULL THEN 'HISTORY_NOT_REPORTED'
-           WHEN lr.reported_quantity < :ratio * COALESCE(h.history_quantity, 0) - :eps
+           WHEN lr.reported_quantity < CAST(:ratio AS NUMERIC) * COALESCE(h.history_quantity, 0) - :eps
                 AND lr.explanation_given = 0 THEN 'REPORT_BELOW_80_NO_EXPLANATION'
-           WHEN lr.reported_quantity < :ratio * COALESCE(h.history_quantity, 0) - :eps
+           WHEN lr.reported_quantity < CAST(:ratio AS NUMERIC) * COALESCE(h.history_quantity, 0) - :eps
                 THEN 'REPORT_BELOW_80'
            WHEN lr.reported_quantity < COALESCE(h.history_quantity, 0) - :eps
                 THEN 'REPORT_BELOW_HISTORY'

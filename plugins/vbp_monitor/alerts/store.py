@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable, Sequence
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,7 @@ class Scope:
     batch_code: str | None = None
 
     @classmethod
-    def from_params(cls, params: dict | None) -> "Scope":
+    def from_params(cls, params: dict | None) -> Scope:
         params = params or {}
         return cls(params.get("branch_code") or None, params.get("batch_code") or None)
 
@@ -113,7 +113,7 @@ class AlertStore:
         self._now = now
 
     def _stamp(self) -> dt.datetime:
-        return self._now or dt.datetime.now(dt.timezone.utc)
+        return self._now or dt.datetime.now(dt.UTC)
 
     def replace(
         self,
@@ -164,7 +164,7 @@ class AlertStore:
         result = WriteResult(raised=len(rows), by_rule=by_rule)
         if rows:
             keys = [row["alert_key"] for row in rows]
-            existing = set()
+            existing: set[str] = set()
             for start in range(0, len(keys), 500):
                 existing.update(conn.execute(
                     select(alerts.c.alert_key).where(alerts.c.alert_key.in_(keys[start:start + 500]))

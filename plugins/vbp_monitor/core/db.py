@@ -4,8 +4,10 @@ from __future__ import annotations
 import functools
 import warnings
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import create_engine, event, exc as sa_exc
+from sqlalchemy import create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
 from vbp_monitor.core import config
@@ -68,7 +70,7 @@ def upsert(conn, table, rows, key_columns=None, update_columns=None) -> int:
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     elif conn.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     else:  # pragma: no cover - the contract names PostgreSQL and SQLite
         raise NotImplementedError(conn.dialect.name)
     rows = list(rows)
@@ -83,6 +85,11 @@ def upsert(conn, table, rows, key_columns=None, update_columns=None) -> int:
             index_elements=keys, set_={name: statement.excluded[name] for name in update_columns})
     else:
         statement = statement.on_conflict_do_nothing(index_elements=keys)
+    if conn.dialect.name == "postgresql":
+        # RETURNING lets psycopg2 send the rows in pages (insertmanyvalues): ~4× faster
+        paged: Any = statement.returning(*[table.c[name] for name in keys])
+    else:
+        paged = statement
     for start in range(0, len(rows), UPSERT_CHUNK_ROWS):
-        conn.execute(statement, rows[start:start + UPSERT_CHUNK_ROWS])
+        conn.execute(paged, rows[start:start + UPSERT_CHUNK_ROWS]).close()
     return len(rows)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
-from typing import Literal
+from typing import Any, Literal, overload
 
 from vbp_monitor.core.config import LOCAL_TZ
 
@@ -44,7 +44,11 @@ def _rounding(breach: Breach) -> str:
 
 
 # ------------------------------------------------------------------ exact values
-def decimal_of(value) -> Decimal | None:
+@overload
+def decimal_of(value: None) -> None: ...
+@overload
+def decimal_of(value: Decimal | float | int | str) -> Decimal: ...
+def decimal_of(value: Any) -> Decimal | None:
     """One exact type for figures: SQLite's floats go through their shortest repr."""
     if value is None:
         return None
@@ -55,7 +59,11 @@ def decimal_of(value) -> Decimal | None:
     return Decimal(str(value)) if not isinstance(value, int) else Decimal(value)
 
 
-def rounded(value, places: Decimal, breach: Breach = None) -> Decimal | None:
+@overload
+def rounded(value: None, places: Decimal, breach: Breach = None) -> None: ...
+@overload
+def rounded(value: Decimal | float | int | str, places: Decimal, breach: Breach = None) -> Decimal: ...
+def rounded(value: Any, places: Decimal, breach: Breach = None) -> Decimal | None:
     """``value`` to ``places`` by the one rounding rule."""
     number = decimal_of(value)
     if number is None:
@@ -63,12 +71,20 @@ def rounded(value, places: Decimal, breach: Breach = None) -> Decimal | None:
     return number.quantize(places, rounding=_rounding(breach))
 
 
-def stored(value) -> Decimal | None:
+@overload
+def stored(value: None) -> None: ...
+@overload
+def stored(value: Decimal | float | int | str) -> Decimal: ...
+def stored(value: Any) -> Decimal | None:
     """A metric or threshold as the alerts table keeps it (6 places, exact)."""
     return rounded(value, STORED_PLACES)
 
 
-def as_date(value) -> dt.date | None:
+@overload
+def as_date(value: None) -> None: ...
+@overload
+def as_date(value: dt.date | str) -> dt.date: ...
+def as_date(value: Any) -> dt.date | None:
     if value is None or (isinstance(value, dt.date) and not isinstance(value, dt.datetime)):
         return value
     if isinstance(value, dt.datetime):
@@ -76,7 +92,11 @@ def as_date(value) -> dt.date | None:
     return dt.date.fromisoformat(str(value)[:10])
 
 
-def as_datetime(value) -> dt.datetime | None:
+@overload
+def as_datetime(value: None) -> None: ...
+@overload
+def as_datetime(value: dt.datetime | str) -> dt.datetime: ...
+def as_datetime(value: Any) -> dt.datetime | None:
     """A naive local timestamp (the platform's Asia/Shanghai wall time)."""
     if value is None or isinstance(value, dt.datetime):
         return value
@@ -86,7 +106,7 @@ def as_datetime(value) -> dt.datetime | None:
 def as_utc(value: dt.datetime | None) -> dt.datetime | None:
     """Audit timestamps: SQLite gives naive datetimes, stored in UTC."""
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
     return value
 
 

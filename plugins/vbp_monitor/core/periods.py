@@ -8,9 +8,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from vbp_monitor.core.prc_calendar import month_bounds
-
 from vbp_monitor.core.config import LOCAL_TZ as SHANGHAI
+from vbp_monitor.core.prc_calendar import month_bounds
 
 
 def run_day(logical_date: dt.datetime | dt.date | str) -> dt.date:
@@ -19,7 +18,7 @@ def run_day(logical_date: dt.datetime | dt.date | str) -> dt.date:
         logical_date = dt.datetime.fromisoformat(logical_date.replace("Z", "+00:00"))
     if isinstance(logical_date, dt.datetime):
         if logical_date.tzinfo is None:
-            logical_date = logical_date.replace(tzinfo=dt.timezone.utc)
+            logical_date = logical_date.replace(tzinfo=dt.UTC)
         local = logical_date.astimezone(SHANGHAI)
         return dt.date(local.year, local.month, local.day)
     return dt.date(logical_date.year, logical_date.month, logical_date.day)
@@ -60,3 +59,8 @@ def judged_day(logical_date) -> JudgedPeriod:
 def ingest_period(logical_date) -> JudgedPeriod:
     day = run_day(logical_date)
     return JudgedPeriod(day.isoformat(), day, day, day)
+
+
+def as_of_end(day: dt.date) -> dt.datetime:
+    """The first instant after ``day``: timestamps strictly before it are "by the end of day"."""
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time())

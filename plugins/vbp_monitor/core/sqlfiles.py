@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import re
+from decimal import Decimal
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
@@ -21,10 +22,19 @@ def load_sql(name: str) -> str:
     return (config.SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
 
 
-def _bound(statement: str, params: dict):
+def _for_dialect(conn: Connection, value):
+    # PostgreSQL compares NUMERIC exactly with a Decimal parameter; SQLite stores REAL and its
+    # driver takes no Decimal, so there a threshold goes in as the nearest float (the rule SQL
+    # allows for that with its epsilon).
+    if isinstance(value, Decimal) and conn.dialect.name == "sqlite":
+        return float(value)
+    return value
+
+
+def _bound(conn: Connection, statement: str, params: dict):
     clause = text(statement)
-    used = {key: value for key, value in params.items() if key in clause._bindparams}
-    expanding = [bindparam(key, expanding=True) for key, value in used.items()
+    used = {key: _for_dialect(conn, value) for key, value in params.items() if key in clause._bindparams}
+    expanding: list = [bindparam(key, expanding=True) for key, value in used.items()
                  if isinstance(value, (list, tuple, set, frozenset))]
     if expanding:
         clause = clause.bindparams(*expanding)
@@ -41,12 +51,12 @@ def statements(name: str) -> list[str]:
 def query(conn: Connection, name: str, **params) -> list[dict]:
     """Run a file holding one SELECT; rows as dicts."""
     (statement,) = statements(name)
-    clause, used = _bound(statement, params)
+    clause, used = _bound(conn, statement, params)
     return [dict(row._mapping) for row in conn.execute(clause, used)]
 
 
 def execute(conn: Connection, name: str, **params) -> None:
     """Run every statement of a file (DELETE/INSERT … SELECT scripts)."""
     for statement in statements(name):
-        clause, used = _bound(statement, params)
+        clause, used = _bound(conn, statement, params)
         conn.execute(clause, used)

@@ -12,26 +12,45 @@ import datetime as dt
 from airflow.timetables.base import DagRunInfo, DataInterval, Timetable
 from pendulum import DateTime, instance
 
+from vbp_monitor.core.config import LOCAL_TZ as SHANGHAI
 from vbp_monitor.core.prc_calendar import STATUTORY
 
-from vbp_monitor.core.config import LOCAL_TZ as SHANGHAI
 RUN_TIME = dt.time(6, 0)
 
 
 def _run_time_of_month(year: int, month: int) -> DateTime:
     day = STATUTORY.first_working_day_of_month(year, month)
     local = dt.datetime.combine(day, RUN_TIME, tzinfo=SHANGHAI)
-    return instance(local.astimezone(dt.timezone.utc))
+    return instance(local.astimezone(dt.UTC))
+
+
+def utcnow() -> dt.datetime:
+    """The scheduler's "now" (a module-level function so that tests can set the clock)."""
+    return dt.datetime.now(dt.UTC)
+
+
+def _month_after(year: int, month: int) -> tuple[int, int]:
+    return (year + 1, 1) if month == 12 else (year, month + 1)
+
+
+def _month_before(year: int, month: int) -> tuple[int, int]:
+    return (year - 1, 12) if month == 1 else (year, month - 1)
 
 
 def first_run_at_or_after(moment: dt.datetime) -> DateTime:
     local = moment.astimezone(SHANGHAI)
     year, month = local.year, local.month
-    while True:
-        candidate = _run_time_of_month(year, month)
-        if candidate >= moment:
-            return candidate
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    while (candidate := _run_time_of_month(year, month)) < moment:
+        year, month = _month_after(year, month)
+    return candidate
+
+
+def last_run_at_or_before(moment: dt.datetime) -> DateTime:
+    local = moment.astimezone(SHANGHAI)
+    year, month = local.year, local.month
+    while (candidate := _run_time_of_month(year, month)) > moment:
+        year, month = _month_before(year, month)
+    return candidate
 
 
 class FirstWorkingDayTimetable(Timetable):
@@ -45,22 +64,19 @@ class FirstWorkingDayTimetable(Timetable):
         return DataInterval.exact(run_after)
 
     def next_dagrun_info(self, *, last_automated_data_interval, restriction):
+        # As Airflow's cron timetables do: with catchup the run after the last one (or the
+        # first at/after start_date); without it, also never earlier than the latest run time
+        # not after now, so unpausing after months queues one run, not one per missed month.
+        candidates = []
         if last_automated_data_interval is not None:
-            earliest = last_automated_data_interval.end + dt.timedelta(seconds=1)
-        else:
-            earliest = restriction.earliest
-            if earliest is None:
-                return None
-            if not restriction.catchup:
-                now = dt.datetime.now(dt.timezone.utc)
-                # without catchup the first run is the latest one not after now
-                local = now.astimezone(SHANGHAI)
-                this_month = _run_time_of_month(local.year, local.month)
-                if this_month > now:
-                    prev = (local.replace(day=1) - dt.timedelta(days=1))
-                    this_month = _run_time_of_month(prev.year, prev.month)
-                earliest = max(earliest, this_month)
-        run_at = first_run_at_or_after(earliest)
+            candidates.append(first_run_at_or_after(last_automated_data_interval.end + dt.timedelta(seconds=1)))
+        if restriction.earliest is not None:
+            candidates.append(first_run_at_or_after(restriction.earliest))
+        if not restriction.catchup:
+            candidates.append(last_run_at_or_before(utcnow()))
+        if not candidates:
+            return None
+        run_at = max(candidates)
         if restriction.latest is not None and run_at > restriction.latest:
             return None
         return DagRunInfo.exact(run_at)
@@ -69,5 +85,5 @@ class FirstWorkingDayTimetable(Timetable):
         return {}
 
     @classmethod
-    def deserialize(cls, data: dict) -> "FirstWorkingDayTimetable":
+    def deserialize(cls, data: dict) -> FirstWorkingDayTimetable:
         return cls()

@@ -1,70 +1,96 @@
 """The one way to send mail (operations.md › Notification).
 
-``notify_run`` sends, per run, exactly one email to each audience that has alerts it has not
-received yet:
+``notify_run`` sends, per run, one email to each audience that has alerts *of the run's own
+period* it has not received yet:
 
 * ``branch:<code>`` — a branch bureau: the alerts whose ``branch_code`` is that branch;
 * ``city`` — the city bureau: a summary (counts per branch × rule) of every alert of the run
   plus the detail of the alerts routed to it (``catalog.routed_to_city``, and alerts of the
   city row itself or of an unknown branch);
-* ``data_team`` — ``VBP_DATA_TEAM_EMAILS``: the ``DATA_QUALITY`` alerts, and nobody else
-  receives those.
+* ``data_team`` — ``VBP_DATA_TEAM_EMAILS``: the alerts of the rules only the data team hears
+  of (``catalog.RULES[code].data_team_only``: ``DATA_QUALITY``), and nobody else receives those.
 
-Bookkeeping makes it safe to retry: once the SMTP server accepted an email, one
-``alert_deliveries`` row per carried alert and audience is committed, and an alert gets
-``notified_at`` when every audience it has was delivered. A retry (the task's, or the next
-run's) sends only the audiences still missing. If the server is down or refuses, the call
-raises so the Airflow task fails and retries.
+The rules that make it safe to retry and to run in parallel:
 
-Mail goes through the Airflow SMTP provider (connection ``smtp_default``); the hook's own
-``retry_limit`` and ``timeout`` come from the connection extras, keep them low so that a
-down server fails the task fast (Airflow's task retries are the real retry).
+* **Own period only.** A run mails the alerts whose ``period`` is its own, titled with that
+  period and carrying that period's files. Alerts of another period that are still
+  un-notified (an earlier run whose ``notify`` failed) are left to that run's retry — or to a
+  clear of its ``notify`` task / a new run of that period; the run logs a warning naming
+  those periods. So no email is ever labelled with a period its alerts are not of.
+* **Claims.** Before sending, an attempt claims each (alert, audience address) it means to
+  send in ``alert_deliveries`` (``audience`` = ``<audience>|<address>``, ``message_id`` =
+  ``claim:<token>``), inserted with ON CONFLICT DO NOTHING: of two attempts at once only one
+  owns a claim and sends it; the other waits until the claim is confirmed or released. An
+  accepted address turns its claim into a delivery (the real Message-ID); a refused or
+  failed one is released, so the retry sends it. A claim older than ``CLAIM_TTL`` (its
+  attempt died) may be taken over.
+* **Per address.** When every address of an audience has received an alert, one row
+  ``(alert_id, <audience>)`` replaces the address rows; ``notified_at`` is set when every
+  audience of the alert has its row. An address that the server refused (e.g. 550) keeps
+  the alert pending for that address only: the task logs it, fails after sending the rest
+  (the data team hears of it in the failure email after the last retry, which names the
+  address), and the retry sends to that address alone.
+* **Message-ID.** Each email's Message-ID is derived from the DAG, the period, the audience
+  and the alerts it carries (and the run for a ``force_resend``): a copy sent again after a
+  dropped connection has the same Message-ID, so mail clients drop it; a later email of the
+  same period with other alerts has another one.
+* **Dropped connections.** When the connection breaks, the attempt reconnects and sends the
+  email again (same Message-ID), then the rest, instead of failing them all.
+
+Mail goes through the Airflow SMTP connection ``smtp_default`` (the provider's ``SmtpHook``
+connects, with its TLS, login and ``retry_limit``/``timeout`` extras; keep those low so that
+a down server fails the task fast — Airflow's task retries are the real retry). The message
+is sent on the hook's client with ``send_message`` because the hook's ``send_email_smtp``
+drops the per-recipient refusals that ``sendmail`` reports.
 """
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
+import mimetypes
 import re
+import smtplib
 import tempfile
+import time
 import traceback
+import uuid
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal
-from email.utils import make_msgid
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.engine import Connection
 
-from vbp_monitor.core import config
-from vbp_monitor.notify import templates as mail_templates
-from vbp_monitor.core.catalog import RULES, SEVERITY_ORDER, SEVERITY_ZH, routed_to_city, rule_title
+from vbp_monitor.core import config, formatting
+from vbp_monitor.core.catalog import CITY, DATA_TEAM, RULES, dag_title, routed_to_city, rule_title
+from vbp_monitor.core.db import upsert
+from vbp_monitor.core.labels import CATEGORY_ZH, SEVERITY_ORDER, SEVERITY_ZH, label
 from vbp_monitor.model.reference import branch_directory, city_branch_code
 from vbp_monitor.model.schema import alert_deliveries, alerts, batches, institutions
+from vbp_monitor.notify import templates as mail_templates
+from vbp_monitor.outputs.spreadsheets import safe_name_part
 
 log = logging.getLogger(__name__)
 
-CITY = "city"
-DATA_TEAM = "data_team"
-DATA_QUALITY = "DATA_QUALITY"
-
-# Chinese names of the DAGs, for subjects and greetings.
-DAG_NAMES_ZH = {
-    "vbp_ingest": "数据接入",
-    "vbp_entry_sweep": "进院排查",
-    "vbp_monthly_monitoring": "月度监测",
-    "vbp_prepayment_reconciliation": "预付对账",
-    "vbp_annual_report_collection": "年度报告收集",
-    "vbp_volume_review": "报量审核",
-    "vbp_order_response": "配送响应",
-}
-CATEGORY_ZH = {"drug": "药品", "consumable": "医用耗材", "high_value_consumable": "高值医用耗材"}
 SUBJECT_TAG = "【集采监管预警】"
 DQ_SUBJECT_TAG = "【集采数据质量】"
 FAILURE_SUBJECT_TAG = "【集采监管系统】"
 DEFAULT_FROM = "vbp-monitor@localhost"
 MAX_HTML_ROWS = 300  # the body stays readable; the XLSX attachment always has every row
 _CHUNK = 500
+CLAIM_PREFIX = "claim:"
+ADDRESS_SEPARATOR = "|"
+# A claim is held while its attempt sends a handful of emails (seconds); one older than this
+# belongs to an attempt that died, and the next attempt may take it over.
+CLAIM_TTL = dt.timedelta(minutes=5)
+CLAIM_WAIT_SECONDS = 120.0  # how long an attempt waits for another attempt's claims to settle
+CLAIM_POLL_SECONDS = 0.5
+MAX_CONNECTIONS = 4  # per attempt: the first one and up to three reconnects after a drop
 
 
 class NotificationError(RuntimeError):
@@ -75,15 +101,18 @@ def branch_audience(branch_code: str) -> str:
     return f"branch:{branch_code}"
 
 
+def address_key(audience: str, address: str) -> str:
+    """``alert_deliveries.audience`` of one address of an audience (a claim or a partial delivery)."""
+    return f"{audience}{ADDRESS_SEPARATOR}{address.strip().lower()}"
+
+
 # ---------------------------------------------------------------- what is pending
 
 def _run_conditions(run) -> list:
-    conditions = [alerts.c.dag_id == run.dag_id, alerts.c.status == "open", *run.scope.clauses()]
-    if run.force_resend:
-        # an operator asked to re-send this period's alerts, notified or not
-        conditions.append(alerts.c.period == run.period.label)
-    else:
-        # un-notified alerts of this DAG, including those an earlier failed run left behind
+    # only the run's own period: an email is titled with it and carries its files
+    conditions = [alerts.c.dag_id == run.dag_id, alerts.c.status == "open",
+                  alerts.c.period == run.period.label, *run.scope.clauses()]
+    if not run.force_resend:  # force_resend: an operator asked to re-send them, notified or not
         conditions.append(alerts.c.notified_at.is_(None))
     return conditions
 
@@ -101,16 +130,45 @@ def _pending_alerts(conn: Connection, run) -> list[dict]:
     return [dict(row) for row in conn.execute(query).mappings()]
 
 
-def _deliveries(conn: Connection, alert_ids: list[int]) -> dict[int, set[str]]:
-    delivered: dict[int, set[str]] = defaultdict(set)
-    for start in range(0, len(alert_ids), _CHUNK):
+def _other_periods_waiting(conn: Connection, run) -> dict[str, int]:
+    """Un-notified open alerts of the DAG in other periods: their own run's retry sends them."""
+    rows = conn.execute(
+        select(alerts.c.period, func.count())
+        .where(alerts.c.dag_id == run.dag_id, alerts.c.status == "open", alerts.c.notified_at.is_(None),
+               alerts.c.period != run.period.label, *run.scope.clauses())
+        .group_by(alerts.c.period).order_by(alerts.c.period)
+    )
+    return {str(period): int(count) for period, count in rows}
+
+
+def _chunks(items: list, size: int = _CHUNK) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+@dataclass
+class Ledger:
+    """The ``alert_deliveries`` rows of some alerts."""
+
+    delivered: dict[int, dict[str, str | None]] = field(default_factory=lambda: defaultdict(dict))
+    """alert_id → {audience or address key: Message-ID} of what the server accepted"""
+    claims: dict[tuple[int, str], str] = field(default_factory=dict)
+    """(alert_id, address key) → the claim token of the attempt sending it now"""
+
+
+def _ledger(conn: Connection, alert_ids: Iterable[int]) -> Ledger:
+    ledger = Ledger()
+    for chunk in _chunks(sorted(set(alert_ids))):
         rows = conn.execute(
-            select(alert_deliveries.c.alert_id, alert_deliveries.c.audience)
-            .where(alert_deliveries.c.alert_id.in_(alert_ids[start:start + _CHUNK]))
+            select(alert_deliveries.c.alert_id, alert_deliveries.c.audience, alert_deliveries.c.message_id)
+            .where(alert_deliveries.c.alert_id.in_(chunk))
         )
-        for alert_id, audience in rows:
-            delivered[alert_id].add(audience)
-    return delivered
+        for alert_id, key, message_id in rows:
+            if message_id and message_id.startswith(CLAIM_PREFIX):
+                ledger.claims[(alert_id, key)] = message_id
+            else:
+                ledger.delivered[alert_id][key] = message_id
+    return ledger
 
 
 @dataclass
@@ -123,7 +181,7 @@ class Audiences:
 
     def of(self, alert: dict) -> list[str]:
         """Every audience an alert is meant for (routing of operations.md)."""
-        if alert["rule_code"] == DATA_QUALITY:
+        if _data_team_only(alert["rule_code"]):
             return [DATA_TEAM]
         branch = self.directory.get(alert["branch_code"])
         if branch and branch["level"] == "branch":
@@ -159,6 +217,11 @@ class Audiences:
         )
 
 
+def _data_team_only(rule_code: str) -> bool:
+    rule = RULES.get(rule_code)
+    return bool(rule and rule.data_team_only)
+
+
 def _audience_order(audience: str) -> tuple:
     if audience.startswith("branch:"):
         return (0, audience)
@@ -167,18 +230,18 @@ def _audience_order(audience: str) -> tuple:
 
 # ---------------------------------------------------------------- display
 
-def _number(value) -> str:
-    if value is None:
-        return ""
-    number = value if isinstance(value, Decimal) else Decimal(str(value))
-    return format(number.normalize(), "f")  # 0.240000 → 0.24, 45.000000 → 45
+def _metric(row: dict) -> str:
+    """The metric as a figure; rounded away from its threshold so that it never reads as the line."""
+    metric = formatting.decimal_of(row.get("metric_value"))
+    threshold = formatting.decimal_of(row.get("threshold_value"))
+    breach: formatting.Breach = None
+    if metric is not None and threshold is not None and metric != threshold:
+        breach = "below" if metric < threshold else "above"
+    return _figure(metric, breach)
 
 
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    # SQLite gives naive datetimes; they were stored in UTC
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
-    return value
+def _figure(value, breach: formatting.Breach = None) -> str:
+    return "" if value is None else formatting.quantity(value, breach)
 
 
 def _code_and_name(code, name) -> str:
@@ -200,16 +263,6 @@ def _sort_key(alert: dict) -> tuple:
     )
 
 
-def period_zh(label: str) -> str:
-    """'2025-02' → 2025年2月; '2025-03-02' → 2025年3月2日."""
-    parts = [int(part) for part in label.split("-")]
-    if len(parts) == 2:
-        return f"{parts[0]}年{parts[1]}月"
-    if len(parts) == 3:
-        return f"{parts[0]}年{parts[1]}月{parts[2]}日"
-    return label
-
-
 def _severity_counts_zh(rows: list[dict]) -> str:
     counts = Counter(row["severity"] for row in rows)
     parts = [f"{SEVERITY_ZH[s]}{counts[s]}条" for s in SEVERITY_ORDER if counts.get(s)]
@@ -223,27 +276,22 @@ def _alert_table(rows: list[dict], audiences: Audiences, with_branch: bool) -> s
     """The alerts as an HTML table (rows already sorted, most severe first)."""
     omitted = max(0, len(rows) - MAX_HTML_ROWS)
     rows = rows[:MAX_HTML_ROWS]
-    several_periods = len({row["period"] for row in rows}) > 1
     header = list(ALERT_COLUMNS)
-    if several_periods:
-        header.insert(1, "期间")
     if with_branch:
         header.insert(1, "分局")
     body = []
     for row in rows:
         values = [
-            SEVERITY_ZH.get(row["severity"], row["severity"]),
+            label(SEVERITY_ZH, row["severity"]),
             f"{rule_title(row['rule_code'])}（{row['rule_code']}）",
             _code_and_name(row.get("institution_code"), row.get("institution_name")),
             _code_and_name(row.get("batch_code"), row.get("batch_name")),
             row.get("generic_name") or "",
             row.get("order_id") or "",
-            _number(row.get("metric_value")),
-            _number(row.get("threshold_value")),
+            _metric(row),
+            _figure(row.get("threshold_value")),
             row["message"],
         ]
-        if several_periods:
-            values.insert(1, row["period"])
         if with_branch:
             values.insert(1, audiences.branch_name(row["branch_code"]))
         body.append(values)
@@ -265,13 +313,13 @@ def _xlsx_alert_rows(rows: list[dict], audiences: Audiences) -> list[list]:
     out = []
     for row in rows:
         out.append([
-            SEVERITY_ZH.get(row["severity"], row["severity"]), row["period"], row["branch_code"],
+            label(SEVERITY_ZH, row["severity"]), row["period"], row["branch_code"],
             audiences.branch_name(row["branch_code"]), row["rule_code"], rule_title(row["rule_code"]),
             row.get("institution_code"), row.get("institution_name"), row.get("batch_code"),
             row.get("batch_name"), row.get("generic_name"), row.get("product_code"), row.get("order_id"),
-            CATEGORY_ZH.get(row.get("category"), row.get("category")), row.get("milestone_month"),
+            label(CATEGORY_ZH, row.get("category")) or None, row.get("milestone_month"),
             row.get("source_file"), row.get("metric_value"), row.get("threshold_value"), row["message"],
-            _utc(row.get("first_raised_at")), row["alert_key"],
+            formatting.as_utc(row.get("first_raised_at")), row["alert_key"],
         ])
     return out
 
@@ -292,7 +340,7 @@ def _summary(rows: list[dict], audiences: Audiences) -> tuple[list[str], list[li
             *(by_severity.get(s, 0) for s in SEVERITY_ORDER),
             sum(by_severity.values()),
         ])
-    total = Counter()
+    total: Counter = Counter()
     for by_severity in counts.values():
         total.update(by_severity)
     body.append(["合计", "", *(total.get(s, 0) for s in SEVERITY_ORDER), sum(total.values())])
@@ -312,26 +360,29 @@ class Outgoing:
     sheets: dict
     files: list[Path] = field(default_factory=list)
 
+    def attachment_names(self) -> list[str]:
+        return [self.xlsx_name, *(path.name for path in self.files)]
 
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
 
-
-def _compose(audience: str, rows: list[dict], run, audiences: Audiences, files: list[Path]) -> Outgoing:
+def _compose(audience: str, recipients: list[str], rows: list[dict], run, audiences: Audiences,
+             files: list[Path]) -> Outgoing:
+    other = {row["period"] for row in rows} - {run.period.label}
+    if other:  # the subject, the text and the files are the run's period: never another's alerts
+        raise ValueError(f"alerts of {sorted(other)} in an email of {run.period.label}")
     rows = sorted(rows, key=_sort_key)
-    dag_zh = DAG_NAMES_ZH.get(run.dag_id, run.dag_id)
-    when = period_zh(run.period.label)
+    dag_zh = dag_title(run.dag_id)
+    when = formatting.period_zh(run.period.label)
     verb = "重发" if run.force_resend else "新增"
     name = audiences.name(audience)
     severity_note = _severity_counts_zh(rows)
     resend_note = ["（应操作人员要求重新发送本期预警。）"] if run.force_resend else []
-    xlsx_name = f"vbp_alerts_{_safe_name(audience)}_{run.dag_id}_{run.period.label}.xlsx"
+    xlsx_name = f"vbp_alerts_{safe_name_part(audience)}_{run.dag_id}_{safe_name_part(run.period.label)}.xlsx"
 
     if audience == DATA_TEAM:
         subject = f"{DQ_SUBJECT_TAG}{dag_zh} · {when} · {len(rows)}条数据质量问题"
         header = ["严重程度", "期间", "数据文件", "指标值（问题行数）", "说明"]
-        body = [[SEVERITY_ZH.get(r["severity"], r["severity"]), r["period"], r.get("source_file") or "",
-                 _number(r.get("metric_value")), r["message"]] for r in rows]
+        body = [[label(SEVERITY_ZH, r["severity"]), r["period"], r.get("source_file") or "",
+                 _figure(r.get("metric_value")), r["message"]] for r in rows]
         html = mail_templates.page(subject, [
             "数据组：",
             f"{dag_zh}（{when}）的数据校验发现 {len(rows)} 项数据质量问题（{severity_note}）。"
@@ -374,8 +425,8 @@ def _compose(audience: str, rows: list[dict], run, audiences: Audiences, files: 
         html = mail_templates.page(subject, paragraphs,
                                    [("预警明细", _alert_table(rows, audiences, with_branch=False))])
         sheets = {"预警明细": (XLSX_ALERT_HEADER, _xlsx_alert_rows(rows, audiences))}
-    return Outgoing(audience, audiences.recipients(audience), subject, html,
-                    [row["alert_id"] for row in rows], xlsx_name, sheets, files)
+    return Outgoing(audience, recipients, subject, html, [row["alert_id"] for row in rows], xlsx_name,
+                    sheets, files)
 
 
 def _extra_files(attachments: dict | None, key: str | None) -> list[Path]:
@@ -389,93 +440,156 @@ def _extra_files(attachments: dict | None, key: str | None) -> list[Path]:
     return files
 
 
-def plan(engine, run, attachments: dict | None = None) -> tuple[list[Outgoing], Audiences, dict]:
-    """The emails ``notify_run`` would send now, without sending them."""
-    with engine.connect() as conn:
-        audiences = Audiences(branch_directory(conn), city_branch_code(conn), config.data_team_emails())
-        pending = _pending_alerts(conn, run)
-        delivered = _deliveries(conn, [row["alert_id"] for row in pending])
-    by_audience: dict[str, list[dict]] = defaultdict(list)
+def _files_key(audience: str, audiences: Audiences) -> str:
+    """The key of ``attachments`` for an audience: a branch code, the city's code, or data_team."""
+    if audience == DATA_TEAM:
+        return DATA_TEAM
+    return audiences.city_code if audience == CITY else audience.split(":", 1)[1]
+
+
+Pair = tuple[int, str, str]  # (alert_id, audience, address): one alert for one address
+
+
+def _wanted(rows: list[dict], ledger: Ledger, audiences: Audiences, force: bool) -> tuple[set[Pair], Counter]:
+    """Every (alert, audience, address) still to send, and the alerts per audience without an address."""
+    wanted: set[Pair] = set()
     unaddressed: Counter = Counter()
-    required = {}
-    for alert in pending:
-        required[alert["alert_id"]] = audiences.required(alert)
-        for audience in audiences.of(alert):
-            if not audiences.recipients(audience):
+    for row in rows:
+        delivered = ledger.delivered.get(row["alert_id"], {})
+        for audience in audiences.of(row):
+            recipients = audiences.recipients(audience)
+            if not recipients:
                 unaddressed[audience] += 1
-            elif run.force_resend or audience not in delivered.get(alert["alert_id"], set()):
-                by_audience[audience].append(alert)
-    for audience, count in unaddressed.items():
-        log.warning("%s has no email address (branches.emails / VBP_DATA_TEAM_EMAILS): "
-                    "%d alerts cannot be mailed to it", audience, count)
+            elif force or audience not in delivered:
+                wanted.update((row["alert_id"], audience, address) for address in recipients
+                              if force or address_key(audience, address) not in delivered)
+    return wanted, unaddressed
+
+
+def _compose_all(pairs: set[Pair], rows: dict[int, dict], run, audiences: Audiences,
+                 attachments: dict | None) -> list[Outgoing]:
+    """One email per audience and set of alerts: the addresses that miss the same alerts share it."""
+    by_audience: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+    for alert_id, audience, address in pairs:
+        by_audience[audience][address].add(alert_id)
     outgoing = []
     for audience in sorted(by_audience, key=_audience_order):
-        key = DATA_TEAM if audience == DATA_TEAM else (
-            audiences.city_code if audience == CITY else audience.split(":", 1)[1])
-        outgoing.append(_compose(audience, by_audience[audience], run, audiences,
-                                 _extra_files(attachments, key)))
-    return outgoing, audiences, required
+        groups: dict[frozenset[int], list[str]] = {}
+        for address in audiences.recipients(audience):
+            if address in by_audience[audience]:
+                groups.setdefault(frozenset(by_audience[audience][address]), []).append(address)
+        files = _extra_files(attachments, _files_key(audience, audiences))
+        for alert_ids, recipients in groups.items():
+            outgoing.append(_compose(audience, recipients, [rows[i] for i in alert_ids], run, audiences, files))
+    return outgoing
+
+
+def message_id(run, mail: Outgoing, domain: str) -> str:
+    """A stable Message-ID: the same email sent again (dropped connection, retry) has the same one.
+
+    From the DAG, the period, the audience and the alerts carried; a ``force_resend`` adds the run
+    (an operator's resend is a new email).
+    """
+    basis = [run.dag_id, run.period.label, mail.audience, ",".join(map(str, sorted(mail.alert_ids)))]
+    if run.force_resend:
+        basis.append(f"resend {run.run_id}")
+    digest = hashlib.sha256("\n".join(basis).encode("utf-8")).hexdigest()[:24]
+    readable = ".".join(re.sub(r"[^A-Za-z0-9_-]+", "-", part).strip("-")[:40]
+                        for part in (run.dag_id, run.period.label, mail.audience))
+    domain = re.sub(r"[^A-Za-z0-9.-]+", "", domain) or "localhost"
+    return f"<vbp.{readable}.{digest}@{domain}>"
 
 
 # ---------------------------------------------------------------- bookkeeping
 
-def _insert_statement(conn: Connection):
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(alert_deliveries)
-    return stmt.on_conflict_do_update(
-        index_elements=[alert_deliveries.c.alert_id, alert_deliveries.c.audience],
-        set_={"sent_at": stmt.excluded.sent_at, "message_id": stmt.excluded.message_id},
-    )
+def _claim(conn: Connection, pairs: set[Pair], token: str, now: dt.datetime) -> tuple[set[Pair], set[Pair]]:
+    """Claim ``pairs`` for this attempt: returns (owned, held by another attempt).
+
+    INSERT … ON CONFLICT DO NOTHING (``core.db.upsert``) of one row per pair: of two attempts at
+    once only one inserts it. Claims older than CLAIM_TTL (their attempt died) are taken over.
+    """
+    alert_ids = sorted({alert_id for alert_id, _, _ in pairs})
+    for chunk in _chunks(alert_ids):
+        conn.execute(delete(alert_deliveries).where(
+            alert_deliveries.c.alert_id.in_(chunk), alert_deliveries.c.message_id.like(f"{CLAIM_PREFIX}%"),
+            alert_deliveries.c.sent_at < now - CLAIM_TTL))
+    # a fixed order: two attempts claiming at once wait for each other instead of deadlocking
+    upsert(conn, alert_deliveries, [
+        {"alert_id": alert_id, "audience": address_key(audience, address), "sent_at": now, "message_id": token}
+        for alert_id, audience, address in sorted(pairs)], update_columns=[])
+    ledger = _ledger(conn, alert_ids)
+    owned, held = set(), set()
+    for pair in pairs:
+        holder = ledger.claims.get((pair[0], address_key(pair[1], pair[2])))
+        if holder == token:
+            owned.add(pair)
+        elif holder is not None:
+            held.add(pair)
+    return owned, held
 
 
-def _record_delivery(conn: Connection, alert_ids: list[int], audience: str, sent_at, message_id) -> None:
-    rows = [{"alert_id": alert_id, "audience": audience, "sent_at": sent_at, "message_id": message_id}
-            for alert_id in alert_ids]
-    stmt = _insert_statement(conn)
-    for start in range(0, len(rows), 1000):
-        conn.execute(stmt, rows[start:start + 1000])
+def _release(engine, token: str) -> int:
+    """Delete this attempt's claims that were not turned into deliveries: the retry sends them."""
+    with engine.begin() as conn:
+        return conn.execute(delete(alert_deliveries).where(alert_deliveries.c.message_id == token)).rowcount or 0
 
 
-def _mark_notified(conn: Connection, required: dict[int, set[str]], alert_ids, now) -> int:
-    """Set notified_at on the alerts every audience of which has been delivered."""
-    alert_ids = list(alert_ids)
-    delivered = _deliveries(conn, alert_ids)
-    done = [i for i in alert_ids if required.get(i) and required[i] <= delivered.get(i, set())]
+def _settle(conn: Connection, audiences: Audiences, rows: list[dict], now: dt.datetime,
+            sent: tuple[str, str] | None = None) -> int:
+    """Record the audiences every address of which has an alert, and set ``notified_at``.
+
+    One row ``(alert_id, audience)`` replaces the address rows of a complete audience. ``sent``
+    (audience, Message-ID): the email just accepted, whose audience rows are refreshed even if
+    present (a ``force_resend``). Returns the number of alerts newly marked notified.
+    """
+    ledger = _ledger(conn, [row["alert_id"] for row in rows])
+    complete: list[dict] = []
+    done_ids = []
+    for row in rows:
+        delivered = ledger.delivered.get(row["alert_id"], {})
+        for audience in audiences.of(row):
+            recipients = audiences.recipients(audience)
+            just_sent = sent is not None and sent[0] == audience
+            if not recipients or (audience in delivered and not just_sent):
+                continue
+            keys = [address_key(audience, address) for address in recipients]
+            if all(key in delivered for key in keys):
+                message = sent[1] if just_sent and sent else delivered[keys[-1]]
+                complete.append({"alert_id": row["alert_id"], "audience": audience, "sent_at": now,
+                                 "message_id": message})
+                delivered[audience] = message
+        if audiences.required(row) <= delivered.keys():
+            done_ids.append(row["alert_id"])
+    upsert(conn, alert_deliveries, complete)
+    for audience in {item["audience"] for item in complete}:
+        ids = [item["alert_id"] for item in complete if item["audience"] == audience]
+        for chunk in _chunks(ids):
+            conn.execute(delete(alert_deliveries).where(
+                alert_deliveries.c.alert_id.in_(chunk),
+                alert_deliveries.c.audience.startswith(f"{audience}{ADDRESS_SEPARATOR}", autoescape=True)))
     marked = 0
-    for start in range(0, len(done), _CHUNK):
-        result = conn.execute(
-            update(alerts)
-            .where(alerts.c.alert_id.in_(done[start:start + _CHUNK]), alerts.c.notified_at.is_(None))
-            .values(notified_at=now)
-        )
+    for chunk in _chunks(done_ids):
+        result = conn.execute(update(alerts).where(alerts.c.alert_id.in_(chunk), alerts.c.notified_at.is_(None))
+                              .values(notified_at=now))
         marked += result.rowcount or 0
     return marked
 
 
+def _record(engine, mail: Outgoing, accepted: list[str], rows: dict[int, dict], audiences: Audiences,
+            message: str) -> None:
+    """The server accepted ``mail`` for ``accepted``: their claims become deliveries."""
+    sent_at = dt.datetime.now(dt.UTC)
+    with engine.begin() as conn:
+        upsert(conn, alert_deliveries, [
+            {"alert_id": alert_id, "audience": address_key(mail.audience, address), "sent_at": sent_at,
+             "message_id": message} for alert_id in mail.alert_ids for address in accepted])
+        _settle(conn, audiences, [rows[i] for i in mail.alert_ids], sent_at, (mail.audience, message))
+
+
 # ---------------------------------------------------------------- sending
 
-def _send(hook, outgoing: Outgoing, folder: Path) -> str:
-    """Send one email through the hook's open connection; returns its Message-ID once accepted."""
-    from vbp_monitor.outputs.spreadsheets import write_xlsx
-
-    files = []
-    if outgoing.sheets:
-        files.append(str(write_xlsx(folder / outgoing.xlsx_name, outgoing.sheets)))
-    files.extend(str(path) for path in outgoing.files)
-    sender = hook.from_email or DEFAULT_FROM
-    message_id = make_msgid(idstring="vbp", domain=sender.rsplit("@", 1)[-1] or "localhost")
-    hook.send_email_smtp(
-        to=outgoing.recipients,
-        subject=outgoing.subject,
-        html_content=outgoing.html,
-        from_email=sender,
-        files=files,
-        custom_headers={"Message-ID": message_id, "X-VBP-Audience": outgoing.audience},
-    )
-    return message_id
+class SmtpUnreachable(NotificationError):
+    """No connection to the SMTP server could be made (or kept): the remaining emails wait."""
 
 
 def _smtp_hook():
@@ -484,59 +598,210 @@ def _smtp_hook():
     return SmtpHook(smtp_conn_id=config.smtp_conn_id())
 
 
-def notify_run(engine, run, attachments: dict[str, list[Path]] | None = None) -> dict:
-    """Email the new, un-notified alerts of ``run.dag_id`` (see module docs).
+class SmtpSession:
+    """The attempt's connection to ``smtp_default``; after a drop it reconnects and sends again."""
 
-    ``attachments``: extra files per audience: a branch_code (that branch's email) or the
+    def __init__(self, max_connections: int | None = None):
+        self.max_connections = max_connections or MAX_CONNECTIONS
+        self.connections = 0
+        self._hook: Any = None
+        self.sender = DEFAULT_FROM
+
+    def _client(self) -> smtplib.SMTP:
+        if self._hook is None:
+            if self.connections >= self.max_connections:
+                raise SmtpUnreachable(f"the connection dropped {self.connections} times")
+            self.connections += 1
+            hook = _smtp_hook()
+            try:
+                hook.get_conn()
+            except Exception as exc:
+                raise SmtpUnreachable(f"SMTP connection {config.smtp_conn_id()} unreachable: {exc}") from exc
+            self._hook = hook
+            self.sender = hook.from_email or DEFAULT_FROM
+        # the hook's own client: its send_email_smtp drops the refused-recipient report of sendmail
+        return cast("smtplib.SMTP", self._hook._smtp_client)
+
+    def open(self) -> str:
+        """Connect (if not yet); returns the sender address."""
+        self._client()
+        return self.sender
+
+    def close(self) -> None:
+        hook, self._hook = self._hook, None
+        if hook is not None:
+            try:
+                hook.__exit__(None, None, None)
+            except Exception:  # an already broken connection
+                log.debug("closing the SMTP connection failed", exc_info=True)
+
+    def send(self, message: EmailMessage, recipients: list[str]) -> dict[str, tuple[int, bytes | str]]:
+        """Send ``message``; returns the refused recipients {address: (code, reply)}.
+
+        Raises smtplib.SMTPRecipientsRefused / SMTPResponseException when the server refuses it
+        for everyone, SmtpUnreachable when no connection can be made.
+        """
+        while True:
+            client = self._client()
+            try:
+                return dict(client.send_message(message, from_addr=self.sender, to_addrs=recipients))
+            except (smtplib.SMTPRecipientsRefused, smtplib.SMTPResponseException):
+                raise
+            except OSError as exc:  # the connection broke: the server may or may not have stored it
+                self.close()
+                log.warning("SMTP connection dropped while sending %s to %s (%s): reconnecting to send it "
+                            "again with the same Message-ID %s (a client drops a copy it already has)",
+                            message["X-VBP-Audience"], ", ".join(recipients), exc, message["Message-ID"])
+
+
+def _message(mail: Outgoing, sender: str, message: str, folder: Path) -> EmailMessage:
+    from vbp_monitor.outputs.spreadsheets import write_xlsx
+
+    email = EmailMessage()
+    email["Subject"] = mail.subject
+    email["From"] = sender
+    email["To"] = ", ".join(mail.recipients)
+    email["Date"] = formatdate(localtime=True)
+    email["Message-ID"] = message
+    email["X-VBP-Audience"] = mail.audience
+    email.set_content(mail.html, subtype="html", cte="base64")
+    paths = [write_xlsx(folder / mail.xlsx_name, mail.sheets), *mail.files]
+    for path in paths:
+        kind, _ = mimetypes.guess_type(path.name)
+        maintype, subtype = (kind or "application/octet-stream").split("/", 1)
+        email.add_attachment(Path(path).read_bytes(), maintype=maintype, subtype=subtype, filename=path.name)
+    return email
+
+
+@dataclass
+class Attempt:
+    """What one call of ``notify_run`` did."""
+
+    sent: list[Outgoing] = field(default_factory=list)
+    refused: list[tuple[Outgoing, str, str]] = field(default_factory=list)  # (mail, address, reason)
+    unreachable: SmtpUnreachable | None = None
+    held: set[Pair] = field(default_factory=set)
+    failed: set[Pair] = field(default_factory=set)  # not retried within this attempt
+
+    def summary(self) -> dict:
+        carried = {alert_id for mail in self.sent for alert_id in mail.alert_ids}
+        audiences = list(dict.fromkeys(mail.audience for mail in self.sent))
+        return {"emails": len(self.sent), "alerts": len(carried), "audiences": audiences}
+
+
+def _deliver(engine, session: SmtpSession, attempt: Attempt, mail: Outgoing, run, rows: dict[int, dict],
+             audiences: Audiences, folder: Path) -> None:
+    pairs = {(alert_id, mail.audience, address) for alert_id in mail.alert_ids for address in mail.recipients}
+    if attempt.unreachable is not None:
+        attempt.failed |= pairs
+        return
+    try:
+        sender = session.open()
+        message = message_id(run, mail, sender.rsplit("@", 1)[-1])
+        refused = session.send(_message(mail, sender, message, folder), mail.recipients)
+    except SmtpUnreachable as exc:
+        attempt.unreachable = exc
+        attempt.failed |= pairs
+        return
+    except smtplib.SMTPRecipientsRefused as exc:
+        refused = dict(exc.recipients)
+    except smtplib.SMTPResponseException as exc:
+        refused = dict.fromkeys(mail.recipients, (exc.smtp_code, exc.smtp_error))
+    refused_lower = {address.lower(): reply for address, reply in refused.items()}
+    accepted = [address for address in mail.recipients if address.lower() not in refused_lower]
+    for address in mail.recipients:
+        if address.lower() in refused_lower:
+            code, reply = refused_lower[address.lower()]
+            text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+            attempt.refused.append((mail, address, f"{code} {text}"))
+            attempt.failed |= {(alert_id, mail.audience, address) for alert_id in mail.alert_ids}
+            log.error("%s (%s) refused the email %r: %s %s; its %d alerts stay un-notified for this address "
+                      "and the retry sends them to it alone", address, mail.audience, mail.subject, code, text,
+                      len(mail.alert_ids))
+    if accepted:
+        _record(engine, mail, accepted, rows, audiences, message)
+        attempt.sent.append(mail)
+        log.info("sent %s to %s: %d alerts (%s), attachments: %s, Message-ID %s", mail.audience,
+                 ", ".join(accepted), len(mail.alert_ids), mail.subject, ", ".join(mail.attachment_names()),
+                 message)
+
+
+def notify_run(engine, run, attachments: dict[str, list[Path]] | None = None) -> dict:
+    """Email the un-notified alerts of ``run``'s DAG and period (see module docs).
+
+    ``attachments``: the period's files per audience: a branch_code (that branch's email) or the
     city row's branch_code (the city's email), ``"data_team"`` for the data team's email.
     Returns ``{"emails": n, "alerts": m, "audiences": [...]}``. Raises NotificationError when
-    the SMTP server is down or refuses an email (after trying the others).
+    the SMTP server is down or refused an address (after sending everything else).
     """
-    outgoing, _audiences, required = plan(engine, run, attachments)
-    now = dt.datetime.now(dt.timezone.utc)
-    with engine.begin() as conn:
-        # an earlier attempt may have delivered everything and stopped before this step
-        _mark_notified(conn, required, required.keys(), now)
-    if not outgoing:
-        log.info("%s %s: no new alerts to notify", run.dag_id, run.period.label)
-        return {"emails": 0, "alerts": 0, "audiences": []}
-
-    sent: list[Outgoing] = []
-    failures: list[tuple[Outgoing, BaseException]] = []
-    connected = False
+    where = f"{run.dag_id} {run.period.label}"
+    with engine.connect() as conn:
+        audiences = Audiences(branch_directory(conn), city_branch_code(conn), config.data_team_emails())
+        waiting = _other_periods_waiting(conn, run)
+    if waiting:
+        log.warning("%s: alerts of other periods are still un-notified (%s); this run mails only its own "
+                    "period. Clear the notify task of those periods' runs (or trigger them again) to send them",
+                    where, ", ".join(f"{period}: {count}" for period, count in waiting.items()))
+    token = f"{CLAIM_PREFIX}{uuid.uuid4().hex}"
+    attempt = Attempt()
+    session = SmtpSession()
+    deadline = time.monotonic() + CLAIM_WAIT_SECONDS
+    first = True
     try:
-        with _smtp_hook() as hook, tempfile.TemporaryDirectory(prefix="vbp-mail-") as folder:
-            connected = True
-            for mail in outgoing:
-                try:
-                    message_id = _send(hook, mail, Path(folder))
-                except Exception as exc:  # refused, or the connection broke: the others may still go
-                    log.error("email to %s (%s, %d alerts) was not accepted: %s",
-                              mail.audience, ", ".join(mail.recipients), len(mail.alert_ids), exc)
-                    failures.append((mail, exc))
-                    continue
-                sent_at = dt.datetime.now(dt.timezone.utc)
+        with tempfile.TemporaryDirectory(prefix="vbp-mail-") as folder:
+            while True:
+                now = dt.datetime.now(dt.UTC)
                 with engine.begin() as conn:
-                    _record_delivery(conn, mail.alert_ids, mail.audience, sent_at, message_id)
-                    _mark_notified(conn, required, mail.alert_ids, sent_at)
-                sent.append(mail)
-                log.info("sent %s to %s: %d alerts, %s, Message-ID %s", mail.audience,
-                         ", ".join(mail.recipients), len(mail.alert_ids), mail.subject, message_id)
-    except Exception as exc:
-        if connected:
-            raise
-        pending = len({i for mail in outgoing for i in mail.alert_ids})
-        log.error("SMTP connection %s unreachable: %s; %d alerts stay un-notified and are sent by the "
-                  "next attempt", config.smtp_conn_id(), exc, pending)
-        raise NotificationError(f"SMTP server unreachable ({exc}); {len(outgoing)} emails not sent") from exc
-    if failures:
-        names = ", ".join(mail.audience for mail, _ in failures)
+                    pending = _pending_alerts(conn, run)
+                    if not run.force_resend:  # an earlier attempt may have stopped before settling
+                        _settle(conn, audiences, pending, now)
+                    wanted, unaddressed = _wanted(pending, _ledger(conn, [r["alert_id"] for r in pending]),
+                                                  audiences, run.force_resend)
+                    wanted -= attempt.failed
+                    if run.force_resend:
+                        owned, attempt.held = wanted, set()
+                    else:
+                        owned, attempt.held = _claim(conn, wanted, token, now)
+                if first:
+                    for audience, count in unaddressed.items():
+                        log.warning("%s has no email address (branches.emails / VBP_DATA_TEAM_EMAILS): "
+                                    "%d alerts cannot be mailed to it", audience, count)
+                    first = False
+                rows = {row["alert_id"]: row for row in pending}
+                for mail in _compose_all(owned, rows, run, audiences, attachments):
+                    _deliver(engine, session, attempt, mail, run, rows, audiences, Path(folder))
+                if not attempt.held or attempt.unreachable is not None or time.monotonic() > deadline:
+                    break
+                # another attempt (a parallel run of the period) is sending these: wait for it to
+                # confirm them, or to release them after a failure and send them then
+                time.sleep(CLAIM_POLL_SECONDS)
+    finally:
+        session.close()
+        _release(engine, token)
+    return _outcome(run, attempt)
+
+
+def _outcome(run, attempt: Attempt) -> dict:
+    where = f"{run.dag_id} {run.period.label}"
+    result = attempt.summary()
+    log.info("%s: %d emails sent (%s), %d alerts", where, result["emails"],
+             ", ".join(result["audiences"]) or "none", result["alerts"])
+    if attempt.unreachable is not None:
+        pending = len({alert_id for alert_id, _, _ in attempt.failed})
+        log.error("%s: %s; %d alerts stay un-notified and the next attempt sends them", where,
+                  attempt.unreachable, pending)
+        raise NotificationError(f"SMTP server unreachable ({attempt.unreachable}); "
+                                f"{pending} alerts not sent") from attempt.unreachable
+    if attempt.refused:
+        names = "; ".join(f"{mail.audience} {address}: {reason}" for mail, address, reason in attempt.refused)
         raise NotificationError(
-            f"{len(failures)} of {len(outgoing)} emails were not accepted ({names}): {failures[0][1]}; "
-            "their alerts stay un-notified and the next attempt sends them"
-        ) from failures[0][1]
-    carried = {alert_id for mail in sent for alert_id in mail.alert_ids}
-    return {"emails": len(sent), "alerts": len(carried), "audiences": [mail.audience for mail in sent]}
+            f"{len(attempt.refused)} addresses refused the email ({names}); their alerts stay un-notified "
+            "for them and the next attempt sends them to these addresses only")
+    if attempt.held:
+        raise NotificationError(
+            f"{len({alert_id for alert_id, _, _ in attempt.held})} alerts are still being sent by another "
+            f"attempt after {CLAIM_WAIT_SECONDS:.0f}s; the next attempt checks them again")
+    return result
 
 
 # ---------------------------------------------------------------- task failures
@@ -561,7 +826,7 @@ def _failure_mail(context) -> tuple[str, str]:
         log_url = getattr(ti, "log_url", None)
     except Exception:
         log_url = None
-    dag_zh = DAG_NAMES_ZH.get(dag_id, dag_id)
+    dag_zh = dag_title(dag_id)
     subject = f"{FAILURE_SUBJECT_TAG}任务失败 Task failed: {dag_id}.{task_id} · {logical or run_id}"
     rows = [
         ["DAG", f"{dag_id}（{dag_zh}）"],

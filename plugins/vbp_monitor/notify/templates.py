@@ -4,6 +4,7 @@ Everything that comes from data is escaped here; callers pass plain display text
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from html import escape
 
 SEVERITY_COLOURS = {"critical": "#b71c1c", "high": "#e65100", "warning": "#b8860b", "info": "#546e7a"}
@@ -25,7 +26,7 @@ _FOOTER = (
 )
 
 
-def table(header: list[str], rows: list[list], numeric_columns: set[int] = frozenset(),
+def table(header: list[str], rows: list[list], numeric_columns: Collection[int] = frozenset(),
           severities: list[str] | None = None) -> str:
     """An HTML table; ``severities`` (one per row) colours the first cell of each row."""
     head = "".join(f"<th>{escape(name)}</th>" for name in header)

@@ -1,9 +1,9 @@
 """What a task needs to know about its run, taken from the Airflow context once."""
 from __future__ import annotations
 
-import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from vbp_monitor.alerts.store import AlertStore, Scope
 from vbp_monitor.core.periods import JudgedPeriod
@@ -23,7 +23,7 @@ class RunContext:
         return AlertStore(self.dag_id, self.run_id, self.period.label)
 
     @classmethod
-    def from_airflow(cls, context: dict, period_of: Callable[[Any], JudgedPeriod]) -> "RunContext":
+    def from_airflow(cls, context: dict, period_of: Callable[[Any], JudgedPeriod]) -> RunContext:
         dag_run = context["dag_run"]
         # Manual runs in Airflow 3 may have no logical date: fall back to run_after.
         logical = context.get("logical_date") or getattr(dag_run, "logical_date", None) or dag_run.run_after
@@ -38,10 +38,5 @@ class RunContext:
         )
 
     @classmethod
-    def for_test(cls, dag_id: str, period: JudgedPeriod, run_id: str = "test", **kwargs) -> "RunContext":
+    def for_test(cls, dag_id: str, period: JudgedPeriod, run_id: str = "test", **kwargs) -> RunContext:
         return cls(dag_id=dag_id, run_id=run_id, period=period, **kwargs)
-
-
-def as_of_end(day: dt.date) -> dt.datetime:
-    """The first instant after ``day``: timestamps strictly before it are "by the end of day"."""
-    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time())

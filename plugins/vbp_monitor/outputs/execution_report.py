@@ -16,13 +16,19 @@ each branch from the table (the other batches' rows stay from the last full run)
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vbp_monitor.core import config
-from vbp_monitor.core import sqlfiles
-from vbp_monitor.rules.monitoring import DAG_ID, EPS, OWNERSHIP_ZH, dec
-from vbp_monitor.rules.purchase_facts import as_date
-from vbp_monitor.orchestration.run_context import RunContext
+from vbp_monitor.core import config, sqlfiles
+from vbp_monitor.core.formatting import as_date, decimal_of, stored
+from vbp_monitor.core.labels import OWNERSHIP_ZH, label
+from vbp_monitor.model.reference import branch_directory
+from vbp_monitor.outputs.spreadsheets import Sheets, branch_file_path, write_branch_files
 
+if TYPE_CHECKING:  # pragma: no cover
+    from vbp_monitor.orchestration.run_context import RunContext
+
+# The report's folder is named after its DAG (outputs import no rules module).
+DAG_ID = "vbp_monthly_monitoring"
 REPORT_PREFIX = "执行报表"
 
 SUMMARY_HEADER = [
@@ -51,24 +57,23 @@ NOTES = [
 ]
 
 
+def report_folder(period_label: str) -> Path:
+    return config.output_dir() / DAG_ID / period_label
+
+
 def report_path(period_label: str, branch_code: str) -> Path:
-    return (config.output_dir() / DAG_ID / period_label
-            / f"{REPORT_PREFIX}_{branch_code}_{period_label}.xlsx")
-
-
-def _ratio(value):
-    value = dec(value)
-    return None if value is None else float(round(value, 6))
+    return branch_file_path(report_folder(period_label), REPORT_PREFIX, branch_code, period_label)
 
 
 def _summary_row(row: dict, branch_name: str) -> list:
     return [
         branch_name, row["institution_code"], row["institution_name"],
-        OWNERSHIP_ZH.get(row["ownership"], row["ownership"]), row["batch_code"], row["batch_name"],
+        label(OWNERSHIP_ZH, row["ownership"]), row["batch_code"], row["batch_name"],
         as_date(row["period_start"]), as_date(row["period_end"]), as_date(row["as_of_date"]),
-        _ratio(row["time_progress"]), int(row["agreements"]), int(row["zero_purchase"]),
+        stored(row["time_progress"]), int(row["agreements"]), int(row["zero_purchase"]),
         int(row["below_progress"]), int(row["on_track"]), int(row["over_agreed"]),
-        int(row["non_selected_products"]), dec(row["selected_amount"]), dec(row["non_selected_amount"]),
+        int(row["non_selected_products"]), decimal_of(row["selected_amount"]),
+        decimal_of(row["non_selected_amount"]),
     ]
 
 
@@ -76,51 +81,46 @@ def _file_row(row: dict, branch_name: str) -> list:
     return [
         branch_name, row["institution_code"], row["institution_name"], row["batch_code"],
         row["batch_name"], row["generic_name"], row["agreement_id"], as_date(row["period_start"]),
-        as_date(row["period_end"]), as_date(row["as_of_date"]), dec(row["agreed_quantity"]),
-        _ratio(row["agreed_ratio"]), dec(row["selected_quantity"]), dec(row["selected_amount"]),
-        dec(row["same_generic_quantity"]), dec(row["same_generic_amount"]),
-        _ratio(row["selected_quantity_share"]), _ratio(row["selected_amount_share"]),
-        dec(row["non_selected_quantity"]), dec(row["non_selected_amount"]),
-        dec(row["cumulative_selected_quantity"]), _ratio(row["completion_rate"]),
-        _ratio(row["time_progress"]),
+        as_date(row["period_end"]), as_date(row["as_of_date"]), decimal_of(row["agreed_quantity"]),
+        stored(row["agreed_ratio"]), decimal_of(row["selected_quantity"]), decimal_of(row["selected_amount"]),
+        decimal_of(row["same_generic_quantity"]), decimal_of(row["same_generic_amount"]),
+        stored(row["selected_quantity_share"]), stored(row["selected_amount_share"]),
+        decimal_of(row["non_selected_quantity"]), decimal_of(row["non_selected_amount"]),
+        decimal_of(row["cumulative_selected_quantity"]), stored(row["completion_rate"]),
+        stored(row["time_progress"]),
     ]
 
 
-def report_rows(conn, run: RunContext) -> tuple[list[dict], list[dict]]:
+def report_rows(conn, run: RunContext, eps: float) -> tuple[list[dict], list[dict]]:
     """(summary rows, institution-file rows) of the period within the branch scope."""
     summary = sqlfiles.query(conn, "monitoring_execution_report", period=run.period.label,
-                             month_start=run.period.first_day, eps=EPS,
+                             month_start=run.period.first_day, eps=eps,
                              branch_code=run.scope.branch_code)
     file_rows = sqlfiles.query(conn, "monitoring_institution_file_rows", period=run.period.label,
                                branch_code=run.scope.branch_code)
     return summary, file_rows
 
 
-def write_branch_reports(engine, run: RunContext) -> dict[str, list[Path]]:
-    """Write each branch's execution report; returns {branch_code: [path]}."""
-    from vbp_monitor.model.reference import branch_directory
-    from vbp_monitor.outputs.spreadsheets import write_xlsx, remove_stale_branch_files
+def write_branch_reports(engine, run: RunContext, eps: float) -> dict[str, list[Path]]:
+    """Write each branch's execution report; returns {branch_code: [path]}.
 
+    ``eps``: the rules' relative tolerance, so "below time progress" here is the rules' own.
+    """
     with engine.connect() as conn:
-        summary, file_rows = report_rows(conn, run)
+        summary, file_rows = report_rows(conn, run, eps)
         branches = branch_directory(conn)
     by_branch: dict[str, tuple[list, list]] = {}
     for row in summary:
         by_branch.setdefault(row["branch_code"], ([], []))[0].append(row)
     for row in file_rows:
         by_branch.setdefault(row["branch_code"], ([], []))[1].append(row)
-    written: dict[str, list[Path]] = {}
-    for branch_code, (summary_rows, detail_rows) in sorted(by_branch.items()):
+    workbooks: dict[str, Sheets] = {}
+    for branch_code, (summary_rows, detail_rows) in by_branch.items():
         name = branches.get(branch_code, {}).get("name", branch_code)
-        path = report_path(run.period.label, branch_code)
-        write_xlsx(path, {
+        workbooks[branch_code] = {
             "带量执行情况": (SUMMARY_HEADER, [_summary_row(row, name) for row in summary_rows]),
             "一院一档": (FILE_HEADER, [_file_row(row, name) for row in detail_rows]),
             "口径说明": (NOTES_HEADER, NOTES),
-        })
-        written[branch_code] = [path]
-    remove_stale_branch_files(config.output_dir() / DAG_ID / run.period.label, REPORT_PREFIX, run.period.label,
-                              set(written), run.scope.branch_code)
-    return written
-
-
+        }
+    return write_branch_files(report_folder(run.period.label), REPORT_PREFIX, run.period.label,
+                              workbooks, scope_branch=run.scope.branch_code)

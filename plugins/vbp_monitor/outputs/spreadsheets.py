@@ -1,4 +1,19 @@
-"""Spreadsheets for people (XLSX), safe against formula injection.
+"""Spreadsheets for people (XLSX): typed, printable, safe against formula injection.
+
+The one place that builds every workbook the pipeline writes (issue 8, domain.md › Figures
+shown to people):
+
+* **typed columns** — a header entry is a plain title (the kind of each cell is guessed from
+  its value) or a ``Column(title, kind)``; figures are written as numbers with the number
+  format of their kind (core/formatting.py's XLSX_* formats), rounded by the one rounding
+  rule to what the format shows, so a cell never carries a binary float's tail
+  (667.449999999999) and the printed figure is the cell's value;
+* an optional **title block** above the header (issuing office, title and period, generation
+  time in Asia/Shanghai, the policy profile's Chinese title);
+* a bold, wrapped, frozen header row with a filter; column widths fitted (CJK counted
+  double), long text wrapped at a capped width;
+* a **page set-up that prints**: A4 landscape, one page wide, the header row repeated on
+  every page, 「第 N 页 / 共 M 页」 in the footer.
 
 Institution names, messages and file names come from platform exports: a text such as
 ``=HYPERLINK("http://…")`` must reach Excel/WPS as text, never as a formula. openpyxl is
@@ -6,14 +21,36 @@ imported inside the functions (DAG files import this module at parse time).
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import datetime as dt
 import math
 import re
 import unicodedata
-from decimal import Decimal
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from vbp_monitor.core.config import LOCAL_TZ as _LOCAL_TZ
+from vbp_monitor.core.formatting import (
+    CENT,
+    QUANTITY_PLACES,
+    STORED_PLACES,
+    XLSX_DATE,
+    XLSX_DATETIME,
+    XLSX_DECIMAL,
+    XLSX_MONEY,
+    XLSX_PERCENT,
+    XLSX_QUANTITY,
+    Breach,
+    as_date,
+    as_datetime,
+    datetime_local,
+    decimal_of,
+    now_local,
+    period_zh,
+    rounded,
+)
 
 # A spreadsheet evaluates a cell whose text starts with one of these (tab and CR too: some
 # importers strip them and then see the formula behind).
@@ -23,8 +60,107 @@ _ILLEGAL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _SHEET_TITLE_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
 MAX_COLUMN_WIDTH = 60
 MIN_COLUMN_WIDTH = 8
+# Text wider than this wraps (20 CJK characters a line); long_text columns always may.
+TEXT_WRAP_WIDTH = 40
+# A header wraps onto at most this many lines before it widens its column.
+HEADER_LINES = 3
+# Points per line at the body's font size: CJK fonts need ~1.45 em (Noto CJK, where
+# LibreOffice renders 宋体), more than a spreadsheet's default row of 15 pt allows.
+LINE_HEIGHT = 14.5
+BODY_FONT = "宋体"  # SimSun: present wherever Excel or WPS reads Chinese
+TITLE_FONT = "黑体"
+FONT_SIZE = 10
 
-Sheets = dict[str, tuple[list[str], list[list]]]
+# The last sheet of a workbook, for identifiers only the data team uses (issue 8: no internal
+# identifiers in what a reader sees, "keep technical columns in a separate, last sheet").
+TECHNICAL_SHEET = "技术信息（供数据组）"
+
+Sheets = dict[str, tuple[list, list[list]]]
+
+# kind → (places the value is rounded to = what its format shows, number format)
+_NUMBER_KINDS = {
+    "money": (CENT, XLSX_MONEY),
+    "percent": (Decimal("0.0001"), XLSX_PERCENT),   # 0.00% shows a ratio's 4th place
+    "quantity": (QUANTITY_PLACES, XLSX_QUANTITY),   # whole → #,##0, else up to 4 places
+    "decimal": (QUANTITY_PLACES, XLSX_QUANTITY),
+    "integer": (Decimal(1), "0"),
+}
+COLUMN_KINDS = (*_NUMBER_KINDS, "date", "datetime", "text", "long_text")
+
+
+class Column(str):
+    """A typed header entry: ``Column("未付金额（元）", "money", breach="above")``.
+
+    It *is* its title (a str), so code and tests that read headers as text keep working.
+    ``kind``: money / percent / quantity / decimal / integer / date / datetime / text /
+    long_text. ``breach``: "below" for a measured figure that fell below a minimum, "above"
+    for one above a maximum (formatting's one rounding rule; the cell holds the figure as
+    shown). ``width``: a fixed column width (characters), else fitted.
+    """
+
+    kind: str
+    breach: Breach
+    width: float | None
+
+    def __new__(cls, title: str, kind: str = "text", breach: Breach = None,
+                width: float | None = None):
+        if kind not in COLUMN_KINDS:
+            raise ValueError(f"column {title!r}: kind {kind!r} is not one of {COLUMN_KINDS}")
+        if breach not in (None, "below", "above"):
+            raise ValueError(f"column {title!r}: breach {breach!r} is not 'below', 'above' or None")
+        column = super().__new__(cls, title)
+        column.kind, column.breach, column.width = kind, breach, width
+        return column
+
+    @property
+    def title(self) -> str:  # type: ignore[override]  # str.title() is shadowed on purpose
+        return str(self)
+
+    def __reduce__(self):  # pickles (XCom, multiprocessing) keep the kind
+        return (Column, (str(self), self.kind, self.breach, self.width))
+
+
+@dataclasses.dataclass(frozen=True)
+class BookTitle:
+    """The title block above every sheet's header (rows 1–3).
+
+    ``period``: a label ('2025-03' → 2025年3月) or text as it should read. ``profile``: the
+    policy profile's Chinese title, or the profile itself (profiles.load_profile()).
+    ``generated_at``: default the time of writing; shown in Asia/Shanghai.
+    """
+
+    office: str = ""
+    title: str = ""
+    period: str = ""
+    generated_at: dt.datetime | None = None
+    profile: str | Mapping | None = None
+
+    def for_office(self, office: str) -> BookTitle:
+        return dataclasses.replace(self, office=office)
+
+    def document(self, sheet_title: str | None = None) -> str:
+        """「带量执行报表·一院一档（2025年3月）」: the title line of one sheet."""
+        text = self.title or ""
+        if sheet_title and sheet_title != self.title:
+            text = f"{text}·{sheet_title}" if text else sheet_title
+        return f"{text}（{period_zh(self.period)}）" if self.period else text
+
+    def lines(self, sheet_title: str | None = None) -> list[str]:
+        """[office, title and period, generated at · policy profile]."""
+        from vbp_monitor.core.profiles import profile_title
+
+        generated = self.generated_at or now_local()
+        details = [f"生成时间：{datetime_local(_local(generated))}"]
+        if self.profile:
+            shown = profile_title(dict(self.profile)) if isinstance(self.profile, Mapping) else self.profile
+            details.append(f"政策口径：{shown}")
+        return [self.office or "", self.document(sheet_title), "　".join(details)]
+
+
+def _local(moment: dt.datetime) -> dt.datetime:
+    if moment.tzinfo is not None:
+        return moment.astimezone(_LOCAL_TZ).replace(tzinfo=None)
+    return moment
 
 
 def safe_cell(value):
@@ -39,7 +175,7 @@ def safe_cell(value):
         if isinstance(value, float) and not math.isfinite(value):
             return str(value)
         if isinstance(value, dt.datetime) and value.tzinfo is not None:
-            return value.astimezone(_LOCAL_TZ).replace(tzinfo=None)
+            return _local(value)
         return value
     if isinstance(value, Decimal):
         return float(value) if value.is_finite() else str(value)
@@ -50,7 +186,106 @@ def safe_cell(value):
     return text
 
 
+# ------------------------------------------------------------------ typed cells
+def _exact_number(value) -> Decimal | None:
+    """An exact figure, or None when the value is not one (text, NaN, bool)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float, Decimal)):
+        number = decimal_of(value)
+    elif isinstance(value, str):
+        try:
+            number = Decimal(value.replace(",", "").strip())
+        except InvalidOperation:
+            return None
+    else:
+        return None
+    return number if number.is_finite() else None
+
+
+def _as_number(number: Decimal) -> int | float:
+    """What openpyxl writes: an int when whole, else the float whose repr is the decimal."""
+    if number == number.to_integral_value():
+        return int(number)
+    return float(str(number))
+
+
+def _number_cell(number: Decimal, kind: str, breach: Breach) -> tuple[int | float, str]:
+    places, number_format = _NUMBER_KINDS[kind]
+    shown = rounded(number, places, breach)
+    if kind in ("quantity", "decimal") and shown != shown.to_integral_value():
+        number_format = XLSX_DECIMAL
+    return _as_number(shown), number_format
+
+
+def typed_cell(value, column: str | None = None) -> tuple[object, str | None]:
+    """``(cell value, number format)`` of ``value`` in ``column`` (a Column, or a plain title).
+
+    A plain title guesses from the value: an exact number (Decimal, float) is rounded to 6
+    places and shown with up to 4 (#,##0.####, whole numbers #,##0), an int stays as it is,
+    a date or datetime becomes a date cell, anything else text. A value the column's kind
+    cannot read (a "—", a note) is written as text.
+    """
+    kind = getattr(column, "kind", None)
+    breach = getattr(column, "breach", None)
+    if value is None:
+        return None, None
+    if kind in _NUMBER_KINDS:
+        number = _exact_number(value)
+        if number is not None:
+            return _number_cell(number, kind, breach)
+    elif kind == "date" and not isinstance(value, (bool, int, float, Decimal)):
+        try:
+            return as_date(_local(value) if isinstance(value, dt.datetime) else value), XLSX_DATE
+        except ValueError:
+            pass
+    elif kind == "datetime" and not isinstance(value, (bool, int, float, Decimal)):
+        try:
+            moment = value if isinstance(value, dt.datetime) else as_datetime(
+                value.isoformat() if isinstance(value, dt.date) else value)
+            return _local(moment), XLSX_DATETIME
+        except ValueError:
+            pass
+    elif kind is None:
+        if isinstance(value, (float, Decimal)) and not isinstance(value, bool):
+            number = _exact_number(value)
+            if number is not None:
+                shown = rounded(number, STORED_PLACES)
+                return _as_number(shown), XLSX_QUANTITY if shown == shown.to_integral_value() else XLSX_DECIMAL
+        elif isinstance(value, dt.datetime):
+            return _local(value), XLSX_DATETIME
+        elif isinstance(value, dt.date):
+            return value, XLSX_DATE
+        elif isinstance(value, (bool, int, dt.time)):
+            return value, None
+    if isinstance(value, (float, Decimal)) and _exact_number(value) is not None:
+        value = decimal_of(value)  # a figure written as text: its shortest form, no float tail
+    elif isinstance(value, dt.datetime):
+        value = datetime_local(value)
+    return safe_cell(value if isinstance(value, str) else str(value)), None
+
+
+def _shown_text(value, number_format: str | None) -> str:
+    """The text a reader sees in the cell (for column widths)."""
+    if value is None:
+        return ""
+    if number_format == XLSX_MONEY:
+        return f"{value:,.2f}"
+    if number_format == XLSX_PERCENT:
+        return f"{value * 100:.2f}%"
+    if number_format in (XLSX_QUANTITY, XLSX_DECIMAL) and isinstance(value, (int, float)):
+        return f"{value:,}"
+    if number_format == XLSX_DATETIME:
+        return "2025-01-01 00:00:00"
+    if number_format == XLSX_DATE:
+        return "2025-01-01"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
 def _display_width(value) -> int:
+    """Width of the longest line, CJK characters counted double."""
     if value is None:
         return 0
     if isinstance(value, float):
@@ -59,9 +294,16 @@ def _display_width(value) -> int:
         text = "2025-01-01 00:00:00"
     else:
         text = str(value)
-    longest = max((line for line in text.splitlines() or [""]), key=len)
-    # CJK characters take two columns
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in longest)
+    return max((_text_width(line) for line in text.splitlines()), default=0)
+
+
+def _text_width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _lines_needed(text: str, width: float) -> int:
+    usable = max(1.0, width - 1.5)
+    return sum(max(1, math.ceil(_text_width(line) / usable)) for line in str(text).splitlines() or [""])
 
 
 def _sheet_title(title: str, taken: set[str]) -> str:
@@ -75,61 +317,192 @@ def _sheet_title(title: str, taken: set[str]) -> str:
     return candidate
 
 
-def _workbook(sheets: Sheets):
-    from openpyxl import Workbook
-    from openpyxl.styles import Alignment, Font
+# ------------------------------------------------------------------ one sheet
+class _Styles:
+    """The workbook's few styles (one object each: openpyxl shares them)."""
+
+    def __init__(self):
+        from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+
+        thin = Side(style="thin", color="808080")
+        self.border = Border(left=thin, right=thin, top=thin, bottom=thin)
+        self.body = Font(name=BODY_FONT, size=FONT_SIZE)
+        self.header = Font(name=BODY_FONT, size=FONT_SIZE, bold=True)
+        self.office = Font(name=BODY_FONT, size=12)
+        self.title = Font(name=TITLE_FONT, size=16, bold=True)
+        self.details = Font(name=BODY_FONT, size=9, color="404040")
+        self.header_fill = PatternFill("solid", fgColor="E7E6E6")
+        self.header_alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
+        self.plain = Alignment(vertical="center")
+        self.wrapped = Alignment(vertical="center", wrap_text=True)
+        self.title_alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
+        self.left_alignment = Alignment(horizontal="left", vertical="center", wrap_text=True)
+        self._body_styles: dict[tuple, object] = {}
+
+    def apply_body(self, cell, number_format: str | None, wrapped: bool) -> None:
+        """A data cell's style; a copy of one made before (openpyxl hashes every style it is
+        given, which costs more than the rest of writing a large sheet)."""
+        key = (number_format, wrapped)
+        made = self._body_styles.get(key)
+        if made is not None:
+            cell._style = copy.copy(made)
+            return
+        cell.font, cell.border = self.body, self.border
+        cell.alignment = self.wrapped if wrapped else self.plain
+        if number_format:
+            cell.number_format = number_format
+        self._body_styles[key] = copy.copy(cell._style)
+
+
+def _wrapped_line_widths(text: str, width: float) -> list[int]:
+    """Widths of the lines ``text`` wraps onto in a column ``width`` wide (greedy, by character)."""
+    lines = [0]
+    for character in text:
+        step = _text_width(character)
+        if lines[-1] and lines[-1] + step > width:
+            lines.append(0)
+        lines[-1] += step
+    return lines
+
+
+def _header_fitted(header: str, width: int) -> int:
+    """The least width ≥ ``width`` on which ``header`` wraps onto ≤ HEADER_LINES lines and
+    never leaves one character alone on its last line (「医疗机构代/码」)."""
+    for candidate in range(width, width + 7):
+        # what a column holds differs a little by program: ~1.05 × width in Excel/WPS,
+        # ~1.1 × width in LibreOffice (units of CJK = 2); the header must read well in both
+        wrapped = [_wrapped_line_widths(header, candidate * factor + offset)
+                   for factor, offset in ((1.05, 0.15), (1.1, 0))]
+        if all(len(lines) == 1 or (len(lines) <= HEADER_LINES and lines[-1] > 2) for lines in wrapped):
+            return candidate
+    per_line = math.ceil(_text_width(header) / HEADER_LINES)
+    return max(width, per_line + per_line % 2 + 3)
+
+
+def _column_widths(columns: list, cells: list[list[tuple]]) -> tuple[list[float], list[bool]]:
+    """(width, wraps) per column: content fitted, header wrapped onto ≤ HEADER_LINES lines."""
+    widths, wraps = [], []
+    for index, column in enumerate(columns):
+        content = max((_display_width(_shown_text(*row[index])) for row in cells if index < len(row)
+                       and row[index][0] is not None), default=0)
+        kind = getattr(column, "kind", None)
+        wrap = kind == "long_text" or content > TEXT_WRAP_WIDTH
+        fixed = getattr(column, "width", None)
+        if fixed:
+            width = fixed
+        else:
+            width = _header_fitted(str(column or ""), max(MIN_COLUMN_WIDTH, min(content, TEXT_WRAP_WIDTH)) + 2)
+        widths.append(min(MAX_COLUMN_WIDTH, width))
+        wraps.append(wrap)
+    return widths, wraps
+
+
+def _fill_sheet(sheet, header: list, rows: list[list], title: BookTitle | None, styles: _Styles) -> None:
     from openpyxl.utils import get_column_letter
+    from openpyxl.worksheet.page import PageMargins
+
+    width_of_rows = max([len(header), *(len(row) for row in rows)], default=0)
+    columns = list(header) + [None] * (width_of_rows - len(header))
+    cells = [[typed_cell(value, columns[index]) for index, value in enumerate(row)] for row in rows]
+    widths, wraps = _column_widths(columns, cells)
+    last_letter = get_column_letter(max(1, len(columns)))
+
+    header_row = 1
+    if title is not None:
+        header_row = 4
+        fonts = (styles.office, styles.title, styles.details)
+        aligns = (styles.left_alignment, styles.title_alignment, styles.left_alignment)
+        table_width = sum(widths) or MIN_COLUMN_WIDTH
+        for row_number, (text, font, align) in enumerate(zip(title.lines(sheet.title), fonts, aligns), 1):
+            cell = sheet.cell(row=row_number, column=1, value=safe_cell(text))
+            cell.font, cell.alignment, cell.data_type = font, align, "s"
+            if len(columns) > 1:
+                sheet.merge_cells(f"A{row_number}:{last_letter}{row_number}")
+            lines = _lines_needed(text, table_width * FONT_SIZE / font.sz) if text else 1
+            sheet.row_dimensions[row_number].height = lines * font.sz * 1.45 + 4
+
+    header_lines = 1
+    for index, column in enumerate(header, start=1):
+        cell = sheet.cell(row=header_row, column=index, value=safe_cell(str(column)))
+        cell.font, cell.alignment, cell.border, cell.fill = (
+            styles.header, styles.header_alignment, styles.border, styles.header_fill)
+        cell.data_type = "s"
+        header_lines = max(header_lines, _lines_needed(str(column), widths[index - 1]))
+    sheet.row_dimensions[header_row].height = header_lines * LINE_HEIGHT + 5
+
+    for offset, row in enumerate(cells, start=1):
+        row_number = header_row + offset
+        lines = 1
+        for index, (value, number_format) in enumerate(row, start=1):
+            cell = sheet.cell(row=row_number, column=index, value=value)
+            if isinstance(value, str):  # a neutralised text stays text ("=…" is no formula)
+                cell.data_type = "s"
+            wrapped = wraps[index - 1] and isinstance(value, str)
+            styles.apply_body(cell, number_format, wrapped)
+            if wrapped:
+                lines = max(lines, _lines_needed(str(value), widths[index - 1]))
+        sheet.row_dimensions[row_number].height = lines * LINE_HEIGHT + 3
+
+    for index, width in enumerate(widths, start=1):
+        sheet.column_dimensions[get_column_letter(index)].width = width
+    sheet.freeze_panes = f"A{header_row + 1}"
+    if header:
+        sheet.auto_filter.ref = f"A{header_row}:{get_column_letter(len(header))}{max(header_row, sheet.max_row)}"
+
+    # Printing: A4 landscape, one page wide (as many tall as needed), header row on every page.
+    sheet.page_setup.paperSize = sheet.PAPERSIZE_A4
+    sheet.page_setup.orientation = sheet.ORIENTATION_LANDSCAPE
+    sheet.page_setup.fitToWidth = 1
+    sheet.page_setup.fitToHeight = 0
+    sheet.sheet_properties.pageSetUpPr.fitToPage = True
+    sheet.print_options.horizontalCentered = True
+    sheet.page_margins = PageMargins(left=0.4, right=0.4, top=0.55, bottom=0.6, header=0.3, footer=0.3)
+    sheet.print_title_rows = f"{header_row}:{header_row}"
+    sheet.print_area = f"A1:{last_letter}{max(header_row, sheet.max_row)}"
+    sheet.oddFooter.center.text = "第 &P 页 / 共 &N 页"
+    sheet.oddFooter.center.size = 9
+    if title is not None:
+        # A loose page still says what it belongs to ("&" is a code in header/footer text).
+        belongs_to = "　".join(filter(None, (title.office, title.document(sheet.title))))
+        sheet.oddFooter.left.text = belongs_to.replace("&", "&&")
+        sheet.oddFooter.left.size = 9
+
+
+def _ordered(sheets: Sheets) -> list[tuple[str, tuple]]:
+    """The technical sheet, if any, goes last."""
+    items = list(sheets.items())
+    return [item for item in items if item[0] != TECHNICAL_SHEET] + [
+        item for item in items if item[0] == TECHNICAL_SHEET]
+
+
+def _workbook(sheets: Sheets, title: BookTitle | None = None):
+    from openpyxl import Workbook
 
     workbook = Workbook()
     default = workbook.active
     taken: set[str] = set()
-    bold = Font(bold=True)
-    for title, (header, rows) in sheets.items():
-        sheet = workbook.create_sheet(_sheet_title(title, taken))
-        widths = [0] * len(header)
-        sheet.append([safe_cell(name) for name in header])
-        for cell in sheet[1]:
-            cell.font = bold
-            cell.alignment = Alignment(vertical="center")
-        for index, name in enumerate(header):
-            widths[index] = _display_width(name)
-        for row in rows:
-            values = [safe_cell(value) for value in row]
-            sheet.append(values)
-            for index, value in enumerate(values):
-                if index >= len(widths):
-                    widths.append(0)
-                widths[index] = max(widths[index], _display_width(value))
-        # A neutralised text must stay text: openpyxl guesses a formula from a leading "=".
-        for row in sheet.iter_rows(min_row=1):
-            for cell in row:
-                if isinstance(cell.value, str) and cell.data_type != "s":
-                    cell.data_type = "s"
-                elif isinstance(cell.value, dt.datetime):
-                    cell.number_format = "yyyy-mm-dd hh:mm:ss"
-                elif isinstance(cell.value, dt.date):
-                    cell.number_format = "yyyy-mm-dd"
-        sheet.freeze_panes = "A2"
-        for index, width in enumerate(widths, start=1):
-            sheet.column_dimensions[get_column_letter(index)].width = (
-                min(MAX_COLUMN_WIDTH, max(MIN_COLUMN_WIDTH, width + 2))
-            )
-        if header:
-            sheet.auto_filter.ref = f"A1:{get_column_letter(len(header))}{max(1, sheet.max_row)}"
+    styles = _Styles()
+    if title is not None and title.generated_at is None:
+        title = dataclasses.replace(title, generated_at=now_local())  # one time for every sheet
+    for sheet_title, (header, rows) in _ordered(sheets):
+        sheet = workbook.create_sheet(_sheet_title(sheet_title, taken))
+        _fill_sheet(sheet, list(header), list(rows), title, styles)
     if len(workbook.sheetnames) > 1:
         workbook.remove(default)
     return workbook
 
 
-def write_xlsx(path: Path, sheets: Sheets) -> Path:
-    """Write sheets ``{title: (header, rows)}`` to ``path``; every cell goes through safe_cell.
+def write_xlsx(path: Path, sheets: Sheets, title: BookTitle | None = None) -> Path:
+    """Write sheets ``{title: (header, rows)}`` to ``path``; every text goes through safe_cell.
 
-    Bold, frozen header row with a filter; column widths fit the content (CJK counted
-    double, at most 60 characters).
+    A header entry is a plain title or a ``Column`` (typed: number formats, dates, wrapped
+    long text). ``title``: the title block above each sheet's header (rows 1–3). Every
+    sheet has a bold, frozen header with a filter, fitted widths and a page set-up that
+    prints one page wide on A4 landscape.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _workbook(sheets).save(path)
+    _workbook(sheets, title).save(path)
     return path
 
 
@@ -169,17 +542,21 @@ def branch_file_path(folder: Path, prefix: str, audience: str, period_label: str
 
 
 def write_branch_files(folder: Path, prefix: str, period_label: str, workbooks: dict[str, Sheets],
-                       scope_branch: str | None = None) -> dict[str, list[Path]]:
+                       scope_branch: str | None = None,
+                       title: BookTitle | Mapping[str, BookTitle] | None = None) -> dict[str, list[Path]]:
     """The one way to write per-branch (or per-audience) workbooks of a run.
 
     ``workbooks`` maps an audience (branch code, or the city's) to its sheets. Each is
     written to ``branch_file_path``; the run's earlier files that this run no longer writes
-    are removed (within an operator's branch scope, only that branch's). Returns
-    ``{audience: [path]}``, ready to attach.
+    are removed (within an operator's branch scope, only that branch's). ``title``: one
+    title block for every file, or ``{audience: BookTitle}`` (each branch its own office).
+    Returns ``{audience: [path]}``, ready to attach.
     """
     written: dict[str, list[Path]] = {}
     for audience, sheets in sorted(workbooks.items()):
-        written[audience] = [write_xlsx(branch_file_path(folder, prefix, audience, period_label), sheets)]
+        book_title = title.get(audience) if isinstance(title, Mapping) else title
+        written[audience] = [write_xlsx(branch_file_path(folder, prefix, audience, period_label), sheets,
+                                        title=book_title)]
     remove_stale_branch_files(Path(folder), prefix, period_label,
                               kept={safe_name_part(a) for a in written}, scope_branch=scope_branch)
     return written

@@ -72,7 +72,7 @@ def suite_name(table: str) -> str:
 
 
 # ---------------------------------------------------------------- typed views of text
-def numbers(series: "pd.Series", kind: str = contract.MONEY) -> "pd.Series":
+def numbers(series: pd.Series, kind: str = contract.MONEY) -> pd.Series:
     """Float view of a text column; NaN where the text is not a number of that kind."""
     import pandas as pd
 
@@ -82,19 +82,19 @@ def numbers(series: "pd.Series", kind: str = contract.MONEY) -> "pd.Series":
     return pd.to_numeric(text.where(valid), errors="coerce")
 
 
-def dates(series: "pd.Series") -> "pd.Series":
+def dates(series: pd.Series) -> pd.Series:
     import pandas as pd
 
     return pd.to_datetime(series, format=DATE_FORMAT, errors="coerce")
 
 
-def timestamps(series: "pd.Series") -> "pd.Series":
+def timestamps(series: pd.Series) -> pd.Series:
     import pandas as pd
 
     return pd.to_datetime(series, format=TIMESTAMP_FORMAT, errors="coerce")
 
 
-def booleans(series: "pd.Series") -> "pd.Series":
+def booleans(series: pd.Series) -> pd.Series:
     def parse(value):
         if value is None or value != value:  # None or NaN
             return None
@@ -109,7 +109,7 @@ def booleans(series: "pd.Series") -> "pd.Series":
 
 
 # ---------------------------------------------------------------- helper columns
-def add_helper_columns(conn, table: str, frame: "pd.DataFrame") -> "pd.DataFrame":
+def add_helper_columns(conn, table: str, frame: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``frame`` with the helper columns the table's suite expects."""
     spec = contract.FILES[table]
     out = frame.copy()
@@ -141,14 +141,14 @@ def add_helper_columns(conn, table: str, frame: "pd.DataFrame") -> "pd.DataFrame
     return out
 
 
-def _joined(frame: "pd.DataFrame", columns: list[str]) -> "pd.Series":
+def _joined(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     joined = frame[columns[0]].astype(object)
     for column in columns[1:]:
         joined = joined + KEY_SEPARATOR + frame[column].astype(object)
     return joined.where(frame[columns].notna().all(axis=1), None)
 
 
-def _period_conflicts(conn, frame: "pd.DataFrame"):
+def _period_conflicts(conn, frame: pd.DataFrame):
     """Per row: 1 when its agreement year is the odd one out among the agreements of its
     institution and batch, else 0.
 
@@ -223,7 +223,7 @@ def reference_values(conn, marker: dict) -> set[str]:
     }
 
 
-def resolve_references(conn, suite_json: dict, frame: "pd.DataFrame") -> dict:
+def resolve_references(conn, suite_json: dict, frame: pd.DataFrame) -> dict:
     """A copy of the suite with every ``$ref`` value set resolved for this frame.
 
     Equivalent for this frame and much cheaper for GX (whose cost grows with the size of a
@@ -367,7 +367,7 @@ def _plain(value):
     return value
 
 
-def run_suite(table: str, suite_json: dict, frame: "pd.DataFrame") -> SuiteOutcome:
+def run_suite(table: str, suite_json: dict, frame: pd.DataFrame) -> SuiteOutcome:
     """Validate ``frame`` (with ``row_number`` and helper columns) with a resolved suite."""
     quiet_gx()  # before the import: GX logs while it imports
     import great_expectations as gx
@@ -417,7 +417,8 @@ def run_suite(table: str, suite_json: dict, frame: "pd.DataFrame") -> SuiteOutco
                                     observed=_plain(details.get("observed_value")),
                                     position=(config_.meta or {}).get("position", 0)))
             continue
-        numbers_, examples = [], []
+        numbers_: list = []
+        examples: list = []
         for unexpected in details["unexpected_index_list"]:
             number = int(unexpected[ROW_NUMBER])
             row_key = KEY_SEPARATOR.join("" if _plain(unexpected.get(k)) is None else str(_plain(unexpected.get(k)))
@@ -437,7 +438,7 @@ def run_suite(table: str, suite_json: dict, frame: "pd.DataFrame") -> SuiteOutco
     return SuiteOutcome(table, suite_json["name"], len(frame), failures, row_reasons, row_keys)
 
 
-def validate_frame(conn, table: str, frame: "pd.DataFrame") -> SuiteOutcome:
+def validate_frame(conn, table: str, frame: pd.DataFrame) -> SuiteOutcome:
     """Helper columns, runtime references, GX run: the whole validation of one frame."""
     suite_json = load_suite_json(table)
     prepared = add_helper_columns(conn, table, frame)
@@ -462,7 +463,7 @@ def data_quality_alert(conn, source_file: str, message: str, metric: int) -> dic
 
 
 def clause() -> str:
-    from vbp_monitor.core.catalog import RULES
+    from vbp_monitor.core.profiles import cite, load_profile
 
-    return RULES["DATA_QUALITY"].clause
+    return cite(load_profile(), "DATA_QUALITY")
 

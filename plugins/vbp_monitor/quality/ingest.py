@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 EXTENSIONS = (".csv", ".xlsx")
-UPSERT_CHUNK_ROWS = 2000
+QUARANTINE_CHUNK_ROWS = 2000
 FACTS_SOURCES = {"orders", "products", "batches", "agreements"}
 
 
@@ -112,7 +112,7 @@ def _xlsx_rows(path: Path, spec: contract.FileSpec) -> list[list[str]]:
         workbook.close()
 
 
-def read_contract_file(path: Path, spec: contract.FileSpec) -> tuple["pd.DataFrame", list[str]]:
+def read_contract_file(path: Path, spec: contract.FileSpec) -> tuple[pd.DataFrame, list[str]]:
     """The file as text: a frame of its header's columns (values as delivered, '' when
     empty), plus ``extra_field_count`` per row; blank lines are skipped. Also returns the
     header as delivered."""
@@ -142,7 +142,7 @@ def read_contract_file(path: Path, spec: contract.FileSpec) -> tuple["pd.DataFra
     return frame, header
 
 
-def contract_text(frame: "pd.DataFrame", spec: contract.FileSpec) -> "pd.DataFrame":
+def contract_text(frame: pd.DataFrame, spec: contract.FileSpec) -> pd.DataFrame:
     """Contract columns stripped, '' as missing, numbered 1.. (the data row number)."""
     out = frame[list(spec.columns)].apply(lambda column: column.str.strip())
     out = out.mask(out == "")
@@ -152,7 +152,7 @@ def contract_text(frame: "pd.DataFrame", spec: contract.FileSpec) -> "pd.DataFra
 
 
 # ---------------------------------------------------------------- typing
-def _typed_column(kind: str, series: "pd.Series") -> list:
+def _typed_column(kind: str, series: pd.Series) -> list:
     """Python values for the warehouse; ``None`` for missing or unparseable text."""
     import pandas as pd
 
@@ -173,7 +173,7 @@ def _typed_column(kind: str, series: "pd.Series") -> list:
         return Decimal(text)
 
     cache: dict[str, object] = {}  # dates, prices and flags repeat a lot
-    out = []
+    out: list = []
     for v in values:
         if v is None or v != v:
             out.append(None)
@@ -187,7 +187,7 @@ def _typed_column(kind: str, series: "pd.Series") -> list:
     return out
 
 
-def typed_records(table: str, frame: "pd.DataFrame") -> tuple[list[dict], dict[int, list[str]]]:
+def typed_records(table: str, frame: pd.DataFrame) -> tuple[list[dict], dict[int, list[str]]]:
     """Typed and derived rows of the good rows, and reasons for rows that still fail to
     parse (a safety net behind the suite's type expectations)."""
     spec = contract.FILES[table]
@@ -201,38 +201,20 @@ def typed_records(table: str, frame: "pd.DataFrame") -> tuple[list[dict], dict[i
                 unparsed.setdefault(numbers[i], []).append(f"{name} 无法按 {spec.columns[name]} 解析")
     records = []
     names = list(columns)
-    for i, values in enumerate(zip(*columns.values())):
+    for i, row_values in enumerate(zip(*columns.values())):
         if numbers[i] in unparsed:
             continue
-        records.append(contract.derive(table, dict(zip(names, values))))
+        records.append(contract.derive(table, dict(zip(names, row_values))))
     return records, unparsed
 
 
 # ---------------------------------------------------------------- writing
 def upsert(conn, table_name: str, rows: list[dict]) -> int:
-    """INSERT … ON CONFLICT (primary key) DO UPDATE, in chunks (PostgreSQL and SQLite)."""
+    """Good rows of a contract table, by primary key (``core.db.upsert``)."""
+    from vbp_monitor.core import db
     from vbp_monitor.model.schema import metadata
 
-    if not rows:
-        return 0
-    table = metadata.tables[table_name]
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    key = [column.name for column in table.primary_key.columns]
-    statement = insert(table)
-    statement = statement.on_conflict_do_update(
-        index_elements=key,
-        set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in key},
-    )
-    if conn.dialect.name == "postgresql":
-        # RETURNING makes SQLAlchemy send multi-row VALUES pages ("insertmanyvalues");
-        # without it psycopg2's executemany is one round trip per row.
-        statement = statement.returning(*table.primary_key.columns)
-    for start in range(0, len(rows), UPSERT_CHUNK_ROWS):
-        conn.execute(statement, rows[start:start + UPSERT_CHUNK_ROWS]).close()
-    return len(rows)
+    return db.upsert(conn, metadata.tables[table_name], rows)
 
 
 def replace_quarantine(conn, table: str, source_file: str, rows: list[dict]) -> None:
@@ -244,15 +226,15 @@ def replace_quarantine(conn, table: str, source_file: str, rows: list[dict]) -> 
 
     conn.execute(delete(quarantine).where(quarantine.c.source_file.in_([f"{table}{ext}" for ext in EXTENSIONS]
                                                                         + [source_file])))
-    for start in range(0, len(rows), UPSERT_CHUNK_ROWS):
-        conn.execute(insert(quarantine), rows[start:start + UPSERT_CHUNK_ROWS])
+    for start in range(0, len(rows), QUARANTINE_CHUNK_ROWS):
+        conn.execute(insert(quarantine), rows[start:start + QUARANTINE_CHUNK_ROWS])
 
 
 def after_load(conn, table: str) -> None:
     """Refresh what depends on a table that just changed."""
     from sqlalchemy import delete
 
-    from vbp_monitor.core.prc_calendar import ensure_cycle_month_calendar, rebuild_work_calendar
+    from vbp_monitor.model.calendar_tables import ensure_cycle_month_calendar, rebuild_work_calendar
     from vbp_monitor.model.schema import purchase_facts, purchase_facts_months
 
     if table == "holidays":
@@ -309,7 +291,7 @@ def ingest_file(engine, run, table: str, path: Path) -> dict:
     for number, texts in unparsed.items():
         reasons.setdefault(number, []).extend(texts)
 
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     quarantined = []
     if reasons:
         bad = raw.iloc[[number - 1 for number in sorted(reasons)]]
@@ -349,13 +331,21 @@ def ingest_file(engine, run, table: str, path: Path) -> dict:
 
 
 # ---------------------------------------------------------------- the landing folder
+def migrate(engine, run) -> dict:
+    """The DAG's first step: bring the warehouse to the latest schema migration."""
+    from vbp_monitor.core.db import upgrade_schema
+
+    upgrade_schema(engine.url.render_as_string(hide_password=False))
+    return {"schema": "head"}
+
+
 def ingest_landing(engine, run, landing_dir: Path | str | None = None) -> dict:
     """Ingest every contract file present in the landing folder, in load order.
 
     Returns ``{"landing_dir", "files": {file_name: {table, read, loaded, quarantined,
     rejected, …}}, "absent": [tables], "seconds"}`` (JSON-able, for XCom).
     """
-    from vbp_monitor.core.prc_calendar import ensure_work_calendar
+    from vbp_monitor.model.calendar_tables import ensure_work_calendar
 
     started = time.perf_counter()
     landing = Path(landing_dir or config.landing_dir())

@@ -54,12 +54,12 @@ def _text(kind: str, value):
     return str(value)
 
 
-def warehouse_frame(table: str, rows) -> "pd.DataFrame":
+def warehouse_frame(table: str, rows) -> pd.DataFrame:
     """Warehouse rows as the landing file would carry them, numbered 1.."""
     import pandas as pd
 
     spec = contract.FILES[table]
-    columns = {name: [] for name in spec.columns}
+    columns: dict[str, list] = {name: [] for name in spec.columns}
     for row in rows:
         for name, kind in spec.columns.items():
             columns[name].append(_text(kind, row[name]))
@@ -121,7 +121,7 @@ def _alert(engine, run, table: str, message: str | None, metric: int) -> None:
         run.store.replace(conn, ["DATA_QUALITY"], candidates, source_file=table)
 
 
-def validate_table(engine, run, table: str, where: "Where | str | None" = None) -> dict:
+def validate_table(engine, run, table: str, where: Where | str | None = None) -> dict:
     """Validate one warehouse table (see :func:`validate_tables`)."""
     from sqlalchemy import select
 
@@ -177,7 +177,7 @@ def validate_table(engine, run, table: str, where: "Where | str | None" = None) 
     return summary
 
 
-def validate_tables(engine, run, tables: "dict[str, Where | None]") -> dict:
+def validate_tables(engine, run, tables: dict[str, Where | None]) -> dict:
     """Validate warehouse tables a task reads with the suites in include/expectations/.
 
     ``tables``: table name -> an optional :class:`Where` (bound parameters; may use

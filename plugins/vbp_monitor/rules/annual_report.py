@@ -6,19 +6,20 @@ The run with logical date D judges the day J = D − 1 for report year D.year �
 "submitted by J" means ``submitted_at`` < J+1 00:00, and the latest such submission of a
 branch counts.
 
-* ``ANNUAL_REPORT_DUE`` (info): D is a reminder date (profile ``reminder_days``) and the
+* ``ANNUAL_REPORT_DUE``: D is a reminder date (profile ``reminder_days``) and the
   branch has not submitted by J. Metric 0 / threshold 1.
-* ``ANNUAL_REPORT_MISSING`` (critical): J is the deadline and the branch has not submitted
+* ``ANNUAL_REPORT_MISSING``: J is the deadline and the branch has not submitted
   by J. Metric 0 / threshold 1.
-* ``ANNUAL_REPORT_LATE`` (warning): the submission is dated J and J is after the deadline.
+* ``ANNUAL_REPORT_LATE``: the submission is dated J and J is after the deadline.
   Metric = days late (J − deadline), threshold 0.
-* ``ANNUAL_REPORT_INCOMPLETE`` (high): the submission is dated J (or earlier, on the
+* ``ANNUAL_REPORT_INCOMPLETE``: the submission is dated J (or earlier, on the
   season's first run, J = 1 January) and its file lacks one of the template's four section
   headings (profile ``required_headings``). Metric = headings found, threshold = headings
   required; a missing or unreadable file has none and the message says why.
 
 Subject: the branch (period = J, so the report year is implied by the period and named in
-the message). The mailer routes ANNUAL_REPORT_* to the city bureau as well.
+the message). Severities and routing (ANNUAL_REPORT_* go to the city bureau as well) are
+the catalog's; the clauses and dates the profile's.
 
 Beyond the seeds: on the first reminder day each branch that has not submitted receives,
 attached to its email, a DOCX draft pre-filled with its figures of the report year in the
@@ -28,16 +29,29 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vbp_monitor.core import config
-from vbp_monitor.core import sqlfiles
-from vbp_monitor.core.catalog import RULES
-from vbp_monitor.core.periods import JudgedPeriod
-from vbp_monitor.core.profiles import load_profile
+from vbp_monitor.alerts.store import JudgeResult
+from vbp_monitor.core import config, sqlfiles
+from vbp_monitor.core.catalog import DAGS, RULES
+from vbp_monitor.core.formatting import (
+    Breach,
+    as_datetime,
+    date_iso,
+    date_zh,
+    datetime_local,
+    decimal_of,
+    money,
+    percent,
+    quantity,
+    share,
+)
+from vbp_monitor.core.labels import CATEGORY_ZH, ONLINE_CATEGORIES, OWNERSHIP_ZH
+from vbp_monitor.core.periods import JudgedPeriod, as_of_end
+from vbp_monitor.core.profiles import cite, load_profile
 from vbp_monitor.outputs.documents import (
     DraftDocument,
     DraftSection,
@@ -48,7 +62,9 @@ from vbp_monitor.outputs.documents import (
     numbered_heading,
     report_path,
 )
-from vbp_monitor.orchestration.run_context import RunContext, as_of_end
+
+if TYPE_CHECKING:
+    from vbp_monitor.orchestration.run_context import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +72,7 @@ DAG_ID = "vbp_annual_report_collection"
 DUE, MISSING, LATE, INCOMPLETE = (
     "ANNUAL_REPORT_DUE", "ANNUAL_REPORT_MISSING", "ANNUAL_REPORT_LATE", "ANNUAL_REPORT_INCOMPLETE",
 )
-RULE_CODES = (DUE, MISSING, LATE, INCOMPLETE)
-SEVERITY = {DUE: "info", MISSING: "critical", LATE: "warning", INCOMPLETE: "high"}
+RULE_CODES = DAGS[DAG_ID].rule_codes
 EPS = 1e-9
 NO_DATA = "暂无数据"
 OUTPUT_SUBDIR = DAG_ID
@@ -70,12 +85,7 @@ GUIDANCE = (
     "（结合工作实际，归类提出存在问题）",
     "（针对存在问题，提出改进措施）",
 )
-ONLINE_CATEGORY_ZH = {"drug": "药品", "high_value_consumable": "高值医用耗材"}
-OWNERSHIP_ZH = {"public": "公立", "military": "军队", "private": "民营"}
-# Rules that feed the draft's counts, by the DAG that writes them (never DATA_QUALITY nor
-# this DAG's own reminders).
-DRAFT_DAGS = ("vbp_entry_sweep", "vbp_monthly_monitoring", "vbp_prepayment_reconciliation",
-              "vbp_volume_review", "vbp_order_response")
+DRAFT_PREFIX = "年度报告草稿"
 
 
 # ------------------------------------------------------------------ settings and dates
@@ -93,7 +103,7 @@ class AnnualReportSettings:
     draft_top_problems: int
 
     @classmethod
-    def from_profile(cls, profile: dict) -> "AnnualReportSettings":
+    def from_profile(cls, profile: dict) -> AnnualReportSettings:
         section = profile["annual_report"]
         return cls(
             deadline=section["annual_report_deadline"],
@@ -116,7 +126,7 @@ class Season:
     first_run_day: dt.date  # D of the season's first run (J = 1 January)
 
     @classmethod
-    def of(cls, period: JudgedPeriod, settings: AnnualReportSettings) -> "Season":
+    def of(cls, period: JudgedPeriod, settings: AnnualReportSettings) -> Season:
         run_day = period.run_day
         submit_year = run_day.year  # reports of year Y are due in year Y + 1
         return cls(
@@ -149,6 +159,11 @@ class Season:
         return self.run_day == self.first_run_day
 
     @property
+    def due_by(self) -> str:
+        """The deadline as the policy words it: 次年1月15日前 (inclusive)."""
+        return f"次年{self.deadline.month}月{self.deadline.day}日前"
+
+    @property
     def days_late(self) -> int:
         return max(0, (self.judged - self.deadline).days)
 
@@ -166,50 +181,6 @@ class Season:
 
 
 # ------------------------------------------------------------------ small helpers
-def _datetime(value) -> dt.datetime | None:
-    """SQLite returns timestamps as text from a plain SQL query."""
-    if value is None or isinstance(value, dt.datetime):
-        return value
-    return dt.datetime.fromisoformat(str(value))
-
-
-def _date(value) -> dt.date | None:
-    if value is None or isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value)[:10])
-
-
-def _decimal(value) -> Decimal:
-    if value is None:
-        return Decimal(0)
-    if isinstance(value, float):
-        value = Decimal(repr(value))
-    return Decimal(value)
-
-
-def fmt_time(moment: dt.datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else ""
-
-
-def fmt_money(value) -> str:
-    return f"{_decimal(value):,.2f}"
-
-
-def fmt_quantity(value) -> str:
-    return format(_decimal(value).quantize(Decimal("0.0001")).normalize(), ",f")
-
-
-def fmt_percent(part, whole) -> str:
-    whole = _decimal(whole)
-    if not whole:
-        return NO_DATA
-    return f"{(_decimal(part) / whole * 100).quantize(Decimal('0.01'))}%"
-
-
-def _clause(code: str) -> str:
-    return RULES[code].clause
-
-
 def template_sections(headings: tuple[str, ...]) -> str:
     return "；".join(numbered_heading(i, h) for i, h in enumerate(headings))
 
@@ -227,7 +198,7 @@ def branch_status(conn, run: RunContext, season: Season) -> list[dict]:
     rows = sqlfiles.query(conn, "annual_report_status", branch_code=run.scope.branch_code,
                           **season.params())
     for row in rows:
-        row["submitted_at"] = _datetime(row["submitted_at"])
+        row["submitted_at"] = as_datetime(row["submitted_at"])  # SQLite: text
     return rows
 
 
@@ -251,43 +222,44 @@ def _report(season: Season) -> str:
 
 def _candidate(code: str, row: dict, message: str, metric, threshold) -> dict:
     return {
-        "rule_code": code, "severity": SEVERITY[code], "branch_code": row["branch_code"],
+        "rule_code": code, "severity": RULES[code].severity, "branch_code": row["branch_code"],
         "metric_value": Decimal(metric), "threshold_value": Decimal(threshold), "message": message,
     }
 
 
-def due_candidate(row: dict, season: Season, settings: AnnualReportSettings, with_draft: bool) -> dict:
+def due_candidate(row: dict, season: Season, settings: AnnualReportSettings, profile: dict,
+                  with_draft: bool) -> dict:
     draft = (f"本邮件附有根据{season.report_year}年度监测数据预填的报告草稿（Word），请核实、补充后报送。"
              if with_draft else "")
     message = (
-        f"【年度报告·提醒】{_who(row)}截至 {season.judged.isoformat()} 日终尚未报送{_report(season)}。"
-        f"请于 {season.deadline.isoformat()}（含）前按模板（{template_sections(settings.required_headings)}）"
-        f"报送市医疗保障局。{draft}依据：{_clause(DUE)}（市医疗保障局各分局应于次年1月15日前报送年度"
-        f"加强集采监管工作情况报告）。"
+        f"【年度报告·提醒】{_who(row)}截至 {date_iso(season.judged)} 日终尚未报送{_report(season)}。"
+        f"请于 {date_iso(season.deadline)}（含）前按模板（{template_sections(settings.required_headings)}）"
+        f"报送市医疗保障局（市医疗保障局各分局应于{season.due_by}报送年度加强集采监管工作情况报告）。"
+        f"{draft}依据：{cite(profile, DUE)}。"
     )
     return _candidate(DUE, row, message, 0, 1)
 
 
-def missing_candidate(row: dict, season: Season) -> dict:
+def missing_candidate(row: dict, season: Season, profile: dict) -> dict:
     message = (
-        f"【年度报告·逾期未报】{_who(row)}截至报送截止日 {season.deadline.isoformat()} 日终仍未报送"
-        f"{_report(season)}。请分局立即按模板报送并说明逾期原因，市医疗保障局督促落实。"
-        f"依据：{_clause(MISSING)}（应于次年1月15日前报送）。"
+        f"【年度报告·逾期未报】{_who(row)}截至报送截止日 {date_iso(season.deadline)} 日终仍未报送"
+        f"{_report(season)}（应于{season.due_by}报送）。请分局立即按模板报送并说明逾期原因，"
+        f"市医疗保障局督促落实。依据：{cite(profile, MISSING)}。"
     )
     return _candidate(MISSING, row, message, 0, 1)
 
 
-def late_candidate(row: dict, season: Season) -> dict:
+def late_candidate(row: dict, season: Season, profile: dict) -> dict:
     days = season.days_late
     message = (
-        f"【年度报告·逾期报送】{_who(row)}于 {fmt_time(row['submitted_at'])} 报送{_report(season)}"
-        f"（文件 {row['file_name']}），晚于报送截止日 {season.deadline.isoformat()}（含）{days} 天。"
-        f"请分局说明逾期原因，今后按时报送。依据：{_clause(LATE)}（应于次年1月15日前报送）。"
+        f"【年度报告·逾期报送】{_who(row)}于 {datetime_local(row['submitted_at'])} 报送{_report(season)}"
+        f"（文件 {row['file_name']}），晚于报送截止日 {date_iso(season.deadline)}（含）{days} 天"
+        f"（应于{season.due_by}报送）。请分局说明逾期原因，今后按时报送。依据：{cite(profile, LATE)}。"
     )
     return _candidate(LATE, row, message, days, 0)
 
 
-def incomplete_candidate(row: dict, season: Season, check: HeadingCheck) -> dict:
+def incomplete_candidate(row: dict, season: Season, check: HeadingCheck, profile: dict) -> dict:
     required = check.required
     numbered = {h: numbered_heading(i, h) for i, h in enumerate(required)}
     missing = "；".join(numbered[h] for h in check.missing)
@@ -296,9 +268,9 @@ def incomplete_candidate(row: dict, season: Season, check: HeadingCheck) -> dict
     else:
         found = f"缺少模板章节：{missing}（找到 {len(check.found)}/{len(required)} 个）"
     message = (
-        f"【年度报告·章节缺失】{_who(row)}于 {fmt_time(row['submitted_at'])} 报送的{_report(season)}"
+        f"【年度报告·章节缺失】{_who(row)}于 {datetime_local(row['submitted_at'])} 报送的{_report(season)}"
         f"（文件 annual_reports/{_display_name(row['file_name'])}）{found}。"
-        f"请按模板（{template_sections(required)}）补齐后重新报送。依据：{_clause(INCOMPLETE)}。"
+        f"请按模板（{template_sections(required)}）补齐后重新报送。依据：{cite(profile, INCOMPLETE)}。"
     )
     return _candidate(INCOMPLETE, row, message, len(check.found), len(required))
 
@@ -310,22 +282,22 @@ def _display_name(file_name: str) -> str:
 
 
 def candidates_of(rows: list[dict], season: Season, settings: AnnualReportSettings,
-                  checks: dict[str, HeadingCheck]) -> list[dict]:
+                  checks: dict[str, HeadingCheck], profile: dict) -> list[dict]:
     out = []
     for row in rows:
         if row["due"]:
-            out.append(due_candidate(row, season, settings, with_draft=season.is_first_reminder_day))
+            out.append(due_candidate(row, season, settings, profile, with_draft=season.is_first_reminder_day))
         if row["missing"]:
-            out.append(missing_candidate(row, season))
+            out.append(missing_candidate(row, season, profile))
         if row["late"]:
-            out.append(late_candidate(row, season))
+            out.append(late_candidate(row, season, profile))
         check = checks.get(row["branch_code"])
         if check is not None and not check.complete:
-            out.append(incomplete_candidate(row, season, check))
+            out.append(incomplete_candidate(row, season, check, profile))
     return out
 
 
-def judge(engine, run: RunContext, profile: dict | None = None) -> dict:
+def judge(engine, run: RunContext, profile: dict | None = None) -> JudgeResult:
     """Judge day J: write the alerts and, on the first reminder day, the draft reports."""
     profile = profile or load_profile()
     settings = AnnualReportSettings.from_profile(profile)
@@ -334,29 +306,21 @@ def judge(engine, run: RunContext, profile: dict | None = None) -> dict:
         rows = branch_status(conn, run, season)
         checks = {row["branch_code"]: check_submission(row["file_name"], settings.required_headings)
                   for row in rows if row["check_file"]}
-        candidates = candidates_of(rows, season, settings, checks)
+        candidates = candidates_of(rows, season, settings, checks, profile)
         written = run.store.replace(conn, RULE_CODES, candidates, scope=run.scope)
         drafts: dict[str, DraftDocument] = {}
         if season.is_first_reminder_day:
             due_rows = [row for row in rows if row["due"]]
-            figures = draft_figures(conn, [row["branch_code"] for row in due_rows],
-                                    season.report_year, profile)
+            figures = draft_figures(conn, [row["branch_code"] for row in due_rows], season.report_year)
             drafts = {row["branch_code"]: build_draft(row, season, figures[row["branch_code"]], settings, profile)
                       for row in due_rows}
-    attachments = write_drafts(drafts, run, season)
-    result = {
-        "period": run.period.label,
-        "report_year": season.report_year,
-        "branches": len(rows),
-        "submitted": sum(row["submitted"] for row in rows),
-        "files_checked": len(checks),
-        "raised": written.raised,
-        "new": written.new,
-        "resolved": written.resolved,
-        "by_rule": dict(Counter(c["rule_code"] for c in candidates)),
-        "attachments": {branch: [str(path) for path in paths] for branch, paths in attachments.items()},
-    }
-    log.info("%s %s: %s", DAG_ID, run.period.label, result)
+    result = JudgeResult(
+        period=run.period.label, rule_codes=RULE_CODES, written=written,
+        attachments=write_drafts(drafts, run, season),
+        details={"report_year": season.report_year, "branches": len(rows),
+                 "submitted": sum(row["submitted"] for row in rows), "files_checked": len(checks)},
+    )
+    log.info("%s %s: %s", DAG_ID, run.period.label, result.as_xcom())
     return result
 
 
@@ -380,15 +344,16 @@ class BranchFigures:
 
 
 def draft_rule_codes() -> list[str]:
-    return [code for code, rule in RULES.items() if rule.dag_id in DRAFT_DAGS]
+    """The rules whose alerts the draft counts: every rule DAG's but this one's (its own
+    reminders) — never DATA_QUALITY, which belongs to no DAG."""
+    return [code for dag_id, dag in DAGS.items() if dag_id != DAG_ID for code in dag.rule_codes]
 
 
-def draft_figures(conn, branch_codes: list[str], year: int, profile: dict) -> dict[str, BranchFigures]:
+def draft_figures(conn, branch_codes: list[str], year: int) -> dict[str, BranchFigures]:
     """Every figure of the drafts of ``branch_codes``, each query filtered by branch."""
     if not branch_codes:
         return {}
     year_start, year_end = dt.date(year, 1, 1), dt.date(year, 12, 31)
-    categories = list((profile.get("monitoring", {}).get("online_rate_thresholds") or ONLINE_CATEGORY_ZH).keys())
     common = {"branch_codes": branch_codes, "year_start": year_start, "year_end": year_end}
 
     def by_branch(rows):
@@ -401,7 +366,7 @@ def draft_figures(conn, branch_codes: list[str], year: int, profile: dict) -> di
         **common))
     prepayment = by_branch(sqlfiles.query(conn, "annual_draft_prepayment", **common))
     online: dict[str, dict] = {}
-    for row in sqlfiles.query(conn, "annual_draft_online_rates", categories=categories, **common):
+    for row in sqlfiles.query(conn, "annual_draft_online_rates", categories=list(ONLINE_CATEGORIES), **common):
         online.setdefault(row["branch_code"], {})[row["category"]] = row
     counts: dict[str, dict] = {}
     for row in sqlfiles.query(conn, "annual_draft_alert_counts", rule_codes=draft_rule_codes(),
@@ -433,31 +398,33 @@ def overview_paragraphs(name: str, year: int, figures: BranchFigures, profile: d
         first = (f"{year}年，{name}辖区纳入集采监管的医疗机构共{_int(inst, 'institutions')}家（{owners}），"
                  f"其中{_int(inst, 'institutions_with_agreements')}家签订了集采约定采购量协议，"
                  f"涉及{_int(agr, 'batches')}个集采批次、{_int(agr, 'generic_names')}个通用名、"
-                 f"{_int(agr, 'agreements')}份协议（约定采购金额合计{fmt_money(agr.get('agreed_amount'))}元）。")
+                 f"{_int(agr, 'agreements')}份协议（约定采购金额合计{money(agr.get('agreed_amount') or 0)}）。")
     else:
         first = f"{year}年，{name}辖区纳入集采监管的医疗机构：{NO_DATA}。"
     comp = figures.completion
     if comp:
-        as_of = _date(comp["as_of_date"])
-        second = (f"约定采购量完成情况（一院一档，截至{as_of.isoformat() if as_of else comp['period']}）："
+        as_of = date_zh(comp["as_of_date"]) if comp["as_of_date"] else comp["period"]
+        second = (f"约定采购量完成情况（一院一档，截至{as_of}）："
                   f"{_int(comp, 'agreements_with_quantity')}份有约定采购量的协议合计约定采购量"
-                  f"{fmt_quantity(comp['agreed_quantity'])}，累计采购中选产品{fmt_quantity(comp['selected_quantity'])}，"
-                  f"总体完成率{fmt_percent(comp['selected_quantity'], comp['agreed_quantity'])}；"
+                  f"{quantity(comp['agreed_quantity'])}，累计采购中选产品{quantity(comp['selected_quantity'])}，"
+                  f"总体完成率{share(comp['selected_quantity'], comp['agreed_quantity'], none=NO_DATA)}；"
                   f"其中{_int(comp, 'agreements_completed')}份已完成约定采购量，"
                   f"{_int(comp, 'agreements_behind_time')}份完成率低于序时进度。")
     else:
         second = f"约定采购量完成情况（一院一档）：{NO_DATA}。"
-    thresholds = (profile.get("monitoring", {}) or {}).get("online_rate_thresholds") or {}
+    thresholds = profile["monitoring"]["online_rate_thresholds"]
     parts = []
-    for category, label in ONLINE_CATEGORY_ZH.items():
-        row = figures.online_rates.get(category)
-        limit = thresholds.get(category)
-        required = f"（要求≥{Decimal(str(limit)) * 100:.0f}%）" if limit is not None else ""
-        if row and _decimal(row["total_amount"]):
-            parts.append(f"{label}网采率{fmt_percent(row['platform_amount'], row['total_amount'])}{required}，"
-                         f"平台采购{fmt_money(row['platform_amount'])}元/采购总额{fmt_money(row['total_amount'])}元")
+    for category in ONLINE_CATEGORIES:
+        row, limit = figures.online_rates.get(category), thresholds.get(category)
+        required = f"（要求≥{percent(limit)}）" if limit is not None else ""
+        platform, total = (decimal_of(row["platform_amount"]), decimal_of(row["total_amount"])) if row else (0, 0)
+        if total:
+            # a rate below the line is rounded down (never shown as the line)
+            breach: Breach = "below" if limit is not None and platform < limit * total else None
+            parts.append(f"{CATEGORY_ZH[category]}网采率{share(platform, total, breach)}{required}，"
+                         f"平台采购{money(platform)}/采购总额{money(total)}")
         else:
-            parts.append(f"{label}网采率{NO_DATA}{required}")
+            parts.append(f"{CATEGORY_ZH[category]}网采率{NO_DATA}{required}")
     third = f"{year}年辖区公立医疗机构" + "；".join(parts) + "。"
     return [first, second, third]
 
@@ -469,19 +436,30 @@ def _count_phrase(figures: BranchFigures, code: str, with_institutions: bool = T
     return text
 
 
-def work_paragraphs(year: int, figures: BranchFigures) -> list:
-    entry = ("ENTRY_NOT_PURCHASED", "ENTRY_BEHIND_AGREEMENT")
-    monitoring = [code for code, rule in RULES.items()
-                  if rule.dag_id == "vbp_monthly_monitoring" and code != "PAYMENT_OVERDUE"]
-    prepay = ("PREPAY_UNDER_DISBURSED", "PREPAY_RECOVERY_SHORT", "PREPAY_OVER_RECOVERED")
-    volume = [code for code, rule in RULES.items() if rule.dag_id == "vbp_volume_review"]
-    response = [code for code, rule in RULES.items() if rule.dag_id == "vbp_order_response"]
+def _citations(profile: dict, codes) -> str:
+    """The clauses of ``codes``, each once. A clause that depends on the institution's
+    ownership (the payment deadline) is cited for every ownership: the year's alerts cover
+    them all."""
+    return "；".join(dict.fromkeys(cite(profile, code, ownership) for code in codes for ownership in OWNERSHIP_ZH))
+
+
+def _codes(dag_id: str, *excluded: str) -> list[str]:
+    return [code for code in DAGS[dag_id].rule_codes if code not in excluded]
+
+
+def work_paragraphs(year: int, figures: BranchFigures, profile: dict) -> list:
+    entry = _codes("vbp_entry_sweep")
+    monitoring = _codes("vbp_monthly_monitoring", "PAYMENT_OVERDUE")
+    prepay = _codes("vbp_prepayment_reconciliation")
+    volume = _codes("vbp_volume_review")
+    response = _codes("vbp_order_response")
+    entry_month = profile["entry_sweep"]["entry_sweep_month"]
 
     out: list = [
-        f"1. 中选产品进院排查（{RULES['ENTRY_NOT_PURCHASED'].clause}）：落地执行第3个月排查发现"
+        f"1. 中选产品进院排查（{_citations(profile, entry)}）：落地执行第{entry_month}个月排查发现"
         + "、".join(_count_phrase(figures, code) for code in entry)
         + "。督促整改情况：……（请补充）",
-        f"2. 按月监测（一院一档，{RULES['PROGRESS_BEHIND'].clause}）：全年按月监测预警共"
+        f"2. 按月监测（一院一档，{_citations(profile, ['PROGRESS_BEHIND'])}）：全年按月监测预警共"
         f"{sum(figures.count(code) for code in monitoring)}条，分项如下表。督导整改情况：……（请补充）",
         DraftTable(["监测指标", "预警数", "其中严重", "涉及医疗机构数"], [
             [RULES[code].title, str(figures.count(code)),
@@ -492,27 +470,27 @@ def work_paragraphs(year: int, figures: BranchFigures) -> list:
     ]
     overdue = figures.alerts.get("PAYMENT_OVERDUE", {})
     out.append(
-        f"3. 货款结算（{RULES['PAYMENT_OVERDUE'].clause}）：全年货款逾期未结清预警{figures.count('PAYMENT_OVERDUE')}条，"
-        f"逾期未付金额合计{fmt_money(overdue.get('metric_total'))}元，"
+        f"3. 货款结算（{_citations(profile, ['PAYMENT_OVERDUE'])}）：全年货款逾期未结清预警"
+        f"{figures.count('PAYMENT_OVERDUE')}条，逾期未付金额合计{money(overdue.get('metric_total') or 0)}，"
         f"涉及医疗机构{figures.institutions_of('PAYMENT_OVERDUE')}家。"
     )
     ledger = figures.prepayment
     alerts_text = "、".join(_count_phrase(figures, code, with_institutions=False) for code in prepay)
+    prepay_clause = _citations(profile, prepay)
     if ledger:
-        last = _date(ledger["last_milestone_day"])
         out.append(
-            f"4. 医保基金预付（{RULES['PREPAY_UNDER_DISBURSED'].clause}）：截至{year}年最近对账节点"
-            f"（{last.isoformat() if last else '—'}），辖区{_int(ledger, 'subjects')}个对账主体（医疗机构×批次×协议年度）约定采购金额合计"
-            f"{fmt_money(ledger['agreed_amount_total'])}元，应拨付{fmt_money(ledger['required_disbursement'])}元、"
-            f"已拨付{fmt_money(ledger['disbursed'])}元，应归还（冲抵）{fmt_money(ledger['required_recovery'])}元、"
-            f"已归还（冲抵）{fmt_money(ledger['recovered'])}元；全年预付款预警：{alerts_text}。"
+            f"4. 医保基金预付（{prepay_clause}）：截至{year}年最近对账节点"
+            f"（{date_zh(ledger['last_milestone_day'])}），辖区{_int(ledger, 'subjects')}个对账主体"
+            f"（医疗机构×批次×协议年度）约定采购金额合计{money(ledger['agreed_amount_total'])}，"
+            f"应拨付{money(ledger['required_disbursement'])}、已拨付{money(ledger['disbursed'])}，"
+            f"应归还（冲抵）{money(ledger['required_recovery'])}、已归还（冲抵）{money(ledger['recovered'])}；"
+            f"全年预付款预警：{alerts_text}。"
         )
     else:
-        out.append(f"4. 医保基金预付（{RULES['PREPAY_UNDER_DISBURSED'].clause}）：预付对账台账{NO_DATA}；"
-                   f"全年预付款预警：{alerts_text}。")
-    out.append(f"5. 集采报量审核（{RULES['REPORT_BELOW_80'].clause}）："
+        out.append(f"4. 医保基金预付（{prepay_clause}）：预付对账台账{NO_DATA}；全年预付款预警：{alerts_text}。")
+    out.append(f"5. 集采报量审核（{_citations(profile, volume)}）："
                + "、".join(_count_phrase(figures, code) for code in volume) + "。")
-    out.append(f"6. 配送响应（{RULES['ORDER_RESPONSE_OVERDUE'].clause}）："
+    out.append(f"6. 配送响应（{_citations(profile, response)}）："
                + "、".join(_count_phrase(figures, code) for code in response) + "。")
     out.append("7. 其他工作（部门协同、宣传引导、院内集采预警机制试点等）：……（请补充）")
     return out
@@ -559,7 +537,7 @@ def build_draft(row: dict, season: Season, figures: BranchFigures, settings: Ann
     problems = top_problems(figures, settings.draft_top_problems)
     bodies = [
         overview_paragraphs(name, year, figures, profile),
-        work_paragraphs(year, figures),
+        work_paragraphs(year, figures, profile),
         problem_paragraphs(figures, problems),
         plan_paragraphs(problems),
     ]
@@ -569,8 +547,8 @@ def build_draft(row: dict, season: Season, figures: BranchFigures, settings: Ann
     ]
     return DraftDocument(
         title=f"{REPORT_NAME}（{year}年度）",
-        note=(f"（草稿：{name}。由市医保局集采监管系统根据{year}年度监测数据于{season.run_day.isoformat()}"
-              f"预填，请核实、补充后于{season.deadline.isoformat()}前报送）"),
+        note=(f"（草稿：{name}。由市医保局集采监管系统根据{year}年度监测数据于{date_zh(season.run_day)}"
+              f"预填，请核实、补充后于{date_zh(season.deadline)}前报送）"),
         sections=sections,
         author=AUTHOR,
         subject=f"{name} {year}年度加强集采监管工作落实情况报告（草稿）",
@@ -579,31 +557,29 @@ def build_draft(row: dict, season: Season, figures: BranchFigures, settings: Ann
 
 
 # ------------------------------------------------------------------ the draft: files
+def draft_folder(report_year: int) -> Path:
+    return config.output_dir() / OUTPUT_SUBDIR / str(report_year)
+
+
 def draft_path(report_year: int, branch_code: str) -> Path:
-    return (config.output_dir() / OUTPUT_SUBDIR / str(report_year)
-            / f"年度报告草稿_{branch_code}_{report_year}.docx")
+    """``年度报告草稿_<branch>_<year>.docx``, named like every per-branch file."""
+    from vbp_monitor.outputs.spreadsheets import branch_file_path
+
+    return branch_file_path(draft_folder(report_year), DRAFT_PREFIX, branch_code, str(report_year), suffix=".docx")
 
 
 def write_drafts(drafts: dict[str, DraftDocument], run: RunContext, season: Season) -> dict[str, list[Path]]:
+    """Write the drafts; on the first reminder day, remove the drafts a rerun no longer makes
+    (a submission loaded since), within the run's branch scope."""
     from vbp_monitor.outputs.documents import write_draft_docx
 
-    written = {code: [write_draft_docx(draft_path(season.report_year, code), draft, season.run_day)]
+    year = season.report_year
+    written = {code: [write_draft_docx(draft_path(year, code), draft, season.run_day)]
                for code, draft in sorted(drafts.items())}
     if season.is_first_reminder_day:
-        _remove_stale(run, season, set(written))
+        kept = {path for paths in written.values() for path in paths}
+        in_scope = draft_path(year, run.scope.branch_code) if run.scope.branch_code else None
+        for path in draft_folder(year).glob(f"{DRAFT_PREFIX}_*_{year}.docx"):
+            if path not in kept and in_scope in (None, path):
+                path.unlink()
     return written
-
-
-def _remove_stale(run: RunContext, season: Season, kept: set[str]) -> None:
-    """A rerun of the first reminder day after a submission was loaded leaves no draft for
-    that branch (only within the run's branch scope)."""
-    folder = config.output_dir() / OUTPUT_SUBDIR / str(season.report_year)
-    if not folder.is_dir():
-        return
-    prefix, suffix = "年度报告草稿_", f"_{season.report_year}.docx"
-    for path in folder.glob(f"{prefix}*{suffix}"):
-        branch_code = path.name[len(prefix):-len(suffix)]
-        if branch_code in kept or (run.scope.branch_code and branch_code != run.scope.branch_code):
-            continue
-        path.unlink()
-

@@ -3,53 +3,56 @@
 The run with logical date D judges the day J = D − 1, over platform orders that are not
 cancelled:
 
-* ``ORDER_RESPONSE_OVERDUE`` (high): the response mark (order_time + 48 h) falls on J and
-  the order had no response at or before the mark. These orders form J's delay list
+* ``ORDER_RESPONSE_OVERDUE``: the response mark (order_time + ``response_hours``) falls on J
+  and the order had no response at or before the mark. These orders form J's delay list
   (延迟响应清单), written per branch as a spreadsheet grouped by distributor.
-* ``ORDER_RESPONSE_ESCALATED`` (critical, so the city bureau hears of it too): the order's
-  escalation day is J and it had no response by the end of J. The branch has the first
-  working day after the mark's day (the "list day") to send the list to the distributor,
-  and the distributor 24 more hours: the escalation day is the calendar day after the list
-  day (``ceil(distributor_grace_hours / 24)`` days after it).
+* ``ORDER_RESPONSE_ESCALATED`` (critical in the catalog, so the city bureau hears of it too):
+  the order's escalation day is J and it had no response by the end of J. The branch has
+  the first working day after the mark's day (the "list day") to send the list to the
+  distributor, and the distributor ``distributor_grace_hours`` more: the escalation day is
+  the calendar day after the list day (``ceil(distributor_grace_hours / 24)`` days after it).
 
-Working days come from the one PRC calendar (``prc_calendar.load_calendar``): Python
+Working days come from the one PRC calendar (``model.calendar_tables.load_calendar``): Python
 finds the few mark days whose escalation day is J and binds the matching order_time window;
-the order-level work stays in SQL.
+the order-level work stays in SQL (one query, ``response_late_orders.sql``, for both rules).
 
-Figures: OVERDUE metric = hours the order went without a response as of the end of J (or
-its actual response delay when it was answered late within J), threshold = 48.
-ESCALATED metric = hours without a response as of the end of the escalation day,
-threshold = 48 + 24 = 72 (the policy's hours; the list day in between depends on the
-calendar and is named in the message).
+Figures (profile ``[order_response]``, default 48 h and 24 h): OVERDUE metric = hours the
+order went without a response as of the end of J (or its actual response delay when it was
+answered late within J), threshold = response_hours. ESCALATED metric = hours without a
+response as of the end of the escalation day, threshold = response_hours + grace hours (the
+policy's hours; the list day in between depends on the calendar and is named in the message).
 """
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import math
 from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vbp_monitor.core import config
-from vbp_monitor.core import sqlfiles
-from vbp_monitor.core.catalog import RULES
-from vbp_monitor.core.prc_calendar import WorkCalendar, load_calendar
-from vbp_monitor.core.profiles import load_profile
-from vbp_monitor.model.reference import branch_directory
-from vbp_monitor.orchestration.run_context import RunContext, as_of_end
+from vbp_monitor.alerts.store import JudgeResult
+from vbp_monitor.core import config, sqlfiles
+from vbp_monitor.core.catalog import DAGS, RULES
+from vbp_monitor.core.formatting import as_datetime, date_iso, datetime_local, decimal_of, hours, rounded
+from vbp_monitor.core.prc_calendar import WorkCalendar
+from vbp_monitor.core.profiles import cite, load_profile
+from vbp_monitor.model.calendar_tables import load_calendar
+from vbp_monitor.outputs.spreadsheets import Sheets, branch_file_path, write_branch_files
+from vbp_monitor.quality.validation import Where
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:  # pragma: no cover
+    from vbp_monitor.orchestration.run_context import RunContext
 
 DAG_ID = "vbp_order_response"
 OVERDUE = "ORDER_RESPONSE_OVERDUE"
 ESCALATED = "ORDER_RESPONSE_ESCALATED"
-RULE_CODES = (OVERDUE, ESCALATED)
-SEVERITY = {OVERDUE: "high", ESCALATED: "critical"}
+RULE_CODES = DAGS[DAG_ID].rule_codes
 EPS = 1e-9
-HOURS = Decimal("0.0001")  # metric precision: 48 h 1 s is 48.0003 > 48
-OUTPUT_SUBDIR = "vbp_order_response"
+# Hours as the alerts keep them (4 places: 48 h 1 s is 48.0003 > 48).
+HOURS = Decimal("0.0001")
+FILE_PREFIX = "延迟响应清单"
 # Longest run of consecutive non-working days we look back over (Spring Festival is ~9).
 MAX_NON_WORKING_RUN = 60
 
@@ -60,7 +63,7 @@ class ResponseSettings:
     grace_hours: int  # 24: the distributor's time after the delay list was sent
 
     @classmethod
-    def from_profile(cls, profile: dict) -> "ResponseSettings":
+    def from_profile(cls, profile: dict) -> ResponseSettings:
         section = profile["order_response"]
         return cls(int(section["response_hours"]), int(section["distributor_grace_hours"]))
 
@@ -83,7 +86,7 @@ class OrderWindow:
     window_end: dt.datetime
 
     @classmethod
-    def for_mark_days(cls, mark_days, settings: ResponseSettings) -> "OrderWindow":
+    def for_mark_days(cls, mark_days, settings: ResponseSettings) -> OrderWindow:
         days = tuple(sorted(mark_days))
         lag = dt.timedelta(hours=settings.response_hours)
         start = dt.datetime.combine(days[0], dt.time()) - lag
@@ -153,65 +156,37 @@ def escalation_window(cal: WorkCalendar, judged: dt.date, settings: ResponseSett
     return OrderWindow.for_mark_days(days, settings) if days else None
 
 
-# ------------------------------------------------------------------ small helpers
-def _datetime(value) -> dt.datetime | None:
-    """SQLite returns timestamps as text from a plain SQL query."""
-    if value is None or isinstance(value, dt.datetime):
-        return value
-    return dt.datetime.fromisoformat(str(value))
-
-
-def _decimal(value) -> Decimal | None:
-    if value is None:
-        return None
-    if isinstance(value, float):
-        value = Decimal(repr(value))
-    return Decimal(value)
-
-
+# ------------------------------------------------------------------ figures
 def hours_between(start: dt.datetime, end: dt.datetime) -> Decimal:
-    return (Decimal((end - start).total_seconds()) / Decimal(3600)).quantize(HOURS)
+    """Exact hours from ``start`` to ``end``."""
+    return Decimal((end - start) // dt.timedelta(microseconds=1)) / Decimal(3_600_000_000)
 
 
-def fmt_time(moment: dt.datetime | None) -> str:
-    if moment is None:
-        return ""
-    return moment.strftime("%Y-%m-%d %H:%M:%S" if moment.second else "%Y-%m-%d %H:%M")
-
-
-def fmt_hours(hours: Decimal) -> str:
-    """A duration for people: 48小时0分1秒, 62小时."""
-    whole, rest = divmod(int((hours * 3600).to_integral_value()), 3600)
-    minutes, seconds = divmod(rest, 60)
-    text = f"{whole}小时"
-    if minutes or seconds:
-        text += f"{minutes}分"
-    if seconds:
-        text += f"{seconds}秒"
-    return text
-
-
-def _typed(rows: list[dict]) -> list[dict]:
+def _typed(rows: list[dict], judged_end: dt.datetime) -> list[dict]:
+    """Typed rows, each with ``late_hours``: how long it went without a response by
+    ``judged_end`` (or its actual delay when it was answered late before then)."""
     for row in rows:
-        row["order_time"] = _datetime(row["order_time"])
-        row["response_time"] = _datetime(row["response_time"])
-        row["response_hours"] = _decimal(row["response_hours"])
-        row["quantity"] = _decimal(row["quantity"])
-        row["amount"] = _decimal(row["amount"])
+        row["order_time"] = as_datetime(row["order_time"])
+        row["response_time"] = as_datetime(row["response_time"])
+        row["quantity"] = decimal_of(row["quantity"])
+        row["amount"] = decimal_of(row["amount"])
+        row["answered_late"] = row["response_time"] is not None and row["response_time"] < judged_end
+        row["late_hours"] = (decimal_of(row["response_hours"]) if row["answered_late"]
+                             else hours_between(row["order_time"], judged_end))
     return rows
 
 
 # ------------------------------------------------------------------ validation
-def validation_scope(conn, run: RunContext, settings: ResponseSettings) -> dict[str, str | None]:
+def validation_scope(conn, run: RunContext, settings: ResponseSettings) -> dict[str, Where | None]:
     judged = run.period.last_day
     windows = [overdue_window(judged, settings)]
     escalation = escalation_window(load_calendar(conn), judged, settings)
     if escalation:
         windows.append(escalation)
-    first = min(w.first_order_day for w in windows).isoformat()
-    last = max(w.last_order_day for w in windows).isoformat()
     return {
-        "orders": f"channel = 'platform' AND order_date >= '{first}' AND order_date <= '{last}'",
+        "orders": Where("channel = 'platform' AND order_date >= :first_order_day AND order_date <= :last_order_day",
+                        first_order_day=min(w.first_order_day for w in windows),
+                        last_order_day=max(w.last_order_day for w in windows)),
         "products": None,
         "institutions": None,
     }
@@ -236,96 +211,86 @@ def _order_label(row: dict) -> str:
             f"（产品 {product}，配送企业 {distributor}）")
 
 
-def overdue_candidate(row: dict, line: Timeline, judged: dt.date, settings: ResponseSettings) -> dict:
-    end_of_judged = as_of_end(judged)
-    answered = row["response_time"] is not None and row["response_time"] < end_of_judged
-    metric = (row["response_hours"].quantize(HOURS) if answered
-              else hours_between(row["order_time"], end_of_judged))
+def _candidate(code: str, heading: str, row: dict, threshold: int, finding: str, profile: dict) -> dict:
+    line: Timeline = row["timeline"]
+    return {
+        "rule_code": code, "severity": RULES[code].severity, "branch_code": row["branch_code"],
+        "institution_code": row["institution_code"], "product_code": row["product_code"],
+        "order_id": row["order_id"], "metric_value": rounded(row["late_hours"], HOURS),
+        "threshold_value": Decimal(threshold),
+        "message": (f"{heading}{_order_label(row)}于 {datetime_local(row['order_time'])} 下单，{finding}"
+                    f"{line.note}依据：{cite(profile, code)}。"),
+    }
+
+
+def overdue_candidate(row: dict, judged: dt.date, settings: ResponseSettings, profile: dict) -> dict:
+    line: Timeline = row["timeline"]
     h = settings.response_hours
-    state = (f"于 {fmt_time(row['response_time'])} 才响应，响应用时 {fmt_hours(metric)}" if answered
-             else f"截至 {judged.isoformat()} 日终仍未响应，已 {fmt_hours(metric)}未响应")
-    message = (
-        f"【配送响应】{_order_label(row)}于 {fmt_time(row['order_time'])} 下单，"
-        f"至{h}小时节点 {fmt_time(line.mark)} 未响应（{state}，超过{h}小时）。"
-        f"该订单列入 {judged.isoformat()} 延迟响应清单：请分局于 {line.list_day.isoformat()}"
+    state = (f"于 {datetime_local(row['response_time'])} 才响应，响应用时 {hours(row['late_hours'])}"
+             if row["answered_late"] else f"截至 {date_iso(judged)} 日终仍未响应，已 {hours(row['late_hours'])}未响应")
+    finding = (
+        f"至{h}小时节点 {datetime_local(line.mark)} 未响应（{state}，超过{h}小时）。"
+        f"该订单列入 {date_iso(judged)} 延迟响应清单：请分局于 {date_iso(line.list_day)}"
         f"（节点日后第1个工作日）内汇总清单发送配送企业，督促及时配送到位；"
-        f"配送企业再超过{settings.grace_hours}小时（{line.escalation_day.isoformat()} 日终）仍未响应的，"
-        f"分局应报告市医疗保障局。依据：{RULES[OVERDUE].clause}。{line.note}"
+        f"配送企业再超过{settings.grace_hours}小时（{date_iso(line.escalation_day)} 日终）仍未响应的，"
+        f"分局应报告市医疗保障局。"
     )
-    return {
-        "rule_code": OVERDUE, "severity": SEVERITY[OVERDUE], "branch_code": row["branch_code"],
-        "institution_code": row["institution_code"], "product_code": row["product_code"],
-        "order_id": row["order_id"], "metric_value": metric, "threshold_value": Decimal(h),
-        "message": message,
-    }
+    return _candidate(OVERDUE, "【配送响应】", row, h, finding, profile)
 
 
-def escalated_candidate(row: dict, line: Timeline, judged: dt.date, settings: ResponseSettings) -> dict:
-    metric = hours_between(row["order_time"], as_of_end(judged))
+def escalated_candidate(row: dict, judged: dt.date, settings: ResponseSettings, profile: dict) -> dict:
+    line: Timeline = row["timeline"]
     h, grace = settings.response_hours, settings.grace_hours
-    message = (
-        f"【配送响应·上报市局】{_order_label(row)}于 {fmt_time(row['order_time'])} 下单，"
-        f"超过{h}小时未响应（节点 {fmt_time(line.mark)}），已列入 {line.mark_day.isoformat()} 延迟响应清单"
-        f"（分局应于 {line.list_day.isoformat()} 发送配送企业）；配送企业被督促后再超过{grace}小时，"
-        f"截至 {judged.isoformat()} 日终仍未响应（下单后已 {fmt_hours(metric)}，限 {h}+{grace} 小时）。"
+    finding = (
+        f"超过{h}小时未响应（节点 {datetime_local(line.mark)}），已列入 {date_iso(line.mark_day)} 延迟响应清单"
+        f"（分局应于 {date_iso(line.list_day)} 发送配送企业）；配送企业被督促后再超过{grace}小时，"
+        f"截至 {date_iso(judged)} 日终仍未响应（下单后已 {hours(row['late_hours'])}，限 {h}+{grace} 小时）。"
         f"分局应及时将相关情况报告市医疗保障局，通过约谈、暂停拨付结算款、建议生产企业取消配送企业的委托资格等方式，"
-        f"督促配送企业切实落实配送计划。依据：{RULES[ESCALATED].clause}。{line.note}"
+        f"督促配送企业切实落实配送计划。"
     )
-    return {
-        "rule_code": ESCALATED, "severity": SEVERITY[ESCALATED], "branch_code": row["branch_code"],
-        "institution_code": row["institution_code"], "product_code": row["product_code"],
-        "order_id": row["order_id"], "metric_value": metric,
-        "threshold_value": Decimal(settings.escalation_hours), "message": message,
-    }
+    return _candidate(ESCALATED, "【配送响应·上报市局】", row, settings.escalation_hours, finding, profile)
 
 
 def find_orders(conn, run: RunContext, settings: ResponseSettings, cal: WorkCalendar) -> tuple[list[dict], list[dict]]:
     """(delay list of J, orders escalated on J), each row with its ``timeline``."""
     judged = run.period.last_day
-    common = {"eps": EPS, "branch_code": run.scope.branch_code}
-    overdue = _typed(sqlfiles.query(
-        conn, "response_overdue_orders", response_hours=settings.response_hours,
-        **overdue_window(judged, settings).params(), **common))
+    end = dt.datetime.combine(judged + dt.timedelta(days=1), dt.time())  # J's end: "by the end of J" is < end
+    common = {"response_hours": settings.response_hours, "eps": EPS, "branch_code": run.scope.branch_code}
+    overdue = _typed(sqlfiles.query(conn, "response_late_orders", silent_until=None,
+                                    **overdue_window(judged, settings).params(), **common), end)
     escalation = escalation_window(cal, judged, settings)
     escalated = [] if escalation is None else _typed(sqlfiles.query(
-        conn, "response_escalated_orders", escalation_day_end=as_of_end(judged),
-        **escalation.params(), **common))
+        conn, "response_late_orders", silent_until=end, **escalation.params(), **common), end)
     for row in overdue + escalated:
         row["timeline"] = timeline(cal, row["order_time"], settings)
     return overdue, escalated
 
 
-def judge(engine, run: RunContext, profile: dict | None = None) -> dict:
+def judge(engine, run: RunContext, profile: dict | None = None) -> JudgeResult:
     """Judge day J; write alerts and each branch's delay list."""
-    settings = ResponseSettings.from_profile(profile or load_profile())
+    profile = profile or load_profile()
+    settings = ResponseSettings.from_profile(profile)
     judged = run.period.last_day
     with engine.begin() as conn:
         cal = load_calendar(conn)
         overdue, escalated = find_orders(conn, run, settings, cal)
-        candidates = (
-            [overdue_candidate(row, row["timeline"], judged, settings) for row in overdue]
-            + [escalated_candidate(row, row["timeline"], judged, settings) for row in escalated]
-        )
+        candidates = ([overdue_candidate(row, judged, settings, profile) for row in overdue]
+                      + [escalated_candidate(row, judged, settings, profile) for row in escalated])
         written = run.store.replace(conn, RULE_CODES, candidates, scope=run.scope)
-        branches = branch_directory(conn)
-    attachments = write_delay_lists(overdue, escalated, run, settings, branches)
-    result = {
-        "period": run.period.label,
-        "overdue": len(overdue),
-        "escalated": len(escalated),
-        "raised": written.raised,
-        "new": written.new,
-        "resolved": written.resolved,
-        "by_rule": dict(Counter(c["rule_code"] for c in candidates)),
-        "attachments": {branch: [str(path) for path in paths] for branch, paths in attachments.items()},
-    }
-    log.info("vbp_order_response %s: %s", run.period.label, result)
-    return result
+    attachments = write_branch_files(output_folder(run.period.label), FILE_PREFIX, run.period.label,
+                                     delay_list_workbooks(overdue, escalated, settings),
+                                     scope_branch=run.scope.branch_code)
+    return JudgeResult(period=run.period.label, rule_codes=RULE_CODES, written=written,
+                       attachments=attachments, details={"overdue": len(overdue), "escalated": len(escalated)})
 
 
 # ------------------------------------------------------------------ spreadsheets
+def output_folder(period_label: str) -> Path:
+    return config.output_dir() / DAG_ID / period_label
+
+
 def workbook_path(period_label: str, branch_code: str) -> Path:
-    return config.output_dir() / OUTPUT_SUBDIR / period_label / f"延迟响应清单_{branch_code}_{period_label}.xlsx"
+    return branch_file_path(output_folder(period_label), FILE_PREFIX, branch_code, period_label)
 
 
 def _header(settings: ResponseSettings, last: str) -> list[str]:
@@ -337,13 +302,14 @@ def _header(settings: ResponseSettings, last: str) -> list[str]:
     ]
 
 
-def _sheet_row(row: dict, hours: Decimal) -> list:
+def _sheet_row(row: dict) -> list:
     line: Timeline = row["timeline"]
     return [
         row["distributor_code"] or "", row["distributor_name"] or "（未登记）", row["order_id"],
         row["institution_code"], row["institution_name"], row["product_code"], row["generic_name"] or "",
-        row["quantity"], row["amount"], fmt_time(row["order_time"]), fmt_time(line.mark),
-        fmt_time(row["response_time"]) or "未响应", hours,
+        row["quantity"], row["amount"], datetime_local(row["order_time"]), datetime_local(line.mark),
+        datetime_local(row["response_time"]) or "未响应",
+        rounded(row["late_hours"], HOURS, breach="above"),  # past the limit: never reads as less
         line.list_day, line.escalation_day,
     ]
 
@@ -352,43 +318,23 @@ def _by_distributor(row: dict):
     return (row["distributor_code"] or "\uffff", row["order_time"], row["order_id"])
 
 
-def write_delay_lists(overdue: list[dict], escalated: list[dict], run: RunContext,
-                      settings: ResponseSettings, branches: dict) -> dict[str, list[Path]]:
-    """Per branch: J's delay list grouped by distributor (+ the orders escalated on J)."""
-    from vbp_monitor.outputs.spreadsheets import write_xlsx, remove_stale_branch_files
-
-    judged = run.period.last_day
-    end = as_of_end(judged)
-    branch_codes = sorted({row["branch_code"] for row in overdue + escalated})
-    written: dict[str, list[Path]] = {}
-    for branch_code in branch_codes:
+def delay_list_workbooks(overdue: list[dict], escalated: list[dict],
+                         settings: ResponseSettings) -> dict[str, Sheets]:
+    """Per branch: J's delay list grouped by distributor, a count per distributor, and the
+    orders escalated on J."""
+    workbooks: dict[str, Sheets] = {}
+    for branch_code in sorted({row["branch_code"] for row in overdue + escalated}):
         delay = sorted((r for r in overdue if r["branch_code"] == branch_code), key=_by_distributor)
         late = sorted((r for r in escalated if r["branch_code"] == branch_code), key=_by_distributor)
-        sheets = {}
+        sheets: Sheets = {}
         if delay:
-            rows = []
-            for row in delay:
-                answered = row["response_time"] is not None and row["response_time"] < end
-                hours = (row["response_hours"].quantize(HOURS) if answered
-                         else hours_between(row["order_time"], end))
-                rows.append(_sheet_row(row, hours))
-            sheets["延迟响应清单"] = (_header(settings, "未响应小时数（截至判定日终）/响应用时"), rows)
-            summary: dict[tuple, int] = {}
-            for row in delay:
-                key = (row["distributor_code"] or "", row["distributor_name"] or "（未登记）")
-                summary[key] = summary.get(key, 0) + 1
+            sheets["延迟响应清单"] = (_header(settings, "未响应小时数（截至判定日终）/响应用时"),
+                                [_sheet_row(row) for row in delay])
+            counts = Counter((row["distributor_code"] or "", row["distributor_name"] or "（未登记）") for row in delay)
             sheets["按配送企业汇总"] = (["配送企业代码", "配送企业名称", "延迟响应订单数"],
-                                  [[code, name, count] for (code, name), count in summary.items()])
+                                  [[code, name, count] for (code, name), count in counts.items()])
         if late:
-            sheets["督促后仍未响应（上报市局）"] = (
-                _header(settings, "未响应小时数（截至升级判定日终）"),
-                [_sheet_row(row, hours_between(row["order_time"], end)) for row in late])
-        path = workbook_path(run.period.label, branch_code)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_xlsx(path, sheets)
-        written[branch_code] = [path]
-    remove_stale_branch_files(config.output_dir() / OUTPUT_SUBDIR / run.period.label, "延迟响应清单", run.period.label,
-                              set(written), run.scope.branch_code)
-    return written
-
-
+            sheets["督促后仍未响应（上报市局）"] = (_header(settings, "未响应小时数（截至升级判定日终）"),
+                                         [_sheet_row(row) for row in late])
+        workbooks[branch_code] = sheets
+    return workbooks

@@ -27,6 +27,7 @@ from sqlalchemy import delete, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from vbp_monitor.core import sqlfiles
+from vbp_monitor.core.formatting import as_date
 from vbp_monitor.core.periods import JudgedPeriod
 from vbp_monitor.core.prc_calendar import add_months, month_bounds
 from vbp_monitor.model.schema import purchase_facts, purchase_facts_months
@@ -34,15 +35,6 @@ from vbp_monitor.model.schema import purchase_facts, purchase_facts_months
 log = logging.getLogger(__name__)
 
 BUILD_ATTEMPTS = 5
-
-
-def as_date(value) -> dt.date | None:
-    """SQLite returns dates of text() queries as ISO strings, PostgreSQL as dates."""
-    if value is None or (isinstance(value, dt.date) and not isinstance(value, dt.datetime)):
-        return value
-    if isinstance(value, dt.datetime):
-        return value.date()
-    return dt.date.fromisoformat(str(value)[:10])
 
 
 def month_starts(first: dt.date, last: dt.date) -> list[dt.date]:
@@ -107,7 +99,7 @@ def build_month(engine, month_start: dt.date, force: bool = False) -> bool:
         try:
             with engine.begin() as conn:
                 sqlfiles.execute(conn, "facts_build_month", month_start=month_start,
-                                 month_end=month_end, built_at=dt.datetime.now(dt.timezone.utc))
+                                 month_end=month_end, built_at=dt.datetime.now(dt.UTC))
                 refresh_planner_statistics(conn, "purchase_facts")
             log.info("purchase facts built for %s", month_start.strftime("%Y-%m"))
             return True

@@ -2,9 +2,10 @@
 
 For every batch whose ``report_deadline`` falls in the judged month M, as of that deadline:
 each institution's latest volume report for each selected generic name of the batch is
-compared with its same-generic purchases in the calendar year before the deadline's year.
-Besides alerts, each branch gets a spreadsheet with one row per subject (what was reported,
-the history, the ratio, the explanation and the verdict), attached to its email.
+compared with its same-generic purchases in the calendar year before the deadline's year
+(the floor is profile ``[volume_review] history_floor_ratio`` × that history). Besides
+alerts, each branch gets a spreadsheet with one row per subject (what was reported, the
+history, the ratio, the explanation and the verdict), attached to its email.
 
 Rerunning the month re-judges corrected reports: the AlertStore resolves what is no longer
 raised and the spreadsheets are rewritten.
@@ -12,50 +13,51 @@ raised and the spreadsheets are rewritten.
 from __future__ import annotations
 
 import datetime as dt
-import logging
-from collections import Counter
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vbp_monitor.core import config
-from vbp_monitor.core import sqlfiles
-from vbp_monitor.core.catalog import RULES, SEVERITY_ORDER, rule_title
-from vbp_monitor.core.profiles import load_profile
+from vbp_monitor.alerts.store import JudgeResult
+from vbp_monitor.core import config, sqlfiles
+from vbp_monitor.core.catalog import DAGS, RULES, rule_title
+from vbp_monitor.core.formatting import (
+    QUANTITY_PLACES,
+    as_date,
+    date_iso,
+    decimal_of,
+    percent,
+    quantity,
+    rounded,
+    share,
+)
+from vbp_monitor.core.labels import SEVERITY_ORDER, SEVERITY_ZH
+from vbp_monitor.core.profiles import cite, load_profile
 from vbp_monitor.model.reference import branch_directory
-from vbp_monitor.orchestration.run_context import RunContext
-from vbp_monitor.core.formatting import as_date, exact_decimal, fmt_quantity
+from vbp_monitor.outputs.spreadsheets import Sheets, branch_file_path, write_branch_files
+from vbp_monitor.quality.validation import Where
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:  # pragma: no cover
+    from vbp_monitor.orchestration.run_context import RunContext
 
 DAG_ID = "vbp_volume_review"
-RULE_CODES = (
-    "REPORT_BELOW_80_NO_EXPLANATION", "REPORT_BELOW_80", "REPORT_BELOW_HISTORY",
-    "HISTORY_NOT_REPORTED",
-)
-SEVERITY = {
-    "REPORT_BELOW_80_NO_EXPLANATION": "high",
-    "REPORT_BELOW_80": "warning",
-    "REPORT_BELOW_HISTORY": "info",
-    "HISTORY_NOT_REPORTED": "high",
-}
+BELOW_FLOOR_UNEXPLAINED = "REPORT_BELOW_80_NO_EXPLANATION"
+BELOW_FLOOR = "REPORT_BELOW_80"
+BELOW_HISTORY = "REPORT_BELOW_HISTORY"
+NOT_REPORTED = "HISTORY_NOT_REPORTED"
+RULE_CODES = DAGS[DAG_ID].rule_codes
 EPS = 1e-9
 # Characters an explanation may consist of and still count as empty (besides spaces).
 BLANK_CHARACTERS = {"tab": "\t", "cr": "\r", "lf": "\n", "wide_space": "\u3000"}
-QUANTUM = Decimal("0.0001")
-OUTPUT_SUBDIR = "vbp_volume_review"
-
-
-# ------------------------------------------------------------------ small helpers
-_decimal = exact_decimal
-_date = as_date
-
-
-
-def _percent(part: Decimal | None, whole: Decimal) -> str:
-    if part is None or not whole:
-        return "—"
-    # rounded down: a share just below a limit never reads as the limit itself
-    return format((part / whole * 100).quantize(Decimal("0.01"), rounding=ROUND_DOWN), "f") + "%"
+# A ratio in a sheet cell: two decimals as a percentage.
+RATE_CELL = Decimal("0.0001")
+FILE_PREFIX = "报量审核"
+# What the branch must have the institution do (seed 002 §二(一)).
+ACTIONS = {
+    BELOW_FLOOR_UNEXPLAINED: "要求医疗机构作出说明；说明依据不充分或填报明显不合理的，退回医疗机构重新填报",
+    BELOW_FLOOR: "审核其说明：填报数据明显不合理或说明依据不充分的，退回医疗机构重新填报",
+    BELOW_HISTORY: "提醒医疗机构复核：报量原则上不少于上一年度实际采购量",
+    NOT_REPORTED: "重点关注：核实未报量原因，督促医疗机构补报",
+}
 
 
 def history_year(period_first_day: dt.date) -> int:
@@ -63,16 +65,21 @@ def history_year(period_first_day: dt.date) -> int:
     return period_first_day.year - 1
 
 
+def floor_ratio(profile: dict) -> Decimal:
+    return decimal_of(profile["volume_review"]["history_floor_ratio"])
+
+
 # ------------------------------------------------------------------ validation
-def validation_scope(run: RunContext) -> dict[str, str | None]:
+def validation_scope(run: RunContext) -> dict[str, Where | None]:
     """The rows this DAG reads, for ``validation.validate_tables``."""
     year = history_year(run.period.first_day)
     return {
         "batches": None,
         "products": None,
         "institutions": None,
-        "volume_reports": f"report_date <= '{run.period.last_day.isoformat()}'",
-        "orders": f"order_date >= '{year}-01-01' AND order_date <= '{year}-12-31'",
+        "volume_reports": Where("report_date <= :last_day"),
+        "orders": Where("order_date >= :history_start AND order_date <= :history_end",
+                        history_start=dt.date(year, 1, 1), history_end=dt.date(year, 12, 31)),
     }
 
 
@@ -83,124 +90,94 @@ def validate(engine, run: RunContext) -> dict:
 
 
 # ------------------------------------------------------------------ judging
-def review_subjects(conn, run: RunContext, ratio: float) -> list[dict]:
+def review_subjects(conn, run: RunContext, ratio: Decimal) -> list[dict]:
     """Every subject of the judged month (within the operator's branch scope), typed."""
     year = history_year(run.period.first_day)
     rows = sqlfiles.query(
         conn, "volume_review_subjects",
         first_day=run.period.first_day, last_day=run.period.last_day,
         history_start=dt.date(year, 1, 1), history_end=dt.date(year, 12, 31),
-        ratio=ratio, eps=EPS, branch_code=run.scope.branch_code, **BLANK_CHARACTERS,
+        ratio=str(ratio), eps=EPS, branch_code=run.scope.branch_code, **BLANK_CHARACTERS,
     )
     for row in rows:
-        row["history_quantity"] = _decimal(row["history_quantity"]) or Decimal(0)
-        row["reported_quantity"] = _decimal(row["reported_quantity"])
-        row["report_deadline"] = _date(row["report_deadline"])
-        row["report_date"] = _date(row["report_date"])
+        row["history_quantity"] = decimal_of(row["history_quantity"]) or Decimal(0)
+        row["reported_quantity"] = decimal_of(row["reported_quantity"])
+        row["report_deadline"] = as_date(row["report_deadline"])
+        row["report_date"] = as_date(row["report_date"])
         row["explanation_given"] = bool(row["explanation_given"])
         row["history_year"] = year
+        # the floor as the alerts keep it: a quantity (4 places)
+        row["floor_quantity"] = rounded(ratio * row["history_quantity"], QUANTITY_PLACES)
     return rows
 
 
-def threshold_of(row: dict, ratio: float) -> Decimal:
-    if row["verdict"] in ("REPORT_BELOW_80_NO_EXPLANATION", "REPORT_BELOW_80"):
-        return (Decimal(str(ratio)) * row["history_quantity"]).quantize(QUANTUM)
-    return row["history_quantity"]
+def threshold_of(row: dict) -> Decimal:
+    """The limit the verdict broke: the floor, or the history itself."""
+    below_floor = row["verdict"] in (BELOW_FLOOR_UNEXPLAINED, BELOW_FLOOR)
+    return row["floor_quantity"] if below_floor else row["history_quantity"]
 
 
-def _subject_label(row: dict) -> str:
-    return (f"{row['institution_name']}（{row['institution_code']}）"
-            f"「{row['batch_name']}」（{row['batch_code']}）{row['generic_name']}")
-
-
-def action_of(code: str | None) -> str:
-    """What the branch must have the institution do (seed 002 §二(一))."""
-    return {
-        "REPORT_BELOW_80_NO_EXPLANATION":
-            "要求医疗机构作出说明；说明依据不充分或填报明显不合理的，退回医疗机构重新填报",
-        "REPORT_BELOW_80":
-            "审核其说明：填报数据明显不合理或说明依据不充分的，退回医疗机构重新填报",
-        "REPORT_BELOW_HISTORY":
-            "提醒医疗机构复核：报量原则上不少于上一年度实际采购量",
-        "HISTORY_NOT_REPORTED":
-            "重点关注：核实未报量原因，督促医疗机构补报",
-    }.get(code, "无需处理")
-
-
-def message_of(row: dict, ratio: float) -> str:
+def message_of(row: dict, ratio: Decimal, profile: dict) -> str:
     code = row["verdict"]
-    history = row["history_quantity"]
-    reported = row["reported_quantity"]
-    floor_pct = format((Decimal(str(ratio)) * 100).normalize(), "f") + "%"
-    floor = threshold_of({**row, "verdict": "REPORT_BELOW_80"}, ratio)
-    head = f"【报量审核】{_subject_label(row)}："
-    deadline = f"报量截止日 {row['report_deadline'].isoformat()}"
-    year = row["history_year"]
-    clause = f"依据：{RULES[code].clause}（医疗机构报量原则上不少于上一年度实际采购量；低于历史采购量80%的，要求作出说明）。"
-    if code == "HISTORY_NOT_REPORTED":
-        return (
-            f"{head}{year}年实际采购量 {fmt_quantity(history)}，但截至{deadline} 仍未报量。"
-            f"对有历史采购量而不参与报量的医疗机构需重点关注：请核实原因并督促其补报。{clause}"
-        )
-    figures = (f"报量 {fmt_quantity(reported)}（{row['report_date'].isoformat()} 填报），"
-               f"{year}年实际采购量 {fmt_quantity(history)}，报量为历史采购量的 {_percent(reported, history)}")
-    if code == "REPORT_BELOW_80_NO_EXPLANATION":
-        return (
-            f"{head}{figures}，低于{floor_pct}（{fmt_quantity(floor)}），且未作说明（{deadline}）。"
-            f"请要求该医疗机构作出说明；说明依据不充分或填报数据明显不合理的，退回医疗机构重新填报，"
-            f"报量原则上不少于上一年度实际采购量。{clause}"
-        )
-    if code == "REPORT_BELOW_80":
-        explanation = " ".join((row["explanation"] or "").split())
-        return (
-            f"{head}{figures}，低于{floor_pct}（{fmt_quantity(floor)}）；医疗机构说明：“{explanation}”（{deadline}）。"
-            f"请审核该说明：填报数据明显不合理或说明依据不充分的，应退回医疗机构重新填报。{clause}"
-        )
-    return (
-        f"{head}{figures}，不低于{floor_pct}（{fmt_quantity(floor)}）但低于上一年度实际采购量"
-        f"（{deadline}）。报量原则上不少于上一年度实际采购量，请提醒医疗机构结合临床需求复核报量。{clause}"
-    )
+    history, reported, year = row["history_quantity"], row["reported_quantity"], row["history_year"]
+    head = (f"【报量审核】{row['institution_name']}（{row['institution_code']}）"
+            f"「{row['batch_name']}」（{row['batch_code']}）{row['generic_name']}：")
+    deadline = f"报量截止日 {date_iso(row['report_deadline'])}"
+    floor = f"{percent(ratio)}（{quantity(row['floor_quantity'])}）"
+    if code == NOT_REPORTED:
+        finding = (f"{year}年实际采购量 {quantity(history)}，但截至{deadline} 仍未报量。"
+                   f"对有历史采购量而不参与报量的医疗机构需重点关注：请核实原因并督促其补报。")
+    else:
+        figures = (f"报量 {quantity(reported)}（{date_iso(row['report_date'])} 填报），"
+                   f"{year}年实际采购量 {quantity(history)}，报量为历史采购量的 "
+                   f"{share(reported, history, breach='below')}")
+        if code == BELOW_FLOOR_UNEXPLAINED:
+            finding = (f"{figures}，低于{floor}，且未作说明（{deadline}）。请要求该医疗机构作出说明；"
+                       f"说明依据不充分或填报数据明显不合理的，退回医疗机构重新填报，报量原则上不少于上一年度实际采购量。")
+        elif code == BELOW_FLOOR:
+            explanation = " ".join((row["explanation"] or "").split())
+            finding = (f"{figures}，低于{floor}；医疗机构说明：“{explanation}”（{deadline}）。"
+                       f"请审核该说明：填报数据明显不合理或说明依据不充分的，应退回医疗机构重新填报。")
+        else:
+            finding = (f"{figures}，不低于{floor}但低于上一年度实际采购量（{deadline}）。"
+                       f"报量原则上不少于上一年度实际采购量，请提醒医疗机构结合临床需求复核报量。")
+    return f"{head}{finding}依据：{cite(profile, code)}。"
 
 
-def candidate_of(row: dict, ratio: float) -> dict:
+def candidate_of(row: dict, ratio: Decimal, profile: dict) -> dict:
     return {
         "rule_code": row["verdict"],
-        "severity": SEVERITY[row["verdict"]],
+        "severity": RULES[row["verdict"]].severity,
         "branch_code": row["branch_code"],
         "institution_code": row["institution_code"],
         "batch_code": row["batch_code"],
         "generic_name": row["generic_name"],
         "metric_value": row["reported_quantity"] or Decimal(0),
-        "threshold_value": threshold_of(row, ratio),
-        "message": message_of(row, ratio),
+        "threshold_value": threshold_of(row),
+        "message": message_of(row, ratio, profile),
     }
 
 
-def judge(engine, run: RunContext, profile: dict | None = None) -> dict:
+def judge(engine, run: RunContext, profile: dict | None = None) -> JudgeResult:
     """Judge the month's report deadlines; write alerts and the branches' spreadsheets."""
     profile = profile or load_profile()
-    ratio = float(profile["volume_review"]["history_floor_ratio"])
+    ratio = floor_ratio(profile)
     with engine.begin() as conn:
         subjects = review_subjects(conn, run, ratio)
         in_scope = [row for row in subjects
                     if not run.scope.batch_code or row["batch_code"] == run.scope.batch_code]
-        candidates = [candidate_of(row, ratio) for row in in_scope if row["verdict"]]
+        candidates = [candidate_of(row, ratio, profile) for row in in_scope if row["verdict"]]
         written = run.store.replace(conn, RULE_CODES, candidates, scope=run.scope)
         branches = branch_directory(conn)
     # The workbooks show the whole month of each branch, even under a batch filter.
-    attachments = write_branch_workbooks(subjects, run, ratio, branches)
-    result = {
-        "period": run.period.label,
-        "batches": sorted({row["batch_code"] for row in subjects}),
-        "subjects": len(in_scope),
-        "raised": written.raised,
-        "new": written.new,
-        "resolved": written.resolved,
-        "by_rule": dict(Counter(c["rule_code"] for c in candidates)),
-        "attachments": {branch: [str(path) for path in paths] for branch, paths in attachments.items()},
-    }
-    log.info("vbp_volume_review %s: %s", run.period.label, result)
-    return result
+    attachments = write_branch_files(
+        output_folder(run.period.label), FILE_PREFIX, run.period.label,
+        branch_workbooks(subjects, branches, criteria_sheet(ratio, history_year(run.period.first_day))),
+        scope_branch=run.scope.branch_code)
+    return JudgeResult(period=run.period.label, rule_codes=RULE_CODES, written=written,
+                       attachments=attachments,
+                       details={"batches": sorted({row["batch_code"] for row in subjects}),
+                                "subjects": len(in_scope)})
 
 
 # ------------------------------------------------------------------ spreadsheets
@@ -208,20 +185,32 @@ SHEET_HEADER = [
     "分局", "医疗机构代码", "医疗机构名称", "批次代码", "批次名称", "报量截止日", "通用名",
     "上一年度实际采购量", "报量", "报量/历史采购量", "填报说明", "报量日期", "审核结论", "处理要求",
 ]
-CRITERIA_ROWS = [
-    ["REPORT_BELOW_80_NO_EXPLANATION", rule_title("REPORT_BELOW_80_NO_EXPLANATION"),
-     "报量 < 80% × 上一年度实际采购量，且未作说明", "高", action_of("REPORT_BELOW_80_NO_EXPLANATION")],
-    ["REPORT_BELOW_80", rule_title("REPORT_BELOW_80"),
-     "报量 < 80% × 上一年度实际采购量，已作说明", "关注", action_of("REPORT_BELOW_80")],
-    ["REPORT_BELOW_HISTORY", rule_title("REPORT_BELOW_HISTORY"),
-     "80% × 上一年度实际采购量 ≤ 报量 < 上一年度实际采购量", "提醒", action_of("REPORT_BELOW_HISTORY")],
-    ["HISTORY_NOT_REPORTED", rule_title("HISTORY_NOT_REPORTED"),
-     "上一年度有采购量，截至报量截止日未报量", "高", action_of("HISTORY_NOT_REPORTED")],
-]
+CRITERIA_HEADER = ["规则代码", "结论", "判定口径", "预警级别", "处理要求"]
+
+
+def output_folder(period_label: str) -> Path:
+    return config.output_dir() / DAG_ID / period_label
 
 
 def workbook_path(period_label: str, branch_code: str) -> Path:
-    return config.output_dir() / OUTPUT_SUBDIR / period_label / f"报量审核_{branch_code}_{period_label}.xlsx"
+    return branch_file_path(output_folder(period_label), FILE_PREFIX, branch_code, period_label)
+
+
+def criteria_sheet(ratio: Decimal, year: int) -> tuple[list[str], list[list]]:
+    """How the review judges, with the profile's floor: the sheet beside every list."""
+    floor = f"{percent(ratio)} × 上一年度实际采购量"
+    conditions = {
+        BELOW_FLOOR_UNEXPLAINED: f"报量 < {floor}，且未作说明",
+        BELOW_FLOOR: f"报量 < {floor}，已作说明",
+        BELOW_HISTORY: f"{floor} ≤ 报量 < 上一年度实际采购量",
+        NOT_REPORTED: "上一年度有采购量，截至报量截止日未报量",
+    }
+    rows = [[code, rule_title(code), condition, SEVERITY_ZH[RULES[code].severity], ACTIONS[code]]
+            for code, condition in conditions.items()]
+    rows.append(["", "口径说明",
+                 f"历史采购量 = 该医疗机构{year}年同通用名产品采购量（含线下，不含取消订单）；"
+                 f"以报量截止日前最新一次填报为准；{percent(ratio)}系数取自政策参数 history_floor_ratio", "", ""])
+    return CRITERIA_HEADER, rows
 
 
 def _verdict_text(row: dict) -> str:
@@ -234,46 +223,27 @@ def _verdict_text(row: dict) -> str:
 
 def _sheet_row(row: dict, branches: dict) -> list:
     history, reported = row["history_quantity"], row["reported_quantity"]
-    ratio = (reported / history).quantize(Decimal("0.0001")) if reported is not None and history else None
-    branch = branches.get(row["branch_code"], {}).get("name", row["branch_code"])
+    # below the history (a verdict) → rounded down, so it never reads as the limit
+    ratio = (rounded(reported / history, RATE_CELL, "below" if row["verdict"] else None)
+             if reported is not None and history else None)
     return [
-        branch, row["institution_code"], row["institution_name"], row["batch_code"], row["batch_name"],
+        branches.get(row["branch_code"], {}).get("name", row["branch_code"]),
+        row["institution_code"], row["institution_name"], row["batch_code"], row["batch_name"],
         row["report_deadline"], row["generic_name"], history,
         reported if reported is not None else "未报量", ratio if ratio is not None else "—",
-        row["explanation"] or "", row["report_date"] or "", _verdict_text(row), action_of(row["verdict"]),
+        row["explanation"] or "", row["report_date"] or "", _verdict_text(row),
+        ACTIONS.get(row["verdict"], "无需处理"),
     ]
 
 
 def _sort_key(row: dict):
-    severity = SEVERITY_ORDER[SEVERITY[row["verdict"]]] if row["verdict"] else len(SEVERITY_ORDER)
+    severity = SEVERITY_ORDER[RULES[row["verdict"]].severity] if row["verdict"] else len(SEVERITY_ORDER)
     return (severity, row["institution_code"], row["batch_code"], row["generic_name"])
 
 
-def write_branch_workbooks(subjects: list[dict], run: RunContext, ratio: float,
-                           branches: dict) -> dict[str, list[Path]]:
-    """One XLSX per branch with every subject of the month; stale ones of the scope removed."""
-    from vbp_monitor.outputs.spreadsheets import write_xlsx, remove_stale_branch_files
-
-    by_branch: dict[str, list[dict]] = {}
-    for row in subjects:
-        by_branch.setdefault(row["branch_code"], []).append(row)
-    criteria_header = ["规则代码", "结论", "判定口径", "预警级别", "处理要求"]
-    criteria = CRITERIA_ROWS + [[
-        "", "口径说明",
-        f"历史采购量 = 该医疗机构{history_year(run.period.first_day)}年同通用名产品采购量（含线下，不含取消订单）；"
-        f"以报量截止日前最新一次填报为准；80%系数取自政策参数 {ratio:g}", "", "",
-    ]]
-    written: dict[str, list[Path]] = {}
-    for branch_code, rows in sorted(by_branch.items()):
-        path = workbook_path(run.period.label, branch_code)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_xlsx(path, {
-            "报量审核": (SHEET_HEADER, [_sheet_row(row, branches) for row in sorted(rows, key=_sort_key)]),
-            "审核口径": (criteria_header, criteria),
-        })
-        written[branch_code] = [path]
-    remove_stale_branch_files(config.output_dir() / OUTPUT_SUBDIR / run.period.label, "报量审核", run.period.label,
-                              set(written), run.scope.branch_code)
-    return written
-
-
+def branch_workbooks(subjects: list[dict], branches: dict, criteria: tuple) -> dict[str, Sheets]:
+    """Per branch: every subject of the month, the most severe verdicts first, and the criteria."""
+    listed: dict[str, list[list]] = {}
+    for row in sorted(subjects, key=_sort_key):
+        listed.setdefault(row["branch_code"], []).append(_sheet_row(row, branches))
+    return {branch: {"报量审核": (SHEET_HEADER, rows), "审核口径": criteria} for branch, rows in listed.items()}

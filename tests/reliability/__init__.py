@@ -1,0 +1,1 @@
+"""Reliability tests: real Airflow components (scheduler, workers, api-server) as processes."""
