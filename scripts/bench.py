@@ -1,0 +1,651 @@
+"""Province-scale benchmark (issue 11): the project's code against what PostgreSQL itself
+can do, on the same server and the same data, in one run.
+
+    scripts/bench.sh [--lines-per-month 1000000] [--institutions 3000] [--scales 0.25,0.5,1]
+
+1. Generates province-sized data straight into a fresh PostgreSQL database with server-side
+   SQL (``INSERT … SELECT … generate_series``): 40 branches (+ the city), institutions,
+   2,500 products of 600 generic names in 6 batches, agreements for every public
+   institution, 13 months of orders (2024-12 … 2025-12), filings, payments, prepayments,
+   with violations planted on a few per cent of the subjects.
+2. Ingest of one month's ``orders.csv`` through ``quality.ingest.ingest_file`` (into an
+   empty ``orders`` table of a second database holding the reference tables) vs ``COPY`` of
+   the same file into an empty table with the same key and indexes.
+3. Monthly monitoring of 2025-12 through the code the DAG's tasks run (validate,
+   build_facts, judge with the execution reports, mail plan/compose without SMTP), cold
+   (facts cache empty) and warm (earlier months cached, the judged month rebuilt), vs the
+   one ``SELECT … GROUP BY institution_code, product_code, channel`` over the month's lines.
+4. Monitoring cold at each ``--scales`` fraction of the lines a month (own databases).
+5. Parse time of every DAG file beyond ``import airflow.sdk`` (fresh interpreter).
+
+Every measured step runs in a child process that reports its wall time and peak resident
+memory (``ru_maxrss``). Databases are dropped at the end unless ``--keep``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+for sub in ("plugins", "demo"):
+    if str(ROOT / sub) not in sys.path:
+        sys.path.insert(0, str(ROOT / sub))
+
+ADMIN_URL = os.environ.get("VBP_BENCH_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+FIRST_MONTH = dt.date(2024, 12, 1)
+MONTHS = 13
+JUDGED = dt.date(2025, 12, 1)          # the judged month M
+RUN_DAY = dt.date(2026, 1, 5)           # a day of the run's month (logical date)
+SNAPSHOT_END = dt.date(2026, 1, 31)     # nothing is dated after it
+GENERICS = 600
+PRODUCTS = 2500
+BASKET = 80                             # generic names an institution buys
+# code, level, category, start (agreement year = 12 months from start)
+BATCHES = (
+    ("NVBP9", "national", "drug", dt.date(2024, 12, 16)),
+    ("NVBP10", "national", "drug", dt.date(2025, 1, 1)),
+    ("ALLI2025", "alliance", "drug", dt.date(2025, 3, 1)),
+    ("PROV2025A", "provincial", "drug", dt.date(2025, 4, 10)),
+    ("PROV2025B", "provincial", "drug", dt.date(2025, 7, 1)),
+    ("PROVHC2025", "provincial", "high_value_consumable", dt.date(2025, 5, 1)),
+)
+
+
+# ------------------------------------------------------------------ helpers
+def db_url(name: str) -> str:
+    return ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def admin(sql: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(sql))
+    engine.dispose()
+
+
+def create_db(name: str) -> str:
+    admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin(f'CREATE DATABASE "{name}"')
+    return db_url(name)
+
+
+def drop_db(name: str) -> None:
+    admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def raw_conn(url: str):
+    import psycopg2
+
+    rest = url.split("://", 1)[1]
+    creds, hostdb = rest.split("@", 1)
+    hostport, dbname = hostdb.split("/", 1)
+    host, _, port = hostport.partition(":")
+    return psycopg2.connect(host=host, port=int(port or 5432), user=creds.split(":")[0], dbname=dbname)
+
+
+def month_add(day: dt.date, months: int) -> dt.date:
+    index = day.year * 12 + day.month - 1 + months
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ data (server-side SQL)
+REFERENCE_SQL = """
+INSERT INTO branches (branch_code, branch_name, level, emails)
+SELECT 'B00', '省医疗保障局', 'city', 'province@example.org'
+UNION ALL
+SELECT 'B' || lpad(b::text, 2, '0'), '第' || b || '分局', 'branch', 'b' || b || '@example.org'
+FROM generate_series(1, %(branches)s) b;
+
+INSERT INTO institutions (institution_code, institution_name, branch_code, ownership, grade)
+SELECT 'H' || lpad(i::text, 5, '0'), '医疗机构' || i, 'B' || lpad((1 + i %% %(branches)s)::text, 2, '0'),
+       CASE WHEN i %% 20 = 0 THEN 'military' WHEN i %% 20 IN (1, 2, 3) THEN 'private' ELSE 'public' END,
+       CASE WHEN i %% 10 < 2 THEN '三级' WHEN i %% 10 < 5 THEN '二级' ELSE '一级' END
+FROM generate_series(1, %(institutions)s) i;
+
+INSERT INTO distributors (distributor_code, distributor_name, emails)
+SELECT 'PS' || lpad(d::text, 3, '0'), '配送企业' || d, 'ps' || d || '@example.org'
+FROM generate_series(1, 20) d;
+
+-- generic g (1..600): batched when g <= 360 (batch 1 + (g-1) %% 6); product p = g + 600 j
+-- (j 0..4): j = 0 the selected product of a batched generic, j = 1, 2 cheaper non-selected,
+-- j = 3 a non-selected product above the selected price, j = 4 (g <= 100) not evaluated.
+INSERT INTO products (product_code, generic_name, dosage_form, specification, manufacturer, category,
+                      consistency_passed, is_selected, batch_code, selected_price)
+SELECT 'P' || lpad(p::text, 5, '0'), 'G' || lpad(g::text, 3, '0'), '片剂', '10mg', 'M' || ((g + j * 7) %% 97),
+       CASE WHEN g <= 360 AND (g - 1) %% 6 = 5 THEN 'high_value_consumable'
+            WHEN g > 560 THEN 'high_value_consumable' ELSE 'drug' END,
+       j <> 4, j = 0 AND g <= 360,
+       CASE WHEN j = 0 AND g <= 360 THEN (ARRAY[%(batch_codes)s])[1 + (g - 1) %% 6] END,
+       CASE WHEN j = 0 AND g <= 360 THEN 10 + (g * 37) %% 200 END
+FROM (SELECT p, 1 + (p - 1) %% 600 AS g, (p - 1) / 600 AS j FROM generate_series(1, %(products)s) p) s;
+"""
+
+BATCH_SQL = """
+INSERT INTO batches (batch_code, batch_name, level, category, start_date, cycle_months, report_deadline, cycle_end_date)
+VALUES (%(code)s, %(code)s || '批集中带量采购', %(level)s, %(category)s, %(start)s, 24, NULL,
+        (%(start)s::date + interval '24 months' - interval '1 day')::date);
+"""
+
+# One month of order lines. Subject roles come from arithmetic hashes (deterministic):
+#   institution × generic role (per mille): < 8 buys the dear non-selected product on 40 %% of
+#   its lines (price rules, share), < 20 buys the non-evaluated product on 30 %%;
+#   institution: % 100 < 3 buys 20 %% off-platform (online rate), others 2 %%.
+ORDERS_SQL = """
+INSERT INTO orders (order_id, institution_code, product_code, distributor_code, channel, order_time,
+                    quantity, unit_price, amount, response_time, acceptance_date, cancelled,
+                    order_date, response_hours)
+WITH raw AS (
+    SELECT n, 1 + floor(random() * %(institutions)s)::int AS inst, floor(random() * %(basket)s)::int AS k,
+           random() AS r_product, random() AS r_channel, random() AS r_cancel,
+           floor(random() * %(days)s)::int AS day, 28800 + floor(random() * 36000)::int AS sec,
+           1800 + floor(random() * 102600)::int AS response_after, 1 + floor(random() * 3)::int AS accept_after,
+           1 + floor(random() * 50)::int AS qty
+    FROM generate_series(1, %(lines)s) n
+), chosen AS (
+    SELECT raw.*, g, (inst::bigint * 7919 + g * 104729) %% 1000 AS role,
+           CASE WHEN inst %% 100 < 3 THEN r_channel < 0.2 ELSE r_channel < 0.02 END AS offline
+    FROM raw, LATERAL (SELECT 1 + (inst * 37 + k * 7) %% 600 AS g) gg
+), product AS (
+    SELECT chosen.*,
+           CASE WHEN role < 8 AND r_product < 0.4 THEN 3
+                WHEN role >= 8 AND role < 20 AND g <= 100 AND r_product < 0.3 THEN 4
+                WHEN g <= 360 THEN CASE WHEN r_product > 0.9 THEN 1 ELSE 0 END
+                ELSE floor(r_product * 3)::int END AS j
+    FROM chosen
+), priced AS (
+    SELECT product.*, g + 600 * j AS p,
+           round((10 + (g * 37) %% 200) * (ARRAY[1.0, 0.8, 0.9, 1.6, 0.7])[1 + j], 4) AS price,
+           %(month_start)s::timestamp + make_interval(days => day, secs => sec) AS ts,
+           r_cancel < 0.01 AS cancelled
+    FROM product
+)
+SELECT 'O' || %(tag)s || lpad(n::text, 8, '0'), 'H' || lpad(inst::text, 5, '0'), 'P' || lpad(p::text, 5, '0'),
+       'PS' || lpad((1 + n %% 20)::text, 3, '0'), CASE WHEN offline THEN 'offline' ELSE 'platform' END, ts,
+       qty, price, qty * price,
+       CASE WHEN NOT offline AND NOT cancelled THEN ts + make_interval(secs => response_after) END,
+       CASE WHEN NOT cancelled THEN (ts::date + accept_after) END,
+       cancelled, ts::date,
+       CASE WHEN NOT offline AND NOT cancelled THEN round(response_after / 3600.0, 6) END
+FROM priced;
+"""
+
+# Agreements: every public institution × batched generic it bought a selected product of;
+# agreed quantity ≈ a year of its purchases (×0.85); 3 %% of them are set three times too
+# high (PROGRESS_BEHIND).
+AGREEMENTS_SQL = """
+INSERT INTO agreements (agreement_id, institution_code, batch_code, generic_name, period_start,
+                        period_end, agreed_quantity, agreed_ratio, agreed_amount)
+SELECT 'XY-' || s.batch_code || '-' || s.institution_code || '-' || s.generic_name,
+       s.institution_code, s.batch_code, s.generic_name, b.start_date,
+       (b.start_date + interval '12 months' - interval '1 day')::date,
+       s.agreed, CASE WHEN b.category = 'drug' THEN 0.7 ELSE 0.6 END,
+       s.agreed * s.selected_price
+FROM (
+    SELECT o.institution_code, p.generic_name, p.batch_code, MAX(p.selected_price) AS selected_price,
+           round(SUM(o.quantity) * 12 / %(months)s
+                 * CASE WHEN abs(hashtext(o.institution_code || p.generic_name)) %% 100 < 3 THEN 3.0 ELSE 0.85 END)
+               AS agreed
+    FROM orders o
+    JOIN products p ON p.product_code = o.product_code
+    JOIN institutions i ON i.institution_code = o.institution_code
+    WHERE p.is_selected AND o.channel = 'platform' AND NOT o.cancelled AND i.ownership = 'public'
+    GROUP BY o.institution_code, p.generic_name, p.batch_code
+) s
+JOIN batches b ON b.batch_code = s.batch_code;
+"""
+
+# Filings of the off-platform lines: 0.5 %% never, 1 %% on the 10th working day, the rest on
+# the 1st-5th working day after the order day.
+FILINGS_SQL = """
+INSERT INTO offline_filings (order_id, filed_date)
+SELECT o.order_id, f.day
+FROM (SELECT order_id, order_date, random() AS r FROM orders WHERE channel = 'offline' AND NOT cancelled) o
+JOIN work_calendar od ON od.day = o.order_date
+JOIN work_calendar f ON f.workday_seq = od.workday_seq
+                          + CASE WHEN o.r < 0.015 THEN 10 ELSE 1 + floor(o.r * 5)::int END
+                     AND f.is_workday
+WHERE o.r >= 0.005 AND f.day <= %(snapshot)s;
+"""
+
+# Payments of accepted platform lines: public by the end of the month after acceptance,
+# others within 30 days; 0.2 %% paid 5-24 days late (PAYMENT_OVERDUE).
+PAYMENTS_SQL = """
+INSERT INTO payments (payment_id, order_id, payment_date, amount)
+SELECT 'FK' || substr(order_id, 2) || '01', order_id, pay_day, amount
+FROM (
+    SELECT o.order_id, o.amount,
+           CASE WHEN x.r < 0.002 THEN x.deadline + 5 + floor(x.r2 * 20)::int
+                ELSE o.acceptance_date + 3 + floor(x.r2 * greatest(x.deadline - o.acceptance_date - 3, 0))::int
+           END AS pay_day
+    FROM orders o
+    JOIN institutions i ON i.institution_code = o.institution_code
+    JOIN work_calendar wc ON wc.day = o.acceptance_date
+    CROSS JOIN LATERAL (
+        SELECT random() AS r, random() AS r2,
+               CASE WHEN i.ownership = 'public' THEN wc.next_month_end ELSE o.acceptance_date + 30 END AS deadline
+    ) x
+    WHERE o.channel = 'platform' AND NOT o.cancelled AND o.acceptance_date IS NOT NULL
+) s
+WHERE pay_day <= %(snapshot)s;
+"""
+
+PREPAYMENTS_SQL = """
+INSERT INTO prepayments (txn_id, institution_code, batch_code, txn_date, txn_type, amount)
+WITH totals AS (
+    SELECT institution_code, batch_code, MIN(period_start) AS start, round(SUM(agreed_amount) * 0.3, 2) AS disbursed
+    FROM agreements GROUP BY institution_code, batch_code
+)
+SELECT 'YF-' || institution_code || '-' || batch_code || '-00', institution_code, batch_code,
+       start + 5, 'disbursement', disbursed
+FROM totals
+UNION ALL
+SELECT 'YF-' || institution_code || '-' || batch_code || '-' || lpad(k::text, 2, '0'), institution_code,
+       batch_code, (start + make_interval(months => k - 1) + interval '12 days')::date, 'recovery',
+       round(disbursed / 12, 2)
+FROM totals, generate_series(1, 12) k
+WHERE (start + make_interval(months => k - 1) + interval '12 days')::date <= %(snapshot)s;
+"""
+
+
+def generate_reference(url: str, args) -> None:
+    from vbp_monitor.core.db import get_engine, upgrade_schema
+    from vbp_monitor.core.prc_calendar import rebuild_work_calendar
+
+    upgrade_schema(url)
+    engine = get_engine(url)
+    with engine.begin() as conn:
+        rebuild_work_calendar(conn)
+    engine.dispose()
+    conn = raw_conn(url)
+    with conn, conn.cursor() as cur:
+        for code, level, category, start in BATCHES:
+            cur.execute(BATCH_SQL, {"code": code, "level": level, "category": category, "start": start})
+        batch_codes = ", ".join(f"'{b[0]}'" for b in BATCHES)
+        cur.execute(REFERENCE_SQL.replace("%(batch_codes)s", batch_codes),
+                    {"branches": args.branches, "institutions": args.institutions, "products": PRODUCTS})
+    conn.close()
+
+
+def generate(url: str, args, lines_per_month: int) -> dict:
+    """The whole warehouse; returns row counts."""
+    from vbp_monitor.core.db import get_engine
+    from vbp_monitor.core.prc_calendar import ensure_cycle_month_calendar
+
+    started = time.perf_counter()
+    generate_reference(url, args)
+    conn = raw_conn(url)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT setseed(0.2025)")
+        for m in range(MONTHS):
+            month = month_add(FIRST_MONTH, m)
+            days = (month_add(month, 1) - month).days
+            cur.execute(ORDERS_SQL, {"institutions": args.institutions, "basket": BASKET, "days": days,
+                                     "lines": lines_per_month, "month_start": month,
+                                     "tag": month.strftime("%Y%m")})
+        cur.execute(AGREEMENTS_SQL, {"months": MONTHS})
+        cur.execute(FILINGS_SQL, {"snapshot": SNAPSHOT_END})
+        cur.execute(PAYMENTS_SQL, {"snapshot": SNAPSHOT_END})
+        cur.execute(PREPAYMENTS_SQL, {"snapshot": SNAPSHOT_END})
+    conn.close()
+    engine = get_engine(url)
+    with engine.begin() as sa_conn:
+        ensure_cycle_month_calendar(sa_conn)
+    engine.dispose()
+    conn = raw_conn(url)
+    conn.autocommit = True
+    counts = {}
+    with conn.cursor() as cur:
+        cur.execute("VACUUM ANALYZE")
+        for table in ("institutions", "products", "agreements", "orders", "offline_filings", "payments",
+                      "prepayments"):
+            cur.execute(f"SELECT count(*) FROM {table}")
+            counts[table] = cur.fetchone()[0]
+    conn.close()
+    counts["seconds"] = round(time.perf_counter() - started, 1)
+    return counts
+
+
+# ------------------------------------------------------------------ child steps
+def _period():
+    from vbp_monitor.core.periods import judged_month
+
+    return judged_month(dt.datetime.combine(RUN_DAY, dt.time(6)))
+
+
+def _run():
+    from vbp_monitor.orchestration.run_context import RunContext
+
+    return RunContext.for_test("vbp_monthly_monitoring", _period(), run_id="bench")
+
+
+def child(step: str, url: str, extra: str | None) -> dict:
+    """One measured step in this (child) process; returns its figures."""
+    from vbp_monitor.core.db import get_engine
+
+    engine = get_engine(url)
+    result: dict = {}
+    started = time.perf_counter()
+    if step == "validate":
+        from vbp_monitor.rules.monitoring import validate
+
+        report = validate(engine, _run())
+        result = {table: {"rows": r.get("rows"), "failed_rows": r.get("failed_rows")}
+                  for table, r in report.items()}
+    elif step == "build_facts":
+        from vbp_monitor.rules.monitoring import build_facts
+
+        result = build_facts(engine, _run())
+    elif step == "judge":
+        from vbp_monitor.rules.monitoring import judge
+
+        judged = judge(engine, _run())
+        result = {"raised": judged["raised"], "by_rule": judged["by_rule"], "attachments": judged["attachments"]}
+    elif step == "mail":
+        from vbp_monitor.notify.mailer import plan
+
+        attachments = {branch: [Path(p) for p in paths] for branch, paths in json.loads(extra or "{}").items()}
+        outgoing, _audiences, required = plan(engine, _run(), attachments=attachments)
+        result = {"emails": len(outgoing), "alerts": len(required)}
+    elif step == "ingest":
+        from vbp_monitor.orchestration.run_context import RunContext
+        from vbp_monitor.core.periods import ingest_period
+        from vbp_monitor.quality.ingest import ingest_file
+
+        run = RunContext.for_test("vbp_ingest", ingest_period(dt.datetime.combine(RUN_DAY, dt.time(6))),
+                                  run_id="bench")
+        result = ingest_file(engine, run, "orders", Path(extra))
+    else:
+        raise SystemExit(f"unknown step {step}")
+    seconds = time.perf_counter() - started
+    import resource
+
+    maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    engine.dispose()
+    return {"step": step, "seconds": seconds, "maxrss_mb": maxrss_mb, "result": result}
+
+
+def run_child(step: str, url: str, extra: str | None = None, env: dict | None = None) -> dict:
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", step, "--url", url]
+    if extra is not None:
+        command += ["--extra", extra]
+    proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout + proc.stderr)
+        raise RuntimeError(f"step {step} failed (exit {proc.returncode})")
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    log(f"{step}: {figures['seconds']:.2f} s, peak RSS {figures['maxrss_mb']:.0f} MB")
+    return figures
+
+
+# ------------------------------------------------------------------ floors
+def group_by_floor(url: str, month: dt.date) -> float:
+    """The one-pass GROUP BY over a month's lines (all rows fetched)."""
+    conn = raw_conn(url)
+    last = month_add(month, 1) - dt.timedelta(days=1)
+    with conn, conn.cursor() as cur:
+        started = time.perf_counter()
+        cur.execute(
+            "SELECT institution_code, product_code, channel, SUM(quantity), SUM(amount), COUNT(*) "
+            "FROM orders WHERE order_date >= %s AND order_date <= %s AND NOT cancelled "
+            "GROUP BY institution_code, product_code, channel", (month, last))
+        cur.fetchall()
+        seconds = time.perf_counter() - started
+    conn.close()
+    return seconds
+
+
+def export_orders_csv(url: str, month: dt.date, path: Path) -> int:
+    last = month_add(month, 1) - dt.timedelta(days=1)
+    conn = raw_conn(url)
+    sql = f"""COPY (SELECT order_id, institution_code, product_code, distributor_code, channel,
+                    to_char(order_time, 'YYYY-MM-DD HH24:MI:SS') AS order_time, quantity, unit_price, amount,
+                    to_char(response_time, 'YYYY-MM-DD HH24:MI:SS') AS response_time, acceptance_date,
+                    CASE WHEN cancelled THEN 'true' ELSE 'false' END AS cancelled
+             FROM orders WHERE order_date >= '{month}' AND order_date <= '{last}' ORDER BY order_id)
+             TO STDOUT WITH (FORMAT csv, HEADER true)"""
+    with conn, conn.cursor() as cur, open(path, "w", encoding="utf-8") as handle:
+        cur.copy_expert(sql, handle)
+    conn.close()
+    with open(path, encoding="utf-8") as handle:
+        return sum(1 for _ in handle) - 1
+
+
+COPY_TABLE_SQL = """
+DROP TABLE IF EXISTS bench_orders_copy;
+CREATE TABLE bench_orders_copy (
+    order_id text PRIMARY KEY, institution_code text NOT NULL, product_code text NOT NULL,
+    distributor_code text, channel text NOT NULL, order_time timestamp NOT NULL,
+    quantity numeric(20, 4) NOT NULL, unit_price numeric(20, 4) NOT NULL, amount numeric(20, 4) NOT NULL,
+    response_time timestamp, acceptance_date date, cancelled boolean NOT NULL,
+    order_date date GENERATED ALWAYS AS (order_time::date) STORED
+);
+"""
+COPY_INDEXES_SQL = """
+CREATE INDEX ON bench_orders_copy (order_date);
+CREATE INDEX ON bench_orders_copy (institution_code, order_date);
+CREATE INDEX ON bench_orders_copy (acceptance_date);
+CREATE INDEX ON bench_orders_copy (order_date) WHERE channel = 'offline';
+"""
+
+
+def copy_floor(url: str, path: Path, indexes: bool) -> float:
+    conn = raw_conn(url)
+    with conn, conn.cursor() as cur:
+        cur.execute(COPY_TABLE_SQL)
+        if indexes:
+            cur.execute(COPY_INDEXES_SQL)
+    started = time.perf_counter()
+    with conn, conn.cursor() as cur, open(path, encoding="utf-8") as handle:
+        cur.copy_expert("COPY bench_orders_copy (order_id, institution_code, product_code, distributor_code, "
+                        "channel, order_time, quantity, unit_price, amount, response_time, acceptance_date, "
+                        "cancelled) FROM STDIN WITH (FORMAT csv, HEADER true)", handle)
+    seconds = time.perf_counter() - started
+    with conn, conn.cursor() as cur:
+        cur.execute("DROP TABLE bench_orders_copy")
+    conn.close()
+    return seconds
+
+
+def clear_facts(url: str, months: str = "all") -> None:
+    conn = raw_conn(url)
+    with conn, conn.cursor() as cur:
+        if months == "all":
+            cur.execute("DELETE FROM purchase_facts; DELETE FROM purchase_facts_months")
+        else:
+            cur.execute("DELETE FROM purchase_facts WHERE month_start = %s; "
+                        "DELETE FROM purchase_facts_months WHERE month_start = %s", (JUDGED, JUDGED))
+    conn.close()
+
+
+def monitoring(url: str, env: dict) -> dict:
+    """validate → build_facts → judge → mail plan, each in its own process."""
+    steps = {}
+    for step in ("validate", "build_facts", "judge"):
+        steps[step] = run_child(step, url, env=env)
+    steps["mail"] = run_child("mail", url, json.dumps(steps["judge"]["result"]["attachments"]), env=env)
+    steps["total"] = sum(s["seconds"] for s in steps.values())
+    steps["maxrss_mb"] = max(s["maxrss_mb"] for s in steps.values() if isinstance(s, dict))
+    return steps
+
+
+def parse_times() -> dict[str, float]:
+    code = ("import time, runpy, sys; import airflow.sdk; t = time.perf_counter(); "
+            "runpy.run_path(sys.argv[1], run_name='dag_parse'); print(time.perf_counter() - t)")
+    times = {}
+    for path in sorted((ROOT / "dags").glob("*.py")):
+        proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.stderr.write(proc.stderr[-2000:])
+            times[path.name] = float("nan")
+        else:
+            times[path.name] = float(proc.stdout.strip().splitlines()[-1])
+    return times
+
+
+# ------------------------------------------------------------------ main
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines-per-month", type=int, default=1_000_000)
+    parser.add_argument("--institutions", type=int, default=3000)
+    parser.add_argument("--branches", type=int, default=40)
+    parser.add_argument("--scales", default="0.25,0.5",
+                        help="extra fractions of the lines a month for the growth runs ('' for none)")
+    parser.add_argument("--db", default=f"vbp_bench_{os.getpid()}", help="database name prefix")
+    parser.add_argument("--keep", action="store_true", help="keep the databases")
+    parser.add_argument("--reuse", action="store_true", help="reuse existing databases (no generation)")
+    parser.add_argument("--skip", default="", help="comma list of parts to skip: ingest,warm,scales,parse")
+    parser.add_argument("--child")
+    parser.add_argument("--url")
+    parser.add_argument("--extra")
+    args = parser.parse_args(argv)
+
+    if args.child:
+        print(json.dumps(child(args.child, args.url, args.extra), default=str))
+        return 0
+
+    skip = set(filter(None, args.skip.split(",")))
+    out_dir = Path(tempfile.mkdtemp(prefix="vbp_bench_"))
+    env = {"VBP_OUTPUT_DIR": str(out_dir / "output"), "VBP_LANDING_DIR": str(out_dir / "landing"),
+           "VBP_DATA_TEAM_EMAILS": "data-team@example.org"}
+    os.environ.update(env)
+    created: list[str] = []
+    rows: list[tuple] = []
+    lines = args.lines_per_month
+    try:
+        main_db = args.db
+        if args.reuse:
+            url = db_url(main_db)
+        else:
+            url = create_db(main_db)
+            created.append(main_db)
+            log(f"generating {lines:,} lines a month × {MONTHS} months into {main_db}")
+            counts = generate(url, args, lines)
+            log(f"generated: {counts}")
+        month_last = month_add(JUDGED, 1) - dt.timedelta(days=1)
+        conn = raw_conn(url)
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM orders WHERE order_date BETWEEN %s AND %s", (JUDGED, month_last))
+            month_lines = cur.fetchone()[0]
+        conn.close()
+
+        # --- ingest vs COPY
+        ingest = None
+        if "ingest" not in skip:
+            csv_path = out_dir / "orders.csv"
+            file_lines = export_orders_csv(url, JUDGED, csv_path)
+            ingest_db = f"{main_db}_ingest"
+            ingest_url = create_db(ingest_db)
+            created.append(ingest_db)
+            generate_reference(ingest_url, args)
+            copy_bare = copy_floor(ingest_url, csv_path, indexes=False)
+            copy_indexed = copy_floor(ingest_url, csv_path, indexes=True)
+            ingest = run_child("ingest", ingest_url, str(csv_path), env=env)
+            rows.append((f"ingest of one month's orders.csv ({file_lines:,} lines)", ingest["seconds"],
+                         f"COPY {copy_bare:.2f} s; with key + 4 indexes {copy_indexed:.2f} s",
+                         ingest["seconds"] / copy_indexed, ingest["maxrss_mb"]))
+            ingest["copy_indexed"] = copy_indexed
+            if ingest_db in created and not args.keep:
+                drop_db(ingest_db)
+                created.remove(ingest_db)
+
+        # --- monitoring cold and warm
+        floor = group_by_floor(url, JUDGED)
+        floor = min(floor, group_by_floor(url, JUDGED))
+        clear_facts(url, "all")
+        cold = monitoring(url, env)
+        built = len(cold["build_facts"]["result"].get("built", []))
+
+        def detail(steps):
+            return ", ".join(f"{name} {steps[name]['seconds']:.1f} s/{steps[name]['maxrss_mb']:.0f} MB"
+                             for name in ("validate", "build_facts", "judge", "mail"))
+
+        rows.append((f"monitoring {JUDGED:%Y-%m} cold ({month_lines:,} lines, {built} months built; {detail(cold)})",
+                     cold["total"], f"GROUP BY {floor:.3f} s", cold["total"] / floor, cold["maxrss_mb"]))
+        warm = None
+        if "warm" not in skip:
+            clear_facts(url, "month")
+            warm = monitoring(url, env)
+            rows.append((f"monitoring {JUDGED:%Y-%m} warm (earlier months cached; {detail(warm)})",
+                         warm["total"], f"GROUP BY {floor:.3f} s", warm["total"] / floor, warm["maxrss_mb"]))
+        alerts = cold["mail"]["result"]
+        by_rule = cold["judge"]["result"]["by_rule"]
+
+        # --- growth
+        growth = []
+        if "scales" not in skip and args.scales:
+            for fraction in [float(x) for x in args.scales.split(",") if x]:
+                name = f"{main_db}_s{str(fraction).replace('.', '')}"
+                scaled = max(1, int(lines * fraction))
+                if args.reuse:
+                    scale_url = db_url(name)
+                else:
+                    scale_url = create_db(name)
+                    created.append(name)
+                    log(f"generating {scaled:,} lines a month into {name}")
+                    generate(scale_url, args, scaled)
+                f_floor = min(group_by_floor(scale_url, JUDGED), group_by_floor(scale_url, JUDGED))
+                clear_facts(scale_url, "all")
+                steps = monitoring(scale_url, env)
+                growth.append((fraction, steps["total"], f_floor, steps["maxrss_mb"]))
+                if name in created and not args.keep:
+                    drop_db(name)
+                    created.remove(name)
+        growth.append((1.0, cold["total"], floor, cold["maxrss_mb"]))
+        for fraction, total, f_floor, rss in sorted(growth):
+            rows.append((f"monitoring cold at {fraction:g}× ({int(lines * fraction):,} lines a month)",
+                         total, f"GROUP BY {f_floor:.3f} s", total / f_floor, rss))
+
+        # --- parse times
+        parses = {} if "parse" in skip else parse_times()
+
+        print(f"\n## vbp-monitor benchmark · {lines:,} lines a month × {MONTHS} months, "
+              f"{args.institutions:,} institutions, {args.branches} branches · {os.cpu_count()} cores\n")
+        print(f"alerts raised in {JUDGED:%Y-%m}: {sum(by_rule.values()):,} "
+              f"({', '.join(f'{k} {v}' for k, v in by_rule.items())}); emails planned: {alerts['emails']}\n")
+        print("| step | the project (s) | the floor, same data, same run | ratio | peak RSS (MB) |")
+        print("| --- | ---: | --- | ---: | ---: |")
+        for label, seconds, floor_text, ratio, rss in rows:
+            print(f"| {label} | {seconds:.2f} | {floor_text} | {ratio:.1f}× | {rss:.0f} |")
+        for name, seconds in parses.items():
+            shown = "import fails" if seconds != seconds else f"{seconds:.3f}"
+            print(f"| parse {name} (beyond import airflow.sdk) | {shown} | — | — | — |")
+        peak = max([r[4] for r in rows])
+        summary = [f"monitoring cold {cold['total'] / floor:.1f}× GROUP BY"]
+        if warm:
+            summary.append(f"warm {warm['total'] / floor:.1f}×")
+        if ingest:
+            summary.append(f"ingest {ingest['seconds'] / ingest['copy_indexed']:.1f}× COPY with indexes")
+        if len(growth) > 1:
+            ordered = sorted(growth)
+            steps_txt = ", ".join(f"×{b[1] / a[1]:.2f} per ×{b[0] / a[0]:g} lines" for a, b in zip(ordered, ordered[1:]))
+            summary.append(f"growth {steps_txt}")
+        if parses:
+            parsed = [v for v in parses.values() if v == v]
+            failing = len(parses) - len(parsed)
+            summary.append(f"slowest DAG parse {max(parsed or [0]):.3f} s"
+                           + (f" ({failing} DAG files fail to import)" if failing else ""))
+        summary.append(f"peak RSS {peak:.0f} MB")
+        print()
+        print("RESULT: " + "; ".join(summary))
+    finally:
+        if not args.keep:
+            for name in created:
+                drop_db(name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
