@@ -295,7 +295,10 @@ def generate(url: str, args, lines_per_month: int) -> dict:
             cur.execute(ORDERS_SQL, {"institutions": args.institutions, "basket": BASKET, "days": days,
                                      "lines": lines_per_month, "month_start": month,
                                      "tag": month.strftime("%Y%m")})
+        conn.commit()
+        cur.execute("ANALYZE")  # fresh tables: without statistics the planner nests loops
         cur.execute(AGREEMENTS_SQL, {"months": MONTHS})
+        cur.execute("ANALYZE agreements")
         cur.execute(FILINGS_SQL, {"snapshot": SNAPSHOT_END})
         cur.execute(PAYMENTS_SQL, {"snapshot": SNAPSHOT_END})
         cur.execute(PREPAYMENTS_SQL, {"snapshot": SNAPSHOT_END})

@@ -14,8 +14,8 @@
 -- Divisions multiply by 1.0 first: SQLite keeps whole numbers of NUMERIC columns as
 -- integers, and integer division would truncate.
 -- Facts-driven joins are written "purchase_facts f CROSS JOIN …": SQLite then keeps the
--- facts as the outer loop (one scan, agreements found through an automatic index) whatever
--- its statistics say; PostgreSQL plans them as ordinary joins.
+-- facts as the outer loop (one scan, products found by primary key) whatever its
+-- statistics say; PostgreSQL plans them as ordinary joins.
 -- Params: :period, :month_start, :month_end, :first_month, :branch_code, :batch_code
 -- (NULL = all; the delete removes exactly the rows the insert rebuilds).
 DELETE FROM institution_file_metrics
@@ -40,40 +40,39 @@ WITH active AS (
       AND (:branch_code IS NULL OR i.branch_code = :branch_code)
       AND (:batch_code IS NULL OR a.batch_code = :batch_code)
 ),
-in_month AS (
-    SELECT ac.agreement_id,
-           SUM(CASE WHEN f.channel = 'platform' AND p.is_selected = TRUE AND p.batch_code = ac.batch_code
-                    THEN f.quantity ELSE 0 END) AS selected_quantity,
-           SUM(CASE WHEN f.channel = 'platform' AND p.is_selected = TRUE AND p.batch_code = ac.batch_code
-                    THEN f.amount ELSE 0 END) AS selected_amount,
-           SUM(f.quantity) AS same_generic_quantity,
-           SUM(f.amount) AS same_generic_amount
+-- One pass over the facts: collapsed first to (month, segment, institution, generic, the
+-- batch of a selected product bought on the platform, else NULL), then joined to the
+-- active agreements on equalities (institution, generic) with the segment range as a
+-- filter: each fact row meets only its own agreements, never the whole month.
+facts_by_generic AS (
+    SELECT f.month_start, f.segment_start, f.institution_code, p.generic_name,
+           CASE WHEN f.channel = 'platform' AND p.is_selected = TRUE THEN p.batch_code END AS selected_batch,
+           SUM(f.quantity) AS quantity, SUM(f.amount) AS amount
     FROM purchase_facts f
     CROSS JOIN products p
-    CROSS JOIN active ac
-    WHERE f.month_start = :month_start
-      AND p.product_code = f.product_code
-      AND ac.institution_code = f.institution_code
-      AND ac.generic_name = p.generic_name
-      AND f.segment_start >= ac.from_day
-      AND f.segment_start <= ac.as_of_date
-    GROUP BY ac.agreement_id
-),
-cumulative AS (
-    SELECT ac.agreement_id, SUM(f.quantity) AS cumulative_selected_quantity
-    FROM purchase_facts f
-    CROSS JOIN products p
-    CROSS JOIN active ac
     WHERE f.month_start >= :first_month
       AND f.month_start <= :month_start
-      AND f.channel = 'platform'
       AND p.product_code = f.product_code
-      AND p.is_selected = TRUE
-      AND ac.institution_code = f.institution_code
-      AND ac.generic_name = p.generic_name
-      AND ac.batch_code = p.batch_code
-      AND f.segment_start >= ac.period_start
-      AND f.segment_start <= ac.as_of_date
+      AND (f.month_start = :month_start OR (f.channel = 'platform' AND p.is_selected = TRUE))
+    GROUP BY f.month_start, f.segment_start, f.institution_code, p.generic_name,
+             CASE WHEN f.channel = 'platform' AND p.is_selected = TRUE THEN p.batch_code END
+),
+per_agreement AS (
+    SELECT ac.agreement_id,
+           SUM(CASE WHEN g.month_start = :month_start AND g.segment_start >= ac.from_day
+                     AND g.selected_batch = ac.batch_code THEN g.quantity ELSE 0 END) AS selected_quantity,
+           SUM(CASE WHEN g.month_start = :month_start AND g.segment_start >= ac.from_day
+                     AND g.selected_batch = ac.batch_code THEN g.amount ELSE 0 END) AS selected_amount,
+           SUM(CASE WHEN g.month_start = :month_start AND g.segment_start >= ac.from_day
+                    THEN g.quantity ELSE 0 END) AS same_generic_quantity,
+           SUM(CASE WHEN g.month_start = :month_start AND g.segment_start >= ac.from_day
+                    THEN g.amount ELSE 0 END) AS same_generic_amount,
+           SUM(CASE WHEN g.selected_batch = ac.batch_code THEN g.quantity ELSE 0 END)
+               AS cumulative_selected_quantity
+    FROM facts_by_generic g
+    JOIN active ac ON ac.institution_code = g.institution_code AND ac.generic_name = g.generic_name
+    WHERE g.segment_start >= ac.period_start
+      AND g.segment_start <= ac.as_of_date
     GROUP BY ac.agreement_id
 ),
 figures AS (
@@ -83,15 +82,14 @@ figures AS (
            COALESCE(m.selected_amount, 0) AS selected_amount,
            COALESCE(m.same_generic_quantity, 0) AS same_generic_quantity,
            COALESCE(m.same_generic_amount, 0) AS same_generic_amount,
-           COALESCE(c.cumulative_selected_quantity, 0) AS cumulative_selected_quantity,
+           COALESCE(m.cumulative_selected_quantity, 0) AS cumulative_selected_quantity,
            as_of.day_ordinal - period_start.day_ordinal + 1 AS elapsed_days,
            period_end.day_ordinal - period_start.day_ordinal + 1 AS total_days
     FROM active ac
     JOIN work_calendar period_start ON period_start.day = ac.period_start
     JOIN work_calendar period_end ON period_end.day = ac.period_end
     JOIN work_calendar as_of ON as_of.day = ac.as_of_date
-    LEFT JOIN in_month m ON m.agreement_id = ac.agreement_id
-    LEFT JOIN cumulative c ON c.agreement_id = ac.agreement_id
+    LEFT JOIN per_agreement m ON m.agreement_id = ac.agreement_id
 )
 SELECT :period, agreement_id, institution_code, branch_code, batch_code, generic_name, as_of_date,
        agreed_quantity, selected_quantity, selected_amount, same_generic_quantity,
