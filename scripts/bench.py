@@ -262,7 +262,7 @@ WHERE (start + make_interval(months => k - 1) + interval '12 days')::date <= %(s
 
 def generate_reference(url: str, args) -> None:
     from vbp_monitor.core.db import get_engine, upgrade_schema
-    from vbp_monitor.core.prc_calendar import rebuild_work_calendar
+    from vbp_monitor.model.calendar_tables import rebuild_work_calendar
 
     upgrade_schema(url)
     engine = get_engine(url)
@@ -282,7 +282,7 @@ def generate_reference(url: str, args) -> None:
 def generate(url: str, args, lines_per_month: int) -> dict:
     """The whole warehouse; returns row counts."""
     from vbp_monitor.core.db import get_engine
-    from vbp_monitor.core.prc_calendar import ensure_cycle_month_calendar
+    from vbp_monitor.model.calendar_tables import ensure_cycle_month_calendar
 
     started = time.perf_counter()
     generate_reference(url, args)
@@ -354,14 +354,24 @@ def child(step: str, url: str, extra: str | None) -> dict:
     elif step == "judge":
         from vbp_monitor.rules.monitoring import judge
 
-        judged = judge(engine, _run())
+        judged = judge(engine, _run()).as_xcom()
         result = {"raised": judged["raised"], "by_rule": judged["by_rule"], "attachments": judged["attachments"]}
     elif step == "mail":
-        from vbp_monitor.notify.mailer import plan
+        # The emails notify_run would send, composed without SMTP (nothing is claimed or sent).
+        from vbp_monitor.core import config
+        from vbp_monitor.model.reference import branch_directory, city_branch_code
+        from vbp_monitor.notify import mailer
 
         attachments = {branch: [Path(p) for p in paths] for branch, paths in json.loads(extra or "{}").items()}
-        outgoing, _audiences, required = plan(engine, _run(), attachments=attachments)
-        result = {"emails": len(outgoing), "alerts": len(required)}
+        run = _run()
+        with engine.connect() as conn:
+            audiences = mailer.Audiences(branch_directory(conn), city_branch_code(conn), config.data_team_emails())
+            pending = mailer._pending_alerts(conn, run)
+            wanted, _unaddressed = mailer._wanted(pending, mailer._ledger(conn, [r["alert_id"] for r in pending]),
+                                                  audiences, False)
+        rows_by_id = {row["alert_id"]: row for row in pending}
+        outgoing = mailer._compose_all(wanted, rows_by_id, run, audiences, attachments)
+        result = {"emails": len(outgoing), "alerts": len(pending)}
     elif step == "ingest":
         from vbp_monitor.orchestration.run_context import RunContext
         from vbp_monitor.core.periods import ingest_period

@@ -342,11 +342,13 @@ def mail_fault_table(request):
              "-+-".join("-" * widths[c] for c in columns)]
     lines += [" | ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns) for row in rows]
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line("")
-        reporter.write_line(f"mail fault summary ({request.module.__name__})")
-        for line in lines:
-            reporter.write_line(line)
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():  # shown with -q too, not only on failure
+            reporter.write_line("")
+            reporter.write_line(f"mail fault summary ({request.module.__name__})")
+            for line in lines:
+                reporter.write_line(line)
     target = os.environ.get("VBP_RELIABILITY_SUMMARY")
     if target:
         with open(target, "a", encoding="utf-8") as out:
@@ -354,7 +356,7 @@ def mail_fault_table(request):
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def record_case(table: list[dict], case: str, engine, server: SmtpTestServer, faults: int) -> MailAudit:
+def record_case(table: list[dict], case: str, engine, server: SmtpTestServer, faults: int | str) -> MailAudit:
     """Audit the mail of a case, add its row to the summary table and return the audit."""
     audit = audit_mail(engine, server)
     table.append({"case": case, "db": engine.dialect.name, "faults": faults, "alerts": audit.alerts,
@@ -410,3 +412,13 @@ def mail_log():
 
 def log_text(records: list[logging.LogRecord], level: int = logging.INFO) -> str:
     return "\n".join(record.getMessage() for record in records if record.levelno >= level)
+
+
+def period_files(folder, period: str, codes=("B1", "B2", "CITY")) -> dict[str, list]:
+    """A period's own files, as a judge returns them (one per branch, one for the city)."""
+    files = {}
+    for code in codes:
+        path = folder / f"执行报表_{code}_{period}.xlsx"
+        path.write_bytes(f"PK {code} {period}".encode())
+        files[code] = [path]
+    return files

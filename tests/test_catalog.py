@@ -65,9 +65,15 @@ def _dag_ids_in(path: Path) -> list[str]:
     for call in ast.walk(tree):
         function = getattr(call, "func", None)
         name = getattr(function, "id", getattr(function, "attr", None))
-        if not isinstance(call, ast.Call) or name not in ("dag", "DAG"):
+        if not isinstance(call, ast.Call):
             continue
-        for value in (keyword.value for keyword in call.keywords if keyword.arg == "dag_id"):
+        if name in ("dag", "DAG"):  # @dag(dag_id=…)
+            values = [keyword.value for keyword in call.keywords if keyword.arg == "dag_id"]
+        elif name == "dag_arguments":  # @dag(**dag_arguments(DAG_ID))
+            values = call.args[:1]
+        else:
+            continue
+        for value in values:
             found.append(value.value if isinstance(value, ast.Constant) else constants.get(getattr(value, "id", "")))
     return found
 

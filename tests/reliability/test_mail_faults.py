@@ -12,7 +12,7 @@ import logging
 import pytest
 from sqlalchemy import func, select
 
-from fixtures_smtp import DATA_TEAM_EMAIL, log_text, raise_alerts, record_case, sample_alerts
+from fixtures_smtp import DATA_TEAM_EMAIL, log_text, period_files, raise_alerts, record_case, sample_alerts
 from vbp_monitor.core.periods import judged_month
 from vbp_monitor.model.schema import alert_deliveries, alerts
 from vbp_monitor.notify import mailer
@@ -27,16 +27,6 @@ EVERYONE_ONCE = {B1: 1, B2: 1, B2B: 1, CITY: 1, DATA_TEAM_EMAIL: 1}
 def _run(month: int, **kwargs) -> RunContext:
     period = judged_month(dt.date(2025, month + 1, 3))
     return RunContext.for_test(DAG, period, run_id=f"scheduled__{period.label}", **kwargs)
-
-
-def _files(tmp_path, period: str) -> dict[str, list]:
-    """The period's own files, as a judge returns them (one per branch, one for the city)."""
-    files = {}
-    for code in ("B1", "B2", "CITY"):
-        path = tmp_path / f"执行报表_{code}_{period}.xlsx"
-        path.write_bytes(f"PK {code} {period}".encode())
-        files[code] = [path]
-    return files
 
 
 def _unnotified(engine) -> int:
@@ -61,11 +51,11 @@ def test_two_periods_unnotified_each_run_mails_only_its_own_period(mail_city, sm
     smtp_server.stop()
     smtp_server.note("down")
     with pytest.raises(NotificationError):  # June's notify failed: its alerts wait for its retry
-        notify_run(mail_city, june, attachments=_files(tmp_path, "2025-06"))
+        notify_run(mail_city, june, attachments=period_files(tmp_path, "2025-06"))
     smtp_server.start()
 
     raise_alerts(mail_city, july, sample_alerts("七月"))
-    result = notify_run(mail_city, july, attachments=_files(tmp_path, "2025-07"))
+    result = notify_run(mail_city, july, attachments=period_files(tmp_path, "2025-07"))
     assert result["alerts"] == 5 and smtp_server.per_recipient() == EVERYONE_ONCE
     for mail in smtp_server.messages:  # July only, under July, with July's files
         assert "2025年7月" in mail.subject and "六月" not in mail.html()
@@ -74,7 +64,7 @@ def test_two_periods_unnotified_each_run_mails_only_its_own_period(mail_city, sm
     assert "alerts of other periods are still un-notified (2025-06: 5)" in log_text(mail_log)
 
     # June's retry: June's alerts, under June, with June's files
-    assert notify_run(mail_city, june, attachments=_files(tmp_path, "2025-06"))["alerts"] == 5
+    assert notify_run(mail_city, june, attachments=period_files(tmp_path, "2025-06"))["alerts"] == 5
     june_mails = [mail for mail in smtp_server.messages if "2025年6月" in mail.subject]
     assert len(june_mails) == 4
     assert "执行报表_B2_2025-06.xlsx" in next(m for m in june_mails if m.audience == "branch:B2").attachments()

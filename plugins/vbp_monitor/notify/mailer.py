@@ -517,10 +517,15 @@ def _claim(conn: Connection, pairs: set[Pair], token: str, now: dt.datetime) -> 
     upsert(conn, alert_deliveries, [
         {"alert_id": alert_id, "audience": address_key(audience, address), "sent_at": now, "message_id": token}
         for alert_id, audience, address in sorted(pairs)], update_columns=[])
+    # Read after the insert (READ COMMITTED: a fresh snapshot): an attempt that completed the
+    # audience meanwhile has replaced its address rows by the audience row, so our insert did
+    # not conflict — the audience row says it is done.
     ledger = _ledger(conn, alert_ids)
     owned, held = set(), set()
     for pair in pairs:
         holder = ledger.claims.get((pair[0], address_key(pair[1], pair[2])))
+        if pair[1] in ledger.delivered.get(pair[0], {}):
+            continue  # our claim row, if any, is released at the end of the attempt
         if holder == token:
             owned.add(pair)
         elif holder is not None:
@@ -560,7 +565,8 @@ def _settle(conn: Connection, audiences: Audiences, rows: list[dict], now: dt.da
                 delivered[audience] = message
         if audiences.required(row) <= delivered.keys():
             done_ids.append(row["alert_id"])
-    upsert(conn, alert_deliveries, complete)
+    # one order for every attempt: two settling the same alerts wait for each other, never deadlock
+    upsert(conn, alert_deliveries, sorted(complete, key=lambda item: (item["alert_id"], item["audience"])))
     for audience in {item["audience"] for item in complete}:
         ids = [item["alert_id"] for item in complete if item["audience"] == audience]
         for chunk in _chunks(ids):

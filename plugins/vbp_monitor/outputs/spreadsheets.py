@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import datetime as dt
 import math
 import re
@@ -297,7 +298,10 @@ def _display_width(value) -> int:
     return max((_text_width(line) for line in text.splitlines()), default=0)
 
 
+@functools.lru_cache(maxsize=65536)  # names and labels repeat down a column
 def _text_width(text: str) -> int:
+    if text.isascii():
+        return len(text)
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
@@ -398,67 +402,82 @@ def _column_widths(columns: list, cells: list[list[tuple]]) -> tuple[list[float]
 
 
 def _fill_sheet(sheet, header: list, rows: list[list], title: BookTitle | None, styles: _Styles) -> None:
+    """Fill a write-only sheet: everything above the rows (widths, frozen panes) is set
+    before the first row goes out, each row's height before that row (openpyxl streams the
+    rows to the file as they are appended, so a large sheet is never held as cells)."""
+    from openpyxl.cell import WriteOnlyCell
     from openpyxl.utils import get_column_letter
-    from openpyxl.worksheet.page import PageMargins
 
     width_of_rows = max([len(header), *(len(row) for row in rows)], default=0)
     columns = list(header) + [None] * (width_of_rows - len(header))
     cells = [[typed_cell(value, columns[index]) for index, value in enumerate(row)] for row in rows]
     widths, wraps = _column_widths(columns, cells)
     last_letter = get_column_letter(max(1, len(columns)))
-
-    header_row = 1
-    if title is not None:
-        header_row = 4
-        fonts = (styles.office, styles.title, styles.details)
-        aligns = (styles.left_alignment, styles.title_alignment, styles.left_alignment)
-        table_width = sum(widths) or MIN_COLUMN_WIDTH
-        for row_number, (text, font, align) in enumerate(zip(title.lines(sheet.title), fonts, aligns), 1):
-            cell = sheet.cell(row=row_number, column=1, value=safe_cell(text))
-            cell.font, cell.alignment, cell.data_type = font, align, "s"
-            if len(columns) > 1:
-                sheet.merge_cells(f"A{row_number}:{last_letter}{row_number}")
-            lines = _lines_needed(text, table_width * FONT_SIZE / font.sz) if text else 1
-            sheet.row_dimensions[row_number].height = lines * font.sz * 1.45 + 4
-
-    header_lines = 1
-    for index, column in enumerate(header, start=1):
-        cell = sheet.cell(row=header_row, column=index, value=safe_cell(str(column)))
-        cell.font, cell.alignment, cell.border, cell.fill = (
-            styles.header, styles.header_alignment, styles.border, styles.header_fill)
-        cell.data_type = "s"
-        header_lines = max(header_lines, _lines_needed(str(column), widths[index - 1]))
-    sheet.row_dimensions[header_row].height = header_lines * LINE_HEIGHT + 5
-
-    for offset, row in enumerate(cells, start=1):
-        row_number = header_row + offset
-        lines = 1
-        for index, (value, number_format) in enumerate(row, start=1):
-            cell = sheet.cell(row=row_number, column=index, value=value)
-            if isinstance(value, str):  # a neutralised text stays text ("=…" is no formula)
-                cell.data_type = "s"
-            wrapped = wraps[index - 1] and isinstance(value, str)
-            styles.apply_body(cell, number_format, wrapped)
-            if wrapped:
-                lines = max(lines, _lines_needed(str(value), widths[index - 1]))
-        sheet.row_dimensions[row_number].height = lines * LINE_HEIGHT + 3
+    header_row = 4 if title is not None else 1
+    last_row = header_row + len(cells)
 
     for index, width in enumerate(widths, start=1):
         sheet.column_dimensions[get_column_letter(index)].width = width
     sheet.freeze_panes = f"A{header_row + 1}"
     if header:
-        sheet.auto_filter.ref = f"A{header_row}:{get_column_letter(len(header))}{max(header_row, sheet.max_row)}"
+        sheet.auto_filter.ref = f"A{header_row}:{get_column_letter(len(header))}{last_row}"
+    _print_setup(sheet, title, header_row, f"A1:{last_letter}{last_row}")
 
-    # Printing: A4 landscape, one page wide (as many tall as needed), header row on every page.
-    sheet.page_setup.paperSize = sheet.PAPERSIZE_A4
-    sheet.page_setup.orientation = sheet.ORIENTATION_LANDSCAPE
+    if title is not None:
+        fonts = (styles.office, styles.title, styles.details)
+        aligns = (styles.left_alignment, styles.title_alignment, styles.left_alignment)
+        table_width = sum(widths) or MIN_COLUMN_WIDTH
+        for row_number, (text, font, align) in enumerate(zip(title.lines(sheet.title), fonts, aligns), 1):
+            cell = WriteOnlyCell(sheet, value=safe_cell(text))
+            cell.font, cell.alignment, cell.data_type = font, align, "s"
+            if len(columns) > 1:
+                sheet.merged_cells.add(f"A{row_number}:{last_letter}{row_number}")
+            lines = _lines_needed(text, table_width * FONT_SIZE / font.sz) if text else 1
+            sheet.row_dimensions[row_number].height = lines * font.sz * 1.45 + 4
+            sheet.append([cell])
+
+    header_lines = 1
+    header_cells = []
+    for index, column in enumerate(header, start=1):
+        cell = WriteOnlyCell(sheet, value=safe_cell(str(column)))
+        cell.font, cell.alignment, cell.border, cell.fill = (
+            styles.header, styles.header_alignment, styles.border, styles.header_fill)
+        cell.data_type = "s"
+        header_cells.append(cell)
+        header_lines = max(header_lines, _lines_needed(str(column), widths[index - 1]))
+    sheet.row_dimensions[header_row].height = header_lines * LINE_HEIGHT + 5
+    sheet.append(header_cells)
+
+    for offset, row in enumerate(cells, start=1):
+        lines = 1
+        out = []
+        for index, (value, number_format) in enumerate(row):
+            cell = WriteOnlyCell(sheet, value=value)
+            if isinstance(value, str):  # a neutralised text stays text ("=…" is no formula)
+                cell.data_type = "s"
+            wrapped = wraps[index] and isinstance(value, str)
+            styles.apply_body(cell, number_format, wrapped)
+            if wrapped:
+                lines = max(lines, _lines_needed(str(value), widths[index]))
+            out.append(cell)
+        sheet.row_dimensions[header_row + offset].height = lines * LINE_HEIGHT + 3
+        sheet.append(out)
+
+
+def _print_setup(sheet, title: BookTitle | None, header_row: int, area: str) -> None:
+    """A4 landscape, one page wide (as many tall as needed), header row on every page."""
+    from openpyxl.worksheet.page import PageMargins
+    from openpyxl.worksheet.worksheet import Worksheet
+
+    sheet.page_setup.paperSize = Worksheet.PAPERSIZE_A4
+    sheet.page_setup.orientation = Worksheet.ORIENTATION_LANDSCAPE
     sheet.page_setup.fitToWidth = 1
     sheet.page_setup.fitToHeight = 0
     sheet.sheet_properties.pageSetUpPr.fitToPage = True
     sheet.print_options.horizontalCentered = True
     sheet.page_margins = PageMargins(left=0.4, right=0.4, top=0.55, bottom=0.6, header=0.3, footer=0.3)
     sheet.print_title_rows = f"{header_row}:{header_row}"
-    sheet.print_area = f"A1:{last_letter}{max(header_row, sheet.max_row)}"
+    sheet.print_area = area
     sheet.oddFooter.center.text = "第 &P 页 / 共 &N 页"
     sheet.oddFooter.center.size = 9
     if title is not None:
@@ -478,8 +497,7 @@ def _ordered(sheets: Sheets) -> list[tuple[str, tuple]]:
 def _workbook(sheets: Sheets, title: BookTitle | None = None):
     from openpyxl import Workbook
 
-    workbook = Workbook()
-    default = workbook.active
+    workbook = Workbook(write_only=True)  # rows stream to the file: no sheet held as cells
     taken: set[str] = set()
     styles = _Styles()
     if title is not None and title.generated_at is None:
@@ -487,8 +505,8 @@ def _workbook(sheets: Sheets, title: BookTitle | None = None):
     for sheet_title, (header, rows) in _ordered(sheets):
         sheet = workbook.create_sheet(_sheet_title(sheet_title, taken))
         _fill_sheet(sheet, list(header), list(rows), title, styles)
-    if len(workbook.sheetnames) > 1:
-        workbook.remove(default)
+    if not workbook.worksheets:
+        workbook.create_sheet("Sheet")
     return workbook
 
 

@@ -446,6 +446,52 @@ def validate_frame(conn, table: str, frame: pd.DataFrame) -> SuiteOutcome:
     return run_suite(table, resolved, prepared)
 
 
+# ---------------------------------------------------------------- chunks
+# Expectations whose verdict on a table is the union of their verdicts on its parts: a table
+# whose suite has only these can be validated chunk by chunk (bounded memory). Uniqueness is
+# among them because every unique column of the suites is the warehouse table's primary key.
+CHUNKABLE_TYPES = frozenset({
+    "expect_column_to_exist", "expect_column_values_to_not_be_null",
+    "expect_column_values_to_match_strftime_format", "expect_column_values_to_match_regex",
+    "expect_column_values_to_be_between", "expect_column_values_to_be_in_set",
+    "expect_column_values_to_not_be_in_set", "expect_column_values_to_be_unique",
+    "expect_compound_columns_to_be_unique",
+})
+
+
+def chunkable(table: str) -> bool:
+    """Whether ``table``'s suite may be run on parts of the table (no whole-table figure)."""
+    return all(item["type"] in CHUNKABLE_TYPES for item in load_suite_json(table)["expectations"])
+
+
+def merge_outcomes(table: str, outcomes: list[SuiteOutcome]) -> SuiteOutcome:
+    """One outcome of the chunks of one table (row numbers run on across the chunks)."""
+    if len(outcomes) == 1:
+        return outcomes[0]
+    merged: dict[int, Failure] = {}
+    row_reasons: dict[int, list[str]] = {}
+    row_keys: dict[int, str] = {}
+    for outcome in outcomes:
+        for failure in outcome.failures:
+            known = merged.get(failure.position)
+            if known is None:
+                merged[failure.position] = copy.copy(failure)
+                merged[failure.position].row_numbers = list(failure.row_numbers)
+                merged[failure.position].examples = list(failure.examples)
+                continue
+            known.count += failure.count
+            known.row_numbers.extend(failure.row_numbers)
+            known.examples.extend(key for key in failure.examples
+                                  if key not in known.examples)
+            del known.examples[MAX_EXAMPLES:]
+        for number, reasons in outcome.row_reasons.items():
+            row_reasons.setdefault(number, []).extend(reasons)
+        row_keys.update(outcome.row_keys)
+    failures = sorted(merged.values(), key=lambda f: f.position)
+    name = outcomes[0].suite_name if outcomes else suite_name(table)
+    return SuiteOutcome(table, name, sum(o.row_count for o in outcomes), failures, row_reasons, row_keys)
+
+
 # ---------------------------------------------------------------- alerts
 def data_quality_alert(conn, source_file: str, message: str, metric: int) -> dict:
     """A DATA_QUALITY candidate for ``AlertStore.replace`` (data team; city row)."""

@@ -25,16 +25,7 @@ from typing import TYPE_CHECKING
 
 from vbp_monitor.core import config
 from vbp_monitor.model import contract
-from vbp_monitor.quality.expectations import (
-    DATE_FORMAT,
-    EXTRA_FIELDS,
-    KEY_SEPARATOR,
-    ROW_NUMBER,
-    TIMESTAMP_FORMAT,
-    clause,
-    data_quality_alert,
-    validate_frame,
-)
+from vbp_monitor.quality import expectations as suites
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -86,7 +77,7 @@ def _cell_text(value, kind: str | None) -> str:
     if isinstance(value, dt.datetime):
         if kind == contract.DATE and value.time() == dt.time():
             return value.date().isoformat()
-        return value.strftime(TIMESTAMP_FORMAT)
+        return value.strftime(suites.TIMESTAMP_FORMAT)
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, float):
@@ -138,7 +129,7 @@ def read_contract_file(path: Path, spec: contract.FileSpec) -> tuple[pd.DataFram
         records.append((list(values[:width]) + [""] * (width - len(values)))[:width])
     frame = pd.DataFrame(records, columns=header, dtype=str) if records else pd.DataFrame(
         {name: pd.Series([], dtype=str) for name in header})
-    frame[EXTRA_FIELDS] = pd.Series(extra, dtype="int64") if extra else pd.Series([], dtype="int64")
+    frame[suites.EXTRA_FIELDS] = pd.Series(extra, dtype="int64") if extra else pd.Series([], dtype="int64")
     return frame, header
 
 
@@ -146,8 +137,8 @@ def contract_text(frame: pd.DataFrame, spec: contract.FileSpec) -> pd.DataFrame:
     """Contract columns stripped, '' as missing, numbered 1.. (the data row number)."""
     out = frame[list(spec.columns)].apply(lambda column: column.str.strip())
     out = out.mask(out == "")
-    out[EXTRA_FIELDS] = frame[EXTRA_FIELDS].to_numpy()
-    out[ROW_NUMBER] = range(1, len(out) + 1)
+    out[suites.EXTRA_FIELDS] = frame[suites.EXTRA_FIELDS].to_numpy()
+    out[suites.ROW_NUMBER] = range(1, len(out) + 1)
     return out
 
 
@@ -160,12 +151,12 @@ def _typed_column(kind: str, series: pd.Series) -> list:
     if kind == contract.TEXT:
         return [None if v is None or v != v else v for v in values]
     if kind == contract.TIMESTAMP:
-        parsed = pd.to_datetime(series, format=TIMESTAMP_FORMAT, errors="coerce")
+        parsed = pd.to_datetime(series, format=suites.TIMESTAMP_FORMAT, errors="coerce")
         return [None if v is pd.NaT or v is None or v != v else v for v in parsed.dt.to_pydatetime().tolist()]
 
     def parse(text: str):
         if kind == contract.DATE:
-            return dt.datetime.strptime(text, DATE_FORMAT).date()
+            return dt.datetime.strptime(text, suites.DATE_FORMAT).date()
         if kind == contract.INT:
             return int(text)
         if kind == contract.BOOL:
@@ -192,7 +183,7 @@ def typed_records(table: str, frame: pd.DataFrame) -> tuple[list[dict], dict[int
     parse (a safety net behind the suite's type expectations)."""
     spec = contract.FILES[table]
     columns = {name: _typed_column(kind, frame[name]) for name, kind in spec.columns.items()}
-    numbers = frame[ROW_NUMBER].tolist()
+    numbers = frame[suites.ROW_NUMBER].tolist()
     unparsed: dict[int, list[str]] = {}
     for name, values in columns.items():
         raw = frame[name].notna().tolist()
@@ -252,10 +243,10 @@ def _rejected(engine, run, file_name: str, rows: int, why: str, summary: dict) -
     message = (
         f"数据质量问题：{file_name} {why}，整份文件被拒收（共 {rows} 行数据，均未入库，"
         f"仓库中该表保持上次的数据）。请数据组按数据契约更正后重新投递 {file_name}；"
-        f"当天重新投递且校验通过后本预警自动关闭。依据：{clause()}。"
+        f"当天重新投递且校验通过后本预警自动关闭。依据：{suites.clause()}。"
     )
     with engine.begin() as conn:
-        run.store.replace(conn, ["DATA_QUALITY"], [data_quality_alert(conn, file_name, message, rows)],
+        run.store.replace(conn, ["DATA_QUALITY"], [suites.data_quality_alert(conn, file_name, message, rows)],
                           source_file=file_name)
     log.warning("%s rejected: %s", file_name, why)
     summary.update(rejected=rows, reason=why)
@@ -279,14 +270,14 @@ def ingest_file(engine, run, table: str, path: Path) -> dict:
 
     frame = contract_text(raw, spec)
     with engine.connect() as conn:
-        outcome = validate_frame(conn, table, frame)
+        outcome = suites.validate_frame(conn, table, frame)
     if outcome.file_failures:
         broken = "；".join(f"{f.label}，实际值 {f.observed}" for f in outcome.file_failures)
         return _rejected(engine, run, file_name, len(raw),
                          f"未通过期望套件 {outcome.suite_name} 的文件级期望：{broken}", summary)
 
     reasons = {number: list(texts) for number, texts in outcome.row_reasons.items()}
-    good = frame[~frame[ROW_NUMBER].isin(list(reasons))]
+    good = frame[~frame[suites.ROW_NUMBER].isin(list(reasons))]
     records, unparsed = typed_records(table, good)
     for number, texts in unparsed.items():
         reasons.setdefault(number, []).extend(texts)
@@ -296,8 +287,8 @@ def ingest_file(engine, run, table: str, path: Path) -> dict:
     if reasons:
         bad = raw.iloc[[number - 1 for number in sorted(reasons)]]
         key_text = frame.iloc[[number - 1 for number in sorted(reasons)]][list(spec.key)].fillna("")
-        keys = key_text.astype(str).agg(KEY_SEPARATOR.join, axis=1).tolist()
-        for number, key, row in zip(sorted(reasons), keys, bad.drop(columns=[EXTRA_FIELDS]).to_dict("records")):
+        keys = key_text.astype(str).agg(suites.KEY_SEPARATOR.join, axis=1).tolist()
+        for number, key, row in zip(sorted(reasons), keys, bad.drop(columns=[suites.EXTRA_FIELDS]).to_dict("records")):
             quarantined.append({
                 "source_file": file_name, "row_number": number, "row_key": key,
                 "raw_row": json.dumps(row, ensure_ascii=False), "reasons": "；".join(reasons[number]),
@@ -319,9 +310,9 @@ def ingest_file(engine, run, table: str, path: Path) -> dict:
                 f"{outcome.suite_name} 的校验，已隔离（quarantine 表，未入库，规则不使用这些行）；"
                 f"其余 {loaded} 行已入库。未通过的期望：{failed}。示例主键：{examples}。"
                 f"请数据组核对平台导出、更正后重新投递 {file_name}；当天重新投递且校验通过后本预警自动关闭。"
-                f"依据：{clause()}。"
+                f"依据：{suites.clause()}。"
             )
-            candidates.append(data_quality_alert(conn, file_name, message, len(quarantined)))
+            candidates.append(suites.data_quality_alert(conn, file_name, message, len(quarantined)))
         run.store.replace(conn, ["DATA_QUALITY"], candidates, source_file=file_name)
 
     summary.update(loaded=loaded, quarantined=len(quarantined), seconds=round(time.perf_counter() - started, 2))

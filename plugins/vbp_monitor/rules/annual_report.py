@@ -62,6 +62,7 @@ from vbp_monitor.outputs.documents import (
     numbered_heading,
     report_path,
 )
+from vbp_monitor.outputs.run_files import run_folder
 
 if TYPE_CHECKING:
     from vbp_monitor.orchestration.run_context import RunContext
@@ -75,7 +76,6 @@ DUE, MISSING, LATE, INCOMPLETE = (
 RULE_CODES = DAGS[DAG_ID].rule_codes
 EPS = 1e-9
 NO_DATA = "暂无数据"
-OUTPUT_SUBDIR = DAG_ID
 AUTHOR = "市医保局"
 REPORT_NAME = "加强集采监管工作落实情况报告"
 # The template's guidance lines (seed 002 附件2), by section.
@@ -558,7 +558,7 @@ def build_draft(row: dict, season: Season, figures: BranchFigures, settings: Ann
 
 # ------------------------------------------------------------------ the draft: files
 def draft_folder(report_year: int) -> Path:
-    return config.output_dir() / OUTPUT_SUBDIR / str(report_year)
+    return run_folder(DAG_ID, str(report_year))
 
 
 def draft_path(report_year: int, branch_code: str) -> Path:

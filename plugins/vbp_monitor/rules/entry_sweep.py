@@ -24,23 +24,23 @@ from typing import TYPE_CHECKING
 
 from vbp_monitor.alerts.candidates import one_per_key
 from vbp_monitor.alerts.store import JudgeResult
-from vbp_monitor.core import config, sqlfiles
+from vbp_monitor.core import sqlfiles
 from vbp_monitor.core.catalog import DAGS, RULES, rule_title
 from vbp_monitor.core.formatting import as_date, date_iso, decimal_of, number, percent, quantity, rounded
-from vbp_monitor.core.labels import SEVERITY_ORDER, SEVERITY_ZH
+from vbp_monitor.core.labels import SEVERITY_ORDER
 from vbp_monitor.core.prc_calendar import add_months
 from vbp_monitor.core.profiles import cite, load_profile
 from vbp_monitor.model.calendar_tables import ensure_cycle_month_calendar
 from vbp_monitor.model.reference import branch_directory
-from vbp_monitor.outputs.spreadsheets import Sheets, branch_file_path, write_branch_files
+from vbp_monitor.outputs.run_files import criteria_sheet, run_file_path, run_folder
+from vbp_monitor.outputs.spreadsheets import Sheets, write_branch_files
 from vbp_monitor.quality.validation import Where
 
 if TYPE_CHECKING:  # pragma: no cover
     from vbp_monitor.orchestration.run_context import RunContext
 
 DAG_ID = "vbp_entry_sweep"
-NOT_PURCHASED = "ENTRY_NOT_PURCHASED"
-BEHIND = "ENTRY_BEHIND_AGREEMENT"
+NOT_PURCHASED, BEHIND = "ENTRY_NOT_PURCHASED", "ENTRY_BEHIND_AGREEMENT"
 RULE_CODES = DAGS[DAG_ID].rule_codes
 # Quantities have at most 4 decimals: "short by more than 1e-6" separates a value exactly at
 # the threshold from a real shortfall even on SQLite's REAL arithmetic with large quantities
@@ -178,8 +178,8 @@ def judge(engine, run: RunContext, profile: dict | None = None) -> JudgeResult:
         branches = branch_directory(conn)
     # The sweep lists show every swept agreement of the branch, even under a batch filter.
     attachments = write_branch_files(
-        output_folder(run.period.label), FILE_PREFIX, run.period.label,
-        branch_workbooks(swept, branches, criteria_sheet(month, ratio)), scope_branch=run.scope.branch_code)
+        run_folder(DAG_ID, run.period.label), FILE_PREFIX, run.period.label,
+        branch_workbooks(swept, branches, sweep_criteria(month, ratio)), scope_branch=run.scope.branch_code)
     return JudgeResult(period=run.period.label, rule_codes=RULE_CODES, written=written,
                        attachments=attachments, details={"swept": len(in_scope)})
 
@@ -190,30 +190,22 @@ SHEET_HEADER = [
     "协议年度起", "协议年度止", "排查节点（执行第k个月末）", "约定采购量", "中选产品平台采购量",
     "首次采购日期", "约定采购量完成率", "序时进度", "预警线（比例×序时进度）", "排查结论", "处理要求",
 ]
-CRITERIA_HEADER = ["规则代码", "结论", "判定口径", "预警级别", "处理要求"]
-
-
-def output_folder(period_label: str) -> Path:
-    return config.output_dir() / DAG_ID / period_label
 
 
 def workbook_path(period_label: str, branch_code: str) -> Path:
-    return branch_file_path(output_folder(period_label), FILE_PREFIX, branch_code, period_label)
+    return run_file_path(DAG_ID, FILE_PREFIX, period_label, branch_code)
 
 
-def criteria_sheet(month: int, ratio: Decimal) -> tuple[list[str], list[list]]:
+def sweep_criteria(month: int, ratio: Decimal) -> tuple[list[str], list[list]]:
     """How the sweep judges, with the profile's figures: the sheet beside every list."""
     conditions = {
         NOT_PURCHASED: f"协议年度起至执行第{month}个月末，平台上无该通用名中选产品采购（不含取消订单、线下采购）",
         BEHIND: f"已有中选产品采购，但约定采购量完成率 < {number(ratio)} × 序时进度",
     }
-    rows = [[code, rule_title(code), condition, SEVERITY_ZH[RULES[code].severity], ACTIONS[code]]
-            for code, condition in conditions.items()]
-    rows.append(["", "口径说明",
-                 f"排查对象：公立医疗机构约定采购量大于0的采购协议，于每个协议年度执行第{month}个月末排查一次"
-                 "（含续签年度）；完成率 = 中选产品平台采购量 ÷ 约定采购量；"
-                 "序时进度 = （排查节点 − 协议年度起 + 1天）÷（协议年度止 − 协议年度起 + 1天）", "", ""])
-    return CRITERIA_HEADER, rows
+    return criteria_sheet(conditions, ACTIONS,
+                          f"排查对象：公立医疗机构约定采购量大于0的采购协议，于每个协议年度执行第{month}个月末排查一次"
+                          "（含续签年度）；完成率 = 中选产品平台采购量 ÷ 约定采购量；"
+                          "序时进度 = （排查节点 − 协议年度起 + 1天）÷（协议年度止 − 协议年度起 + 1天）")
 
 
 def _sheet_row(row: dict, branches: dict) -> list:

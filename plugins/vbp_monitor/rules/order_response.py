@@ -33,26 +33,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vbp_monitor.alerts.store import JudgeResult
-from vbp_monitor.core import config, sqlfiles
+from vbp_monitor.core import sqlfiles
 from vbp_monitor.core.catalog import DAGS, RULES
 from vbp_monitor.core.formatting import as_datetime, date_iso, datetime_local, decimal_of, hours, rounded
 from vbp_monitor.core.prc_calendar import WorkCalendar
 from vbp_monitor.core.profiles import cite, load_profile
 from vbp_monitor.model.calendar_tables import load_calendar
-from vbp_monitor.outputs.spreadsheets import Sheets, branch_file_path, write_branch_files
+from vbp_monitor.outputs.run_files import run_file_path, run_folder
+from vbp_monitor.outputs.spreadsheets import Sheets, write_branch_files
 from vbp_monitor.quality.validation import Where
 
 if TYPE_CHECKING:  # pragma: no cover
     from vbp_monitor.orchestration.run_context import RunContext
 
-DAG_ID = "vbp_order_response"
-OVERDUE = "ORDER_RESPONSE_OVERDUE"
-ESCALATED = "ORDER_RESPONSE_ESCALATED"
-RULE_CODES = DAGS[DAG_ID].rule_codes
-EPS = 1e-9
+DAG_ID, FILE_PREFIX = "vbp_order_response", "延迟响应清单"
+OVERDUE, ESCALATED = RULE_CODES = DAGS[DAG_ID].rule_codes
+assert RULE_CODES == ("ORDER_RESPONSE_OVERDUE", "ORDER_RESPONSE_ESCALATED"), RULE_CODES
 # Hours as the alerts keep them (4 places: 48 h 1 s is 48.0003 > 48).
-HOURS = Decimal("0.0001")
-FILE_PREFIX = "延迟响应清单"
+HOURS, EPS = Decimal("0.0001"), 1e-9
 # Longest run of consecutive non-working days we look back over (Spring Festival is ~9).
 MAX_NON_WORKING_RUN = 60
 
@@ -277,7 +275,7 @@ def judge(engine, run: RunContext, profile: dict | None = None) -> JudgeResult:
         candidates = ([overdue_candidate(row, judged, settings, profile) for row in overdue]
                       + [escalated_candidate(row, judged, settings, profile) for row in escalated])
         written = run.store.replace(conn, RULE_CODES, candidates, scope=run.scope)
-    attachments = write_branch_files(output_folder(run.period.label), FILE_PREFIX, run.period.label,
+    attachments = write_branch_files(run_folder(DAG_ID, run.period.label), FILE_PREFIX, run.period.label,
                                      delay_list_workbooks(overdue, escalated, settings),
                                      scope_branch=run.scope.branch_code)
     return JudgeResult(period=run.period.label, rule_codes=RULE_CODES, written=written,
@@ -285,12 +283,8 @@ def judge(engine, run: RunContext, profile: dict | None = None) -> JudgeResult:
 
 
 # ------------------------------------------------------------------ spreadsheets
-def output_folder(period_label: str) -> Path:
-    return config.output_dir() / DAG_ID / period_label
-
-
 def workbook_path(period_label: str, branch_code: str) -> Path:
-    return branch_file_path(output_folder(period_label), FILE_PREFIX, branch_code, period_label)
+    return run_file_path(DAG_ID, FILE_PREFIX, period_label, branch_code)
 
 
 def _header(settings: ResponseSettings, last: str) -> list[str]:

@@ -49,7 +49,7 @@ from sqlalchemy import (
 
 from vbp_monitor.alerts.candidates import one_per_key
 from vbp_monitor.alerts.store import JudgeResult
-from vbp_monitor.core import config, sqlfiles
+from vbp_monitor.core import sqlfiles
 from vbp_monitor.core.catalog import DAGS, RULES, rule_title
 from vbp_monitor.core.formatting import as_date, date_iso, decimal_of, money, percent, rounded
 from vbp_monitor.core.labels import OWNERSHIP_ZH, SEVERITY_ORDER, SEVERITY_ZH, label
@@ -57,6 +57,7 @@ from vbp_monitor.core.profiles import cite, load_profile
 from vbp_monitor.model.calendar_tables import ensure_cycle_month_calendar
 from vbp_monitor.model.reference import branch_directory, city_branch_code
 from vbp_monitor.model.schema import alerts, prepayment_ledger
+from vbp_monitor.outputs.run_files import run_folder
 from vbp_monitor.quality.validation import Where
 
 if TYPE_CHECKING:
@@ -65,9 +66,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DAG_ID = "vbp_prepayment_reconciliation"
-UNDER_DISBURSED = "PREPAY_UNDER_DISBURSED"
-RECOVERY_SHORT = "PREPAY_RECOVERY_SHORT"
-OVER_RECOVERED = "PREPAY_OVER_RECOVERED"
+UNDER_DISBURSED, RECOVERY_SHORT, OVER_RECOVERED = (
+    "PREPAY_UNDER_DISBURSED", "PREPAY_RECOVERY_SHORT", "PREPAY_OVER_RECOVERED")
 RULE_CODES = DAGS[DAG_ID].rule_codes
 # Money has at most 4 decimals: 1e-6 yuan separates "exactly at the tolerance" from a real
 # difference even on SQLite's REAL arithmetic with amounts in the hundreds of millions.
@@ -76,7 +76,6 @@ MONEY_EPS = 1e-6
 LEDGER_MONEY = Decimal("0.0001")
 LEDGER_MONEY_COLUMNS = ("agreed_amount_total", "disbursed", "recovered", "required_disbursement",
                         "recovery_due", "required_recovery", "disbursement_gap", "recovery_gap")
-OUTPUT_SUBDIR = DAG_ID
 FILE_PREFIX = "预付对账台账"
 
 # The per-run parameter table (a temporary table: private to the run's connection, so
@@ -373,7 +372,7 @@ def _sheet_row(row: dict, branches: dict) -> list:
 
 
 def workbook_folder(period_label: str) -> Path:
-    return config.output_dir() / OUTPUT_SUBDIR / period_label
+    return run_folder(DAG_ID, period_label)
 
 
 def _criteria(settings: PrepaymentSettings) -> tuple[list[str], list[list]]:

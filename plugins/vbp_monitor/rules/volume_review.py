@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vbp_monitor.alerts.store import JudgeResult
-from vbp_monitor.core import config, sqlfiles
+from vbp_monitor.core import sqlfiles
 from vbp_monitor.core.catalog import DAGS, RULES, rule_title
 from vbp_monitor.core.formatting import (
     QUANTITY_PLACES,
@@ -30,20 +30,19 @@ from vbp_monitor.core.formatting import (
     rounded,
     share,
 )
-from vbp_monitor.core.labels import SEVERITY_ORDER, SEVERITY_ZH
+from vbp_monitor.core.labels import SEVERITY_ORDER
 from vbp_monitor.core.profiles import cite, load_profile
 from vbp_monitor.model.reference import branch_directory
-from vbp_monitor.outputs.spreadsheets import Sheets, branch_file_path, write_branch_files
+from vbp_monitor.outputs.run_files import criteria_sheet, run_file_path, run_folder
+from vbp_monitor.outputs.spreadsheets import Sheets, write_branch_files
 from vbp_monitor.quality.validation import Where
 
 if TYPE_CHECKING:  # pragma: no cover
     from vbp_monitor.orchestration.run_context import RunContext
 
 DAG_ID = "vbp_volume_review"
-BELOW_FLOOR_UNEXPLAINED = "REPORT_BELOW_80_NO_EXPLANATION"
-BELOW_FLOOR = "REPORT_BELOW_80"
-BELOW_HISTORY = "REPORT_BELOW_HISTORY"
-NOT_REPORTED = "HISTORY_NOT_REPORTED"
+BELOW_FLOOR_UNEXPLAINED, BELOW_FLOOR, BELOW_HISTORY, NOT_REPORTED = (
+    "REPORT_BELOW_80_NO_EXPLANATION", "REPORT_BELOW_80", "REPORT_BELOW_HISTORY", "HISTORY_NOT_REPORTED")
 RULE_CODES = DAGS[DAG_ID].rule_codes
 EPS = 1e-9
 # Characters an explanation may consist of and still count as empty (besides spaces).
@@ -171,8 +170,8 @@ def judge(engine, run: RunContext, profile: dict | None = None) -> JudgeResult:
         branches = branch_directory(conn)
     # The workbooks show the whole month of each branch, even under a batch filter.
     attachments = write_branch_files(
-        output_folder(run.period.label), FILE_PREFIX, run.period.label,
-        branch_workbooks(subjects, branches, criteria_sheet(ratio, history_year(run.period.first_day))),
+        run_folder(DAG_ID, run.period.label), FILE_PREFIX, run.period.label,
+        branch_workbooks(subjects, branches, review_criteria(ratio, history_year(run.period.first_day))),
         scope_branch=run.scope.branch_code)
     return JudgeResult(period=run.period.label, rule_codes=RULE_CODES, written=written,
                        attachments=attachments,
@@ -185,18 +184,13 @@ SHEET_HEADER = [
     "分局", "医疗机构代码", "医疗机构名称", "批次代码", "批次名称", "报量截止日", "通用名",
     "上一年度实际采购量", "报量", "报量/历史采购量", "填报说明", "报量日期", "审核结论", "处理要求",
 ]
-CRITERIA_HEADER = ["规则代码", "结论", "判定口径", "预警级别", "处理要求"]
-
-
-def output_folder(period_label: str) -> Path:
-    return config.output_dir() / DAG_ID / period_label
 
 
 def workbook_path(period_label: str, branch_code: str) -> Path:
-    return branch_file_path(output_folder(period_label), FILE_PREFIX, branch_code, period_label)
+    return run_file_path(DAG_ID, FILE_PREFIX, period_label, branch_code)
 
 
-def criteria_sheet(ratio: Decimal, year: int) -> tuple[list[str], list[list]]:
+def review_criteria(ratio: Decimal, year: int) -> tuple[list[str], list[list]]:
     """How the review judges, with the profile's floor: the sheet beside every list."""
     floor = f"{percent(ratio)} × 上一年度实际采购量"
     conditions = {
@@ -205,12 +199,9 @@ def criteria_sheet(ratio: Decimal, year: int) -> tuple[list[str], list[list]]:
         BELOW_HISTORY: f"{floor} ≤ 报量 < 上一年度实际采购量",
         NOT_REPORTED: "上一年度有采购量，截至报量截止日未报量",
     }
-    rows = [[code, rule_title(code), condition, SEVERITY_ZH[RULES[code].severity], ACTIONS[code]]
-            for code, condition in conditions.items()]
-    rows.append(["", "口径说明",
-                 f"历史采购量 = 该医疗机构{year}年同通用名产品采购量（含线下，不含取消订单）；"
-                 f"以报量截止日前最新一次填报为准；{percent(ratio)}系数取自政策参数 history_floor_ratio", "", ""])
-    return CRITERIA_HEADER, rows
+    return criteria_sheet(conditions, ACTIONS,
+                          f"历史采购量 = 该医疗机构{year}年同通用名产品采购量（含线下，不含取消订单）；"
+                          f"以报量截止日前最新一次填报为准；{percent(ratio)}系数取自政策参数 history_floor_ratio")
 
 
 def _verdict_text(row: dict) -> str:
