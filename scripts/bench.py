@@ -373,8 +373,8 @@ def child(step: str, url: str, extra: str | None) -> dict:
         outgoing = mailer._compose_all(wanted, rows_by_id, run, audiences, attachments)
         result = {"emails": len(outgoing), "alerts": len(pending)}
     elif step == "ingest":
-        from vbp_monitor.orchestration.run_context import RunContext
         from vbp_monitor.core.periods import ingest_period
+        from vbp_monitor.orchestration.run_context import RunContext
         from vbp_monitor.quality.ingest import ingest_file
 
         run = RunContext.for_test("vbp_ingest", ingest_period(dt.datetime.combine(RUN_DAY, dt.time(6))),
@@ -635,7 +635,7 @@ def main(argv=None) -> int:
         for name, seconds in parses.items():
             shown = "import fails" if seconds != seconds else f"{seconds:.3f}"
             print(f"| parse {name} (beyond import airflow.sdk) | {shown} | — | — | — |")
-        peak = max([r[4] for r in rows])
+        peak = max(r[4] for r in rows)
         summary = [f"monitoring cold {cold['total'] / floor:.1f}× GROUP BY"]
         if warm:
             summary.append(f"warm {warm['total'] / floor:.1f}×")
@@ -643,7 +643,8 @@ def main(argv=None) -> int:
             summary.append(f"ingest {ingest['seconds'] / ingest['copy_indexed']:.1f}× COPY with indexes")
         if len(growth) > 1:
             ordered = sorted(growth)
-            steps_txt = ", ".join(f"×{b[1] / a[1]:.2f} per ×{b[0] / a[0]:g} lines" for a, b in zip(ordered, ordered[1:]))
+            steps_txt = ", ".join(f"×{b[1] / a[1]:.2f} per ×{b[0] / a[0]:g} lines"
+                                  for a, b in zip(ordered, ordered[1:], strict=False))
             summary.append(f"growth {steps_txt}")
         if parses:
             parsed = [v for v in parses.values() if v == v]

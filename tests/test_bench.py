@@ -14,6 +14,7 @@ from conftest import PG_ADMIN_URL, _pg_database
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.e2e  # generates and monitors four databases: minutes
 def test_bench_prints_its_table_at_a_tiny_size(tmp_path):
     prefix = f"vbp_bench_test_{uuid.uuid4().hex[:10]}"
     env = {**os.environ, "VBP_BENCH_PG_URL": PG_ADMIN_URL,

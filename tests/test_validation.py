@@ -81,6 +81,28 @@ def test_a_broken_row_raises_one_alert_per_table_and_a_fix_resolves_it(city_engi
     assert [a["status"] for a in dq_alerts(city_engine)] == ["resolved"]
 
 
+def test_a_table_read_in_chunks_gives_the_same_verdict_and_message(city_engine, monkeypatch):
+    """Large tables are validated CHUNK_ROWS at a time: counts, row numbers and examples
+    run on across the chunks, and the message is the one a single read gives."""
+    from vbp_monitor.quality import validation
+
+    with city_engine.begin() as conn:
+        seed(conn, {"orders": [
+            bad_order("O-NEG", "2025-02-14", quantity="-10", amount="-5"),
+            bad_order("O-GHOST", "2025-02-15", product_code="P-GONE"),
+        ]})
+    whole = validate_tables(city_engine, monthly_run("whole"), {"orders": FEBRUARY})["orders"]
+    [alert_whole] = dq_alerts(city_engine)
+    monkeypatch.setattr(validation, "CHUNK_ROWS", 2)
+    chunked = validate_tables(city_engine, monthly_run("chunked"), {"orders": FEBRUARY})["orders"]
+    [alert_chunked] = dq_alerts(city_engine)
+    assert chunked["rows"] == whole["rows"] == 5
+    assert chunked["failed_rows"] == whole["failed_rows"] == 2
+    assert chunked["failed_expectations"] == whole["failed_expectations"]
+    assert alert_chunked["message"] == alert_whole["message"]
+    assert "共读取 5 行" in alert_chunked["message"]
+
+
 def test_cross_table_rules_hold_on_the_warehouse(city_engine):
     with city_engine.begin() as conn:
         seed(conn, {

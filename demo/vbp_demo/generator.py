@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import json
 import io
+import json
 import math
 import random
 import re

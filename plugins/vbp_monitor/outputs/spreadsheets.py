@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import datetime as dt
+import functools
 import math
 import re
 import unicodedata
@@ -405,9 +405,12 @@ def _fill_sheet(sheet, header: list, rows: list[list], title: BookTitle | None, 
     """Fill a write-only sheet: everything above the rows (widths, frozen panes) is set
     before the first row goes out, each row's height before that row (openpyxl streams the
     rows to the file as they are appended, so a large sheet is never held as cells)."""
-    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell import Cell
     from openpyxl.utils import get_column_letter
 
+    # Rows are appended as cells already placed: openpyxl's own placing tries each value as
+    # a plain value first and pays for an exception on every styled cell.
+    sheet._values_to_row = _placed_cells
     width_of_rows = max([len(header), *(len(row) for row in rows)], default=0)
     columns = list(header) + [None] * (width_of_rows - len(header))
     cells = [[typed_cell(value, columns[index]) for index, value in enumerate(row)] for row in rows]
@@ -428,7 +431,7 @@ def _fill_sheet(sheet, header: list, rows: list[list], title: BookTitle | None, 
         aligns = (styles.left_alignment, styles.title_alignment, styles.left_alignment)
         table_width = sum(widths) or MIN_COLUMN_WIDTH
         for row_number, (text, font, align) in enumerate(zip(title.lines(sheet.title), fonts, aligns), 1):
-            cell = WriteOnlyCell(sheet, value=safe_cell(text))
+            cell = Cell(sheet, row=row_number, column=1, value=safe_cell(text))
             cell.font, cell.alignment, cell.data_type = font, align, "s"
             if len(columns) > 1:
                 sheet.merged_cells.add(f"A{row_number}:{last_letter}{row_number}")
@@ -439,7 +442,7 @@ def _fill_sheet(sheet, header: list, rows: list[list], title: BookTitle | None, 
     header_lines = 1
     header_cells = []
     for index, column in enumerate(header, start=1):
-        cell = WriteOnlyCell(sheet, value=safe_cell(str(column)))
+        cell = Cell(sheet, row=header_row, column=index, value=safe_cell(str(column)))
         cell.font, cell.alignment, cell.border, cell.fill = (
             styles.header, styles.header_alignment, styles.border, styles.header_fill)
         cell.data_type = "s"
@@ -448,11 +451,11 @@ def _fill_sheet(sheet, header: list, rows: list[list], title: BookTitle | None, 
     sheet.row_dimensions[header_row].height = header_lines * LINE_HEIGHT + 5
     sheet.append(header_cells)
 
-    for offset, row in enumerate(cells, start=1):
+    for row_number, row in enumerate(cells, start=header_row + 1):
         lines = 1
         out = []
         for index, (value, number_format) in enumerate(row):
-            cell = WriteOnlyCell(sheet, value=value)
+            cell = Cell(sheet, row=row_number, column=index + 1, value=value)
             if isinstance(value, str):  # a neutralised text stays text ("=…" is no formula)
                 cell.data_type = "s"
             wrapped = wraps[index] and isinstance(value, str)
@@ -460,8 +463,13 @@ def _fill_sheet(sheet, header: list, rows: list[list], title: BookTitle | None, 
             if wrapped:
                 lines = max(lines, _lines_needed(str(value), widths[index]))
             out.append(cell)
-        sheet.row_dimensions[header_row + offset].height = lines * LINE_HEIGHT + 3
+        sheet.row_dimensions[row_number].height = lines * LINE_HEIGHT + 3
         sheet.append(out)
+
+
+def _placed_cells(cells, _row_number):
+    """A write-only sheet's row of cells that know their row and column."""
+    return iter(cells)
 
 
 def _print_setup(sheet, title: BookTitle | None, header_row: int, area: str) -> None:

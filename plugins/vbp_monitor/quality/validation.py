@@ -20,6 +20,7 @@ from vbp_monitor.quality.expectations import (
     EXTRA_FIELDS,
     ROW_NUMBER,
     TIMESTAMP_FORMAT,
+    SuiteOutcome,
     chunkable,
     clause,
     data_quality_alert,
@@ -158,7 +159,7 @@ def validate_table(engine, run, table: str, where: Where | str | None = None) ->
     # stays bounded by the chunk, not the table. A suite with a whole-table figure (the
     # branches' one city) reads its table at once.
     chunk_rows = CHUNK_ROWS if chunkable(table) else None
-    outcomes = []
+    outcomes: list[SuiteOutcome] = []
     read = 0
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=chunk_rows or 1000).execute(query)

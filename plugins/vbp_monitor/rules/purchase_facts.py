@@ -87,8 +87,10 @@ def refresh_planner_statistics(conn, table_name: str) -> None:
         conn.execute(text(f"ANALYZE {table_name}"))
 
 
-def build_month(engine, month_start: dt.date, force: bool = False) -> bool:
-    """Build one month's facts unless cached; True when this call built it."""
+def build_month(engine, month_start: dt.date, force: bool = False, analyze: bool = True) -> bool:
+    """Build one month's facts unless cached; True when this call built it.
+
+    ``analyze=False``: the caller refreshes the planner statistics once after a series."""
     month_start = month_start.replace(day=1)
     month_end = month_bounds(month_start)[1]
     for attempt in range(1, BUILD_ATTEMPTS + 1):
@@ -100,7 +102,8 @@ def build_month(engine, month_start: dt.date, force: bool = False) -> bool:
             with engine.begin() as conn:
                 sqlfiles.execute(conn, "facts_build_month", month_start=month_start,
                                  month_end=month_end, built_at=dt.datetime.now(dt.UTC))
-                refresh_planner_statistics(conn, "purchase_facts")
+                if analyze:
+                    refresh_planner_statistics(conn, "purchase_facts")
             log.info("purchase facts built for %s", month_start.strftime("%Y-%m"))
             return True
         except (IntegrityError, OperationalError) as exc:
@@ -120,7 +123,12 @@ def ensure_facts(engine, period: JudgedPeriod) -> FactsCoverage:
     with engine.connect() as conn:
         needed = months_needed(conn, period)
         cached = built_months(conn, needed[0], needed[-1])
-    built = tuple(month for month in needed if month not in cached and build_month(engine, month))
+    # One ANALYZE after the series (each costs a sample of the whole table), not one a month.
+    built = tuple(month for month in needed
+                  if month not in cached and build_month(engine, month, analyze=False))
+    if built:
+        with engine.begin() as conn:
+            refresh_planner_statistics(conn, "purchase_facts")
     return FactsCoverage(period.first_day, needed[0], built)
 
 
