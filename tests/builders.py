@@ -318,3 +318,11 @@ def business(rows: list[dict]) -> list[dict]:
     """Alert rows without their audit columns (operations.md › Idempotency)."""
     audit = {"alert_id", "dag_id", "run_id", "first_raised_at", "last_raised_at", "notified_at"}
     return [{k: v for k, v in row.items() if k not in audit} for row in rows]
+
+
+def sheet_rows(path, sheet_name: str) -> list[list]:
+    """The rows of one sheet of a written workbook, as values."""
+    import openpyxl
+
+    sheet = openpyxl.load_workbook(path)[sheet_name]
+    return [list(row) for row in sheet.iter_rows(values_only=True)]

@@ -50,3 +50,10 @@ def engine(warehouse_url):
     yield eng
     eng.dispose()
     db.get_engine.cache_clear()
+
+
+@pytest.fixture
+def output_dir(tmp_path, monkeypatch):
+    """VBP_OUTPUT_DIR in the test's own folder (spreadsheets and drafts land there)."""
+    monkeypatch.setenv("VBP_OUTPUT_DIR", str(tmp_path / "output"))
+    return tmp_path / "output"

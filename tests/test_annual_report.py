@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select, update
 
-from builders import city, seed
+from builders import agreement, city, order, seed
 from vbp_monitor.alerts.store import AlertStore, Scope
 from vbp_monitor.core.catalog import routed_to_city
 from vbp_monitor.core.periods import judged_day
@@ -56,6 +56,14 @@ def submission(branch, submitted_at, file_name, year=2024):
             "file_name": file_name}
 
 
+def submit_both(engine, folders, text: str, b1: tuple[str, str], b2: tuple[str, str]) -> None:
+    """B1 and B2 submit ``text`` (b1.md, b2.md): each ``(submitted_at, file_name as recorded)``."""
+    put_report(folders, "b1.md", text)
+    put_report(folders, "b2.md", text)
+    with engine.begin() as conn:
+        seed(conn, city(annual_reports=[submission("B1", *b1), submission("B2", *b2)]))
+
+
 def run_for(day, run_id="test", branch=None):
     return RunContext.for_test(DAG_ID, judged_day(dt.date.fromisoformat(day)), run_id=run_id,
                                scope=Scope(branch_code=branch))
@@ -80,14 +88,9 @@ def all_alerts(engine):
 
 # ------------------------------------------------------------------ reminders
 def test_reminder_days_remind_only_branches_without_a_submission_by_the_judged_day(engine, folders, profile):
-    put_report(folders, "b1.md", COMPLETE_MD)
-    put_report(folders, "b2.md", COMPLETE_MD)
-    with engine.begin() as conn:
-        seed(conn, city(annual_reports=[
-            submission("B1", "2025-01-03 10:00:00", "annual_reports/b1.md"),
-            # made on D itself, after J = 4 January: not "submitted by J" for the run of 5 January
-            submission("B2", "2025-01-05 08:00:00", "b2.md"),
-        ]))
+    # B2's is made on D itself, after J = 4 January: not "submitted by J" for the run of 5 January
+    submit_both(engine, folders, COMPLETE_MD, ("2025-01-03 10:00:00", "annual_reports/b1.md"),
+                ("2025-01-05 08:00:00", "b2.md"))
 
     result = judge(engine, run_for("2025-01-05"), profile)
     got = open_alerts(engine)
@@ -117,13 +120,7 @@ def test_later_reminders_remind_without_a_new_draft(engine, profile):
 
 # ------------------------------------------------------------------ deadline, late
 def test_deadline_is_inclusive_to_the_last_second(engine, folders, profile):
-    put_report(folders, "b1.md", COMPLETE_MD)
-    put_report(folders, "b2.md", COMPLETE_MD)
-    with engine.begin() as conn:
-        seed(conn, city(annual_reports=[
-            submission("B1", "2025-01-15 23:59:59", "b1.md"),
-            submission("B2", "2025-01-16 00:00:00", "b2.md"),
-        ]))
+    submit_both(engine, folders, COMPLETE_MD, ("2025-01-15 23:59:59", "b1.md"), ("2025-01-16 00:00:00", "b2.md"))
 
     judge(engine, run_for("2025-01-16"), profile)  # J = the deadline
     got = open_alerts(engine, "2025-01-15")
@@ -164,13 +161,7 @@ def test_late_and_incomplete_together_with_days_late(engine, folders, profile):
 
 # ------------------------------------------------------------------ which submissions are judged
 def test_first_run_of_the_season_judges_earlier_submissions_later_runs_only_their_day(engine, folders, profile):
-    put_report(folders, "b1.md", PARTIAL_MD)
-    put_report(folders, "b2.md", PARTIAL_MD)
-    with engine.begin() as conn:
-        seed(conn, city(annual_reports=[
-            submission("B1", "2024-12-28 16:00:00", "b1.md"),
-            submission("B2", "2025-01-02 09:00:00", "b2.md"),
-        ]))
+    submit_both(engine, folders, PARTIAL_MD, ("2024-12-28 16:00:00", "b1.md"), ("2025-01-02 09:00:00", "b2.md"))
 
     judge(engine, run_for("2025-01-02"), profile)  # J = 1 January: the season's first run
     assert set(open_alerts(engine, "2025-01-01")) == {("ANNUAL_REPORT_INCOMPLETE", "B1")}
@@ -331,20 +322,12 @@ def _seed_year_of_figures(engine):
     with engine.begin() as conn:
         seed(conn, city(
             agreements=[
-                {"agreement_id": "A-H1", "institution_code": "H1", "batch_code": "NB1", "generic_name": "氨氯地平",
-                 "period_start": "2024-01-01", "period_end": "2024-12-31", "agreed_quantity": "1000",
-                 "agreed_ratio": "0.6", "agreed_amount": "500"},
-                {"agreement_id": "A-H2", "institution_code": "H2", "batch_code": "NB1", "generic_name": "氨氯地平",
-                 "period_start": "2024-01-01", "period_end": "2024-12-31", "agreed_quantity": "3000",
-                 "agreed_ratio": "0.6", "agreed_amount": "1500"},
+                agreement("A-H1", "H1", "2024-01-01", "2024-12-31", quantity=1000, ratio="0.6", amount="500"),
+                agreement("A-H2", "H2", "2024-01-01", "2024-12-31", quantity=3000, ratio="0.6", amount="1500"),
             ],
             orders=[
-                {"order_id": "O1", "institution_code": "H1", "product_code": "P-AML-S", "distributor_code": "D1",
-                 "channel": "platform", "order_time": "2024-05-01 10:00:00", "quantity": "900", "unit_price": "0.50",
-                 "amount": "450", "cancelled": "false"},
-                {"order_id": "O2", "institution_code": "H1", "product_code": "P-AML-N", "distributor_code": "D1",
-                 "channel": "offline", "order_time": "2024-05-02 10:00:00", "quantity": "100", "unit_price": "0.50",
-                 "amount": "50", "cancelled": "false"},
+                order("O1", "H1", 900, "2024-05-01", product="P-AML-S", channel="platform", price="0.50"),
+                order("O2", "H1", 100, "2024-05-02", product="P-AML-N", channel="offline", price="0.50"),
             ],
         ))
         conn.execute(insert(institution_file_metrics), [

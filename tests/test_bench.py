@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PG_ADMIN_URL, _pg_database
+from builders import PG_ADMIN_URL, pg_database
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +26,7 @@ def test_bench_prints_its_table_at_a_tiny_size(tmp_path):
             capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
     finally:
         for suffix in ("", "_ingest", "_s05"):
-            _pg_database(prefix + suffix, drop=True)
+            pg_database(prefix + suffix, drop=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
     lines = proc.stdout.strip().splitlines()
     assert "| step | the project (s) | the floor, same data, same run | ratio | peak RSS (MB) |" in lines

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import delete, select
 
-from builders import city, seed
+from builders import city, seed, sheet_rows
 from vbp_monitor.alerts.store import Scope
 from vbp_monitor.core.periods import judged_month
 from vbp_monitor.core.profiles import cite, load_profile
@@ -19,16 +19,13 @@ from vbp_monitor.model.schema import alerts
 from vbp_monitor.orchestration.run_context import RunContext
 from vbp_monitor.rules.entry_sweep import DAG_ID, judge, workbook_path
 
+# every test here writes spreadsheets: into its own tmp folder (conftest.output_dir)
+pytestmark = pytest.mark.usefixtures("output_dir")
+
 MARCH_2025_RUN = dt.date(2025, 4, 1)
 BUSINESS_COLUMNS = ("alert_key", "rule_code", "severity", "period", "branch_code",
                     "institution_code", "batch_code", "generic_name", "milestone_month",
                     "metric_value", "threshold_value", "message", "status")
-
-
-@pytest.fixture(autouse=True)
-def output_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("VBP_OUTPUT_DIR", str(tmp_path / "output"))
-    return tmp_path / "output"
 
 
 def agreement(agreement_id, institution, quantity=3650, start="2025-01-01", end="2025-12-31",
@@ -232,7 +229,6 @@ def test_both_profiles_sweep_the_same_way(engine):
 
 
 def test_branch_sweep_lists_every_swept_agreement_with_its_verdict(engine, output_dir):
-    openpyxl = pytest.importorskip("openpyxl")
     with engine.begin() as conn:
         seed(conn, city(
             institutions=[institution("H3")],
@@ -246,15 +242,11 @@ def test_branch_sweep_lists_every_swept_agreement_with_its_verdict(engine, outpu
     assert b1 == output_dir / "vbp_entry_sweep" / "2025-03" / "进院排查_B1_2025-03.xlsx"
     assert result.attachments == {"B1": [b1], "B2": [b2]}
 
-    def sheet_rows(path):
-        sheet = openpyxl.load_workbook(path)["进院排查"]
-        return [list(r) for r in sheet.iter_rows(values_only=True)]
-
-    header, *rows = sheet_rows(b1)
+    header, *rows = sheet_rows(b1, "进院排查")
     code, verdict = header.index("医疗机构代码"), header.index("排查结论")
     assert [(r[code], r[verdict]) for r in rows] == [
         ("H3", "中选产品未进院采购"), ("H1", "已进院，进度符合要求")]  # highest severity first
-    header, *rows = sheet_rows(b2)
+    header, *rows = sheet_rows(b2, "进院排查")
     assert [(r[code], r[verdict]) for r in rows] == [("H2", "未按协议量采购")]
     assert Decimal(str(rows[0][header.index("中选产品平台采购量")])) == 100
 

@@ -9,13 +9,10 @@ from builders import agreement, by_subject, city, metrics, num, open_alerts, ord
 from vbp_monitor.core.profiles import load_profile
 from vbp_monitor.rules.monitoring import judge
 
+# every test here writes spreadsheets: into its own tmp folder (conftest.output_dir)
+pytestmark = pytest.mark.usefixtures("output_dir")
+
 PROFILE = load_profile("default")
-
-
-@pytest.fixture(autouse=True)
-def output_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("VBP_OUTPUT_DIR", str(tmp_path / "output"))
-    return tmp_path / "output"
 
 
 def example_2_orders():

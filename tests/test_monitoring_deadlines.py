@@ -10,12 +10,9 @@ from vbp_monitor.core.prc_calendar import nth_working_day_after
 from vbp_monitor.core.profiles import load_profile
 from vbp_monitor.rules.monitoring import judge
 
+pytestmark = pytest.mark.usefixtures("output_dir")
+
 PROFILE = load_profile("default")
-
-
-@pytest.fixture(autouse=True)
-def output_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("VBP_OUTPUT_DIR", str(tmp_path / "output"))
 
 
 def offline(order_id, when, institution="H1", **kw):

@@ -20,13 +20,10 @@ from builders import (
 from vbp_monitor.core.profiles import load_profile
 from vbp_monitor.rules.monitoring import judge
 
+pytestmark = pytest.mark.usefixtures("output_dir")
+
 PROFILE = load_profile("default")
 JULY = "2025-07-15"
-
-
-@pytest.fixture(autouse=True)
-def output_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("VBP_OUTPUT_DIR", str(tmp_path / "output"))
 
 
 def price_alerts(engine) -> dict:

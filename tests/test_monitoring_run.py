@@ -30,14 +30,11 @@ from vbp_monitor.outputs.execution_report import report_path
 from vbp_monitor.rules import purchase_facts
 from vbp_monitor.rules.monitoring import CODES, judge
 
+# every test here writes spreadsheets: into its own tmp folder (conftest.output_dir)
+pytestmark = pytest.mark.usefixtures("output_dir")
+
 PROFILE = load_profile("default")
 YEAR = dict(start="2025-01-01", end="2025-12-31", quantity=12000)
-
-
-@pytest.fixture(autouse=True)
-def output_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("VBP_OUTPUT_DIR", str(tmp_path / "output"))
-    return tmp_path / "output"
 
 
 def busy_city():

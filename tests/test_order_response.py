@@ -24,14 +24,11 @@ from vbp_monitor.rules.order_response import (
     workbook_path,
 )
 
+# every test here writes spreadsheets: into its own tmp folder (conftest.output_dir)
+pytestmark = pytest.mark.usefixtures("output_dir")
+
 D = dt.date
 PROFILE = load_profile("default")
-
-
-@pytest.fixture(autouse=True)
-def output_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("VBP_OUTPUT_DIR", str(tmp_path / "output"))
-    return tmp_path / "output"
 
 
 def order(order_id, when, response=None, institution="H1", channel="platform", cancelled="false",

@@ -19,6 +19,9 @@ from vbp_monitor.orchestration.run_context import RunContext
 from vbp_monitor.outputs.spreadsheets import branch_file_path
 from vbp_monitor.rules.prepayment import DAG_ID, PrepaymentSettings, judge, workbook_folder
 
+# every test here writes spreadsheets: into its own tmp folder (conftest.output_dir)
+pytestmark = pytest.mark.usefixtures("output_dir")
+
 MARCH_RUN, JUNE_RUN, SEPTEMBER_RUN = dt.date(2025, 4, 1), dt.date(2025, 7, 1), dt.date(2025, 10, 9)
 DEFAULT, NINGXIA = load_profile("default"), load_profile("ningxia_2019")
 ALERT_COLUMNS = ("alert_key", "rule_code", "severity", "period", "branch_code", "institution_code",
@@ -26,12 +29,6 @@ ALERT_COLUMNS = ("alert_key", "rule_code", "severity", "period", "branch_code", 
 METFORMIN = {"product_code": "P-MET-S", "generic_name": "二甲双胍", "manufacturer": "丁药业",
              "category": "drug", "consistency_passed": "true", "is_selected": "true",
              "batch_code": "NB1", "selected_price": "0.10"}
-
-
-@pytest.fixture(autouse=True)
-def output_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("VBP_OUTPUT_DIR", str(tmp_path / "output"))
-    return tmp_path / "output"
 
 
 def agreement(agreement_id, institution, amount=100000, start="2025-01-01", end="2025-12-31",

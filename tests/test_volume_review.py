@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from builders import city, seed
+from builders import city, seed, sheet_rows
 from vbp_monitor.alerts.store import Scope
 from vbp_monitor.core.periods import judged_month
 from vbp_monitor.core.profiles import cite, load_profile
@@ -17,13 +17,10 @@ from vbp_monitor.model.schema import alerts
 from vbp_monitor.orchestration.run_context import RunContext
 from vbp_monitor.rules.volume_review import DAG_ID, judge, workbook_path
 
+# every test here writes spreadsheets: into its own tmp folder (conftest.output_dir)
+pytestmark = pytest.mark.usefixtures("output_dir")
+
 NOVEMBER_RUN = dt.date(2024, 12, 2)  # first working day of December: judges 2024-11
-
-
-@pytest.fixture(autouse=True)
-def output_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("VBP_OUTPUT_DIR", str(tmp_path / "output"))
-    return tmp_path / "output"
 
 
 def purchase(order_id, institution, quantity, when="2023-06-15 10:00:00", product="P-AML-S",
@@ -198,7 +195,6 @@ def test_rerun_is_idempotent_and_a_corrected_report_resolves(engine):
 
 
 def test_branch_workbooks_list_every_subject_of_their_own_branch(engine):
-    openpyxl = pytest.importorskip("openpyxl")
     orders = [purchase("O1", "H1", 1000), purchase("O2", "H2", 1000), purchase("O3", "M1", 1000)]
     reports = [report("R1", "H1", 1000), report("R2", "H2", 700, explanation="门诊量下降")]
     with engine.begin() as conn:
@@ -210,15 +206,11 @@ def test_branch_workbooks_list_every_subject_of_their_own_branch(engine):
     assert b1.name == "报量审核_B1_2024-11.xlsx" and b1.parent.name == "2024-11"
     assert result.attachments == {"B1": [b1], "B2": [b2]}
 
-    def sheet_rows(path):
-        sheet = openpyxl.load_workbook(path)["报量审核"]
-        return [list(r) for r in sheet.iter_rows(values_only=True)]
-
-    header, *rows_b1 = sheet_rows(b1)
+    header, *rows_b1 = sheet_rows(b1, "报量审核")
     institution_col, verdict_col = header.index("医疗机构代码"), header.index("审核结论")
     assert {(r[institution_col], r[verdict_col]) for r in rows_b1} == {
         ("M1", "有历史采购量而未报量"), ("H1", "符合要求（不低于上一年度实际采购量）")}
-    header, *rows_b2 = sheet_rows(b2)
+    header, *rows_b2 = sheet_rows(b2, "报量审核")
     assert [r[institution_col] for r in rows_b2] == ["H2"]
     assert rows_b2[0][header.index("填报说明")] == "门诊量下降"
     ratio_col = header.index("报量/历史采购量")
