@@ -1,8 +1,9 @@
 -- PROGRESS_BEHIND and SELECTED_SHARE_LOW (domain.md DAG 2, seed 002 §二(三)): agreement × M,
 -- read from the institution file (一院一档) the same run just wrote for :period.
 --   PROGRESS_BEHIND: agreed_quantity > 0, time progress >= :min_progress, and
---     completion < :warning_ratio × time progress (below_warning_line); below_high_line
---     when < :high_ratio × time progress (the catalog maps each line to its severity).
+--     completion < :warning_ratio × time progress: progress_line = 'warning_ratio', or
+--     'high_ratio' when < :high_ratio × time progress (the more severe line wins; the
+--     catalog maps each line to its severity); NULL when neither line is broken.
 --     completion = cumulative / agreed, progress = elapsed_days / total_days: compared by
 --     cross-multiplication, cumulative × total_days < ratio × elapsed_days × agreed; the
 --     tolerance :eps is taken off the ratio (relative), so a value exactly at a threshold
@@ -30,20 +31,15 @@ WITH judged AS (
       AND (:batch_code IS NULL OR m.batch_code = :batch_code)
 )
 SELECT j.*,
+       -- the most severe progress line broken, judged once per row (NULL: none, or not judged)
        CASE
-           WHEN j.agreed_quantity > 0
-                AND j.elapsed_days >= (:min_progress - :eps) * j.total_days
-                AND j.cumulative_selected_quantity * j.total_days
-                    < (:warning_ratio - :eps) * j.elapsed_days * j.agreed_quantity
-               THEN 1 ELSE 0
-       END AS below_warning_line,
-       CASE
-           WHEN j.agreed_quantity > 0
-                AND j.elapsed_days >= (:min_progress - :eps) * j.total_days
-                AND j.cumulative_selected_quantity * j.total_days
-                    < (:high_ratio - :eps) * j.elapsed_days * j.agreed_quantity
-               THEN 1 ELSE 0
-       END AS below_high_line,
+           WHEN j.agreed_quantity <= 0
+                OR j.elapsed_days < (:min_progress - :eps) * j.total_days THEN NULL
+           WHEN j.cumulative_selected_quantity * j.total_days
+                < (:high_ratio - :eps) * j.elapsed_days * j.agreed_quantity THEN 'high_ratio'
+           WHEN j.cumulative_selected_quantity * j.total_days
+                < (:warning_ratio - :eps) * j.elapsed_days * j.agreed_quantity THEN 'warning_ratio'
+       END AS progress_line,
        CASE
            WHEN j.same_generic_quantity > 0
                 AND j.selected_quantity < (j.agreed_ratio - :eps) * j.same_generic_quantity

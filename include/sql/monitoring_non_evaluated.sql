@@ -13,19 +13,24 @@ WITH evaluated_generics AS (
     GROUP BY p.generic_name
     HAVING COUNT(DISTINCT p.manufacturer) >= :min_makers
 ),
+-- the products whose purchase counts: non-evaluated drug products of such a generic, found
+-- once per product rather than per fact row
+non_evaluated_products AS (
+    SELECT p.product_code, p.generic_name, eg.evaluated_makers
+    FROM products p
+    JOIN evaluated_generics eg ON eg.generic_name = p.generic_name
+    WHERE p.category = 'drug'
+      AND p.consistency_passed = FALSE
+),
 purchases AS (
-    SELECT f.institution_code, p.generic_name, eg.evaluated_makers,
+    SELECT f.institution_code, ne.generic_name, ne.evaluated_makers,
            SUM(f.quantity) AS quantity, SUM(f.amount) AS amount,
            COUNT(DISTINCT f.product_code) AS product_count
     FROM purchase_facts f
-    CROSS JOIN products p
-    CROSS JOIN evaluated_generics eg
+    CROSS JOIN non_evaluated_products ne
     WHERE f.month_start = :month_start
-      AND p.product_code = f.product_code
-      AND eg.generic_name = p.generic_name
-      AND p.category = 'drug'
-      AND p.consistency_passed = FALSE
-    GROUP BY f.institution_code, p.generic_name, eg.evaluated_makers
+      AND ne.product_code = f.product_code
+    GROUP BY f.institution_code, ne.generic_name, ne.evaluated_makers
 )
 SELECT pu.institution_code, i.institution_name, i.branch_code, pu.generic_name,
        pu.evaluated_makers, pu.quantity, pu.amount, pu.product_count

@@ -13,20 +13,25 @@ WITH min_rates AS (
     UNION ALL
     SELECT 'high_value_consumable', :hvc_min_rate
 ),
-by_institution AS (
-    SELECT i.branch_code, f.institution_code, p.category,
+-- one pass over M's facts, summed per institution and category; the institution (public,
+-- in the branch scope) is looked up once per sum, not once per fact row
+by_category AS (
+    SELECT f.institution_code, p.category,
            SUM(CASE WHEN f.channel = 'platform' THEN f.amount ELSE 0 END) AS platform_amount,
            SUM(f.amount) AS total_amount
     FROM purchase_facts f
     CROSS JOIN products p
-    CROSS JOIN institutions i
     WHERE f.month_start = :month_start
       AND p.product_code = f.product_code
-      AND i.institution_code = f.institution_code
-      AND i.ownership = 'public'
       AND p.category IN ('drug', 'high_value_consumable')
+    GROUP BY f.institution_code, p.category
+),
+by_institution AS (
+    SELECT i.branch_code, c.institution_code, c.category, c.platform_amount, c.total_amount
+    FROM by_category c
+    JOIN institutions i ON i.institution_code = c.institution_code
+    WHERE i.ownership = 'public'
       AND (:branch_code IS NULL OR i.branch_code = :branch_code)
-    GROUP BY i.branch_code, f.institution_code, p.category
 ),
 by_branch AS (
     SELECT branch_code, category, SUM(platform_amount) AS platform_amount,

@@ -31,14 +31,15 @@ def _agreement_candidate(code: str, row: dict, message: str, metric: Decimal, th
 
 
 def progress_candidate(row: dict, settings: MonitoringSettings) -> dict:
-    level = "high_ratio" if row["below_high_line"] else "warning_ratio"
-    ratio = settings.high_ratio if row["below_high_line"] else settings.warning_ratio
+    level = row["progress_line"]  # 'high_ratio' or 'warning_ratio': the line broken
+    high = level == "high_ratio"
+    ratio = settings.high_ratio if high else settings.warning_ratio
     elapsed, total = int(row["elapsed_days"]), int(row["total_days"])
     agreed, cumulative = decimal_of(row["agreed_quantity"]), decimal_of(row["cumulative_selected_quantity"])
     progress = Decimal(elapsed) / Decimal(total)
     completion = cumulative / agreed
     required = ratio * progress
-    if row["below_high_line"]:
+    if high:
         action = (f"完成率不足序时进度的{percent(ratio)}，请分局约谈医疗机构、重点督导，督促其按协议量加快采购"
                   "中选产品，并将其列为基金监管飞检重要线索。")
     else:
@@ -79,7 +80,7 @@ def agreement_candidates(conn, run: RunContext, settings: MonitoringSettings) ->
         batch_code=run.scope.batch_code,
     )
     for row in rows:
-        if row["below_warning_line"] or row["below_high_line"]:
+        if row["progress_line"]:
             yield progress_candidate(row, settings)
         if row["share_low"]:
             yield share_candidate(row, settings, run)
