@@ -508,6 +508,18 @@ def parse_times() -> dict[str, float]:
     return times
 
 
+def filled_db(name: str, args, lines: int, created: list[str]) -> str:
+    """The URL of database ``name``: as it is with --reuse, else created (noted in ``created``,
+    for the clean-up) and filled with ``lines`` order lines a month."""
+    if args.reuse:
+        return db_url(name)
+    url = create_db(name)
+    created.append(name)
+    log(f"generating {lines:,} lines a month × {MONTHS} months into {name}")
+    log(f"generated: {generate(url, args, lines)}")
+    return url
+
+
 # ------------------------------------------------------------------ main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -539,14 +551,7 @@ def main(argv=None) -> int:
     lines = args.lines_per_month
     try:
         main_db = args.db
-        if args.reuse:
-            url = db_url(main_db)
-        else:
-            url = create_db(main_db)
-            created.append(main_db)
-            log(f"generating {lines:,} lines a month × {MONTHS} months into {main_db}")
-            counts = generate(url, args, lines)
-            log(f"generated: {counts}")
+        url = filled_db(main_db, args, lines, created)
         month_last = month_add(JUDGED, 1) - dt.timedelta(days=1)
         conn = raw_conn(url)
         with conn, conn.cursor() as cur:
@@ -602,13 +607,7 @@ def main(argv=None) -> int:
             for fraction in [float(x) for x in args.scales.split(",") if x]:
                 name = f"{main_db}_s{str(fraction).replace('.', '')}"
                 scaled = max(1, int(lines * fraction))
-                if args.reuse:
-                    scale_url = db_url(name)
-                else:
-                    scale_url = create_db(name)
-                    created.append(name)
-                    log(f"generating {scaled:,} lines a month into {name}")
-                    generate(scale_url, args, scaled)
+                scale_url = filled_db(name, args, scaled, created)
                 f_floor = min(group_by_floor(scale_url, JUDGED), group_by_floor(scale_url, JUDGED))
                 clear_facts(scale_url, "all")
                 steps = monitoring(scale_url, env)

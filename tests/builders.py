@@ -283,6 +283,19 @@ def run_for(month: str, run_id: str = "test", **kwargs) -> RunContext:
     return RunContext.for_test(MONITORING_DAG_ID, judged_month(add_months(first, 1)), run_id=run_id, **kwargs)
 
 
+def judge_and_mail(engine, tables: dict[str, list[dict]], run: RunContext, judge):
+    """Seed ``tables``, judge ``run`` with a DAG's ``judge`` (default profile) and mail the
+    branches; the judged result (its attachments) for the test to look at or mail again."""
+    from vbp_monitor.core.profiles import load_profile
+    from vbp_monitor.notify.mailer import notify_run
+
+    with engine.begin() as conn:
+        seed(conn, tables)
+    judged = judge(engine, run, load_profile("default"))
+    notify_run(engine, run, attachments=judged.attachments)
+    return judged
+
+
 def open_alerts(engine, rule_code=None) -> list[dict]:
     query = select(alerts).where(alerts.c.status == "open")
     if rule_code:

@@ -119,24 +119,26 @@ def test_later_reminders_remind_without_a_new_draft(engine, profile):
 
 
 # ------------------------------------------------------------------ deadline, late
+def only_b2_alert(engine, period: str, rule_code: str, severity: str, metric_and_threshold: tuple) -> str:
+    """The one open alert of ``period`` is ``rule_code`` for B2 with these values: its message."""
+    got = open_alerts(engine, period)
+    assert set(got) == {(rule_code, "B2")}
+    alert = got[(rule_code, "B2")]
+    assert alert["severity"] == severity
+    assert (Decimal(alert["metric_value"]), Decimal(alert["threshold_value"])) == metric_and_threshold
+    return alert["message"]
+
+
 def test_deadline_is_inclusive_to_the_last_second(engine, folders, profile):
     submit_both(engine, folders, COMPLETE_MD, ("2025-01-15 23:59:59", "b1.md"), ("2025-01-16 00:00:00", "b2.md"))
 
     judge(engine, run_for("2025-01-16"), profile)  # J = the deadline
-    got = open_alerts(engine, "2025-01-15")
-    assert set(got) == {("ANNUAL_REPORT_MISSING", "B2")}
-    missing = got[("ANNUAL_REPORT_MISSING", "B2")]
-    assert missing["severity"] == "critical"
-    assert (Decimal(missing["metric_value"]), Decimal(missing["threshold_value"])) == (0, 1)
-    assert "2025-01-15" in missing["message"] and "三(二)" in missing["message"]
+    message = only_b2_alert(engine, "2025-01-15", "ANNUAL_REPORT_MISSING", "critical", (0, 1))
+    assert "2025-01-15" in message and "三(二)" in message
 
     judge(engine, run_for("2025-01-17"), profile)  # J = 16 January: B2's submission is late
-    got = open_alerts(engine, "2025-01-16")
-    assert set(got) == {("ANNUAL_REPORT_LATE", "B2")}
-    late = got[("ANNUAL_REPORT_LATE", "B2")]
-    assert late["severity"] == "warning"
-    assert (Decimal(late["metric_value"]), Decimal(late["threshold_value"])) == (1, 0)
-    assert "于 2025-01-16 00:00 报送" in late["message"] and "1 天" in late["message"]
+    message = only_b2_alert(engine, "2025-01-16", "ANNUAL_REPORT_LATE", "warning", (1, 0))
+    assert "于 2025-01-16 00:00 报送" in message and "1 天" in message
 
     judge(engine, run_for("2025-01-18"), profile)  # a late submission is judged once, on its day
     assert open_alerts(engine, "2025-01-17") == {}

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import delete, select
 
-from builders import city, seed, sheet_rows
+from builders import city, judge_and_mail, seed, sheet_rows
 from vbp_monitor.alerts.store import Scope
 from vbp_monitor.core.periods import judged_month
 from vbp_monitor.core.profiles import cite, load_profile
@@ -260,12 +260,9 @@ def test_branch_sweep_lists_every_swept_agreement_with_its_verdict(engine, outpu
 def test_branch_email_carries_its_sweep_list(engine, smtp_server):
     from vbp_monitor.notify.mailer import notify_run
 
-    with engine.begin() as conn:
-        seed(conn, city(agreements=[agreement("A1", "H1"), agreement("A2", "H2")],
-                        orders=[purchase("O1", "H2", 3650)]))
     run = run_for()
-    judged = judge(engine, run, load_profile("default"))
-    notify_run(engine, run, attachments=judged.attachments)
+    judged = judge_and_mail(engine, city(agreements=[agreement("A1", "H1"), agreement("A2", "H2")],
+                                         orders=[purchase("O1", "H2", 3650)]), run, judge)
 
     (b1_mail,) = smtp_server.to("b1@example.org")
     assert "进院排查_B1_2025-03.xlsx" in b1_mail.attachments()

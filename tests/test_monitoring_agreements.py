@@ -32,11 +32,16 @@ def example_2_orders():
     ]
 
 
-def test_example_2_progress_behind_with_a_mid_month_agreement_year(engine):
+def seed_example_2(engine) -> None:
+    """Example 2's city: H1's agreement year 2025-04-10 … 2026-04-09 for 50,000, its orders."""
     with engine.begin() as conn:
         seed(conn, city(
             agreements=[agreement("A1", "H1", "2025-04-10", "2026-04-09", 50000, ratio="0.5")],
             orders=example_2_orders()))
+
+
+def test_example_2_progress_behind_with_a_mid_month_agreement_year(engine):
+    seed_example_2(engine)
 
     judge(engine, run_for("2025-08"), PROFILE)
 
@@ -71,10 +76,7 @@ def test_example_2_progress_behind_with_a_mid_month_agreement_year(engine):
 
 
 def test_institution_file_of_the_month_the_agreement_year_starts_counts_from_period_start(engine):
-    with engine.begin() as conn:
-        seed(conn, city(
-            agreements=[agreement("A1", "H1", "2025-04-10", "2026-04-09", 50000, ratio="0.5")],
-            orders=example_2_orders()))
+    seed_example_2(engine)
 
     judge(engine, run_for("2025-04"), PROFILE)
 

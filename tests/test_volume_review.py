@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from builders import city, seed, sheet_rows
+from builders import city, judge_and_mail, seed, sheet_rows
 from vbp_monitor.alerts.store import Scope
 from vbp_monitor.core.periods import judged_month
 from vbp_monitor.core.profiles import cite, load_profile
@@ -241,14 +241,8 @@ def test_batch_filter_rejudges_only_that_batch(engine):
 
 
 def test_branch_email_carries_its_workbook(engine, smtp_server):
-    from vbp_monitor.notify.mailer import notify_run
-
-    with engine.begin() as conn:
-        seed(conn, city(orders=[purchase("O1", "H1", 1000), purchase("O2", "H2", 1000)],
-                        volume_reports=[report("R1", "H1", 500)]))
-    run = run_for()
-    judged = judge(engine, run, load_profile("default"))
-    notify_run(engine, run, attachments=judged.attachments)
+    judge_and_mail(engine, city(orders=[purchase("O1", "H1", 1000), purchase("O2", "H2", 1000)],
+                                volume_reports=[report("R1", "H1", 500)]), run_for(), judge)
 
     (b1_mail,) = smtp_server.to("b1@example.org")
     assert "报量审核_B1_2024-11.xlsx" in b1_mail.attachments()

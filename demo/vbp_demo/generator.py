@@ -5,7 +5,7 @@ bureau, six branch bureaus and ~120 × ``scale`` institutions: four procurement 
 (national / alliance / provincial drugs, provincial high-value consumables), products,
 agreements, 15 months of orders (2024-10-01 … 2025-12-31) with payments and off-platform
 filings, prepayments, volume reports, annual reports (DOCX / Markdown / text) and a few
-optional files. Most institutions behave; the cases in ``PLANTED`` break one rule each so
+optional files. Most institutions behave; the cases in ``PLANTED`` (planted.toml) break one rule each so
 that every rule code of domain.md fires when the DAGs run on the dates of ``DEMO_RUNS``.
 
 Business dates stop at the snapshot day ``SNAPSHOT_END`` (orders end on 2025-12-31; the
@@ -35,6 +35,7 @@ import random
 import re
 import shutil
 import time
+import tomllib
 import zipfile
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -250,144 +251,29 @@ O_BAD_PRODUCT = "O20250312990002"
 UNKNOWN_PRODUCT = "YP99999"
 BAD_ORDER_IDS = (O_BAD_QUANTITY, O_BAD_PRODUCT)
 
-PLANTED: list[dict] = [
-    # DAG 1 · entry sweep (month-3 end of the agreement year)
-    _case("ENTRY_NOT_PURCHASED", M(_d("2025-07-09")),
-          "联盟批次2025-04-10落地，南康区中医院至第3个月末（2025-07-09）未采购中选缬沙坦（8月起补采）",
-          institution_code=I_NKTCM, batch_code="ALLI2025", generic_name="缬沙坦", milestone_month=3),
-    _case("ENTRY_BEHIND_AGREEMENT", M(_d("2025-03-31")),
-          "赣县区中医院1–3月只按约定进度的30%采购中选阿托伐他汀（4月起加量追赶）",
-          institution_code=I_GXTCM, batch_code="NVBP10", generic_name="阿托伐他汀", milestone_month=3),
-    _case("ENTRY_BEHIND_AGREEMENT", M(_d("2025-07-09")),
-          "瑞金市人民医院瑞舒伐他汀（约定50,000）至2025-07-09只采购6,750（例2的机构）",
-          institution_code=I_RJ1, batch_code="ALLI2025", generic_name="瑞舒伐他汀", milestone_month=3),
-    # DAG 2 · monthly monitoring
-    _case("PROGRESS_BEHIND", M(_d("2025-08-31")),
-          "examples.md 例2：协议年度2025-04-10…2026-04-09，约定50,000，至8月末采购12,000：完成率0.24 < 0.8×0.3945",
-          severity="warning", institution_code=I_RJ1, batch_code="ALLI2025", generic_name="瑞舒伐他汀"),
-    _case("PROGRESS_BEHIND", M(_d("2025-07-31")),
-          "同一协议7月末完成率0.19 < 0.8×0.3096（未低于0.5×）", severity="warning",
-          institution_code=I_RJ1, batch_code="ALLI2025", generic_name="瑞舒伐他汀"),
-    _case("PROGRESS_BEHIND", M(_d("2025-04-30")),
-          "部队医院签约后只按约定进度约35%采购二甲双胍：完成率 < 0.5×序时进度（4–12月每月一次）",
-          severity="high", institution_code=I_MIL, batch_code="NVBP10", generic_name="二甲双胍"),
-    _case("PROGRESS_BEHIND", M(_d("2025-12-31")),
-          "部队医院二甲双胍全年滞后，12月仍为 high", severity="high",
-          institution_code=I_MIL, batch_code="NVBP10", generic_name="二甲双胍"),
-    _case("PROGRESS_BEHIND", M(_d("2025-07-31")),
-          "南康区中医院缬沙坦落地后4个月未采购：完成率0 < 0.5×序时进度", severity="high",
-          institution_code=I_NKTCM, batch_code="ALLI2025", generic_name="缬沙坦"),
-    _case("SELECTED_SHARE_LOW", M(_d("2025-05-31")),
-          "信丰县中医院5月另购大量非中选奥美拉唑（低价），中选数量占比约0.45 < 约定比例0.70",
-          institution_code=I_XFTCM, batch_code="NVBP10", generic_name="奥美拉唑"),
-    _case("NON_SELECTED_HIGH_PRICE", M(_d("2025-03-31")),
-          "南康区人民医院3月采购原研氨氯地平28.60元/盒，高于最高中选价3.45元",
-          institution_code=I_NK1, generic_name="氨氯地平"),
-    _case("ONLY_NON_SELECTED", M(_d("2025-08-31")),
-          "赣州仁爱医院（民营，未签左氧氟沙星协议）8月只采购高价非中选左氧氟沙星，无中选产品采购",
-          institution_code=I_RENAI, generic_name="左氧氟沙星"),
-    _case("ONLINE_RATE_LOW", M(_d("2025-07-31")),
-          "瑞金市中医院7月线下购入大量人血白蛋白，药品网采率约0.74 < 0.90",
-          institution_code=I_RJTCM, category="drug"),
-    _case("ONLINE_RATE_LOW", M(_d("2025-10-31")),
-          "赣州市第一人民医院10月线下购入吻合器，高值耗材网采率约0.77 < 0.80",
-          institution_code=I_GZ1, category="high_value_consumable"),
-    _case("ONLINE_RATE_LOW", M(_d("2025-09-30")),
-          "大余县人民医院9月线下购入大量人血白蛋白（同时拉低大余分局网采率）",
-          institution_code=I_DY1, category="drug"),
-    _case("BRANCH_ONLINE_RATE_LOW", M(_d("2025-09-30")),
-          "大余分局9月公立机构药品网采率0.80 < 0.90（大余县人民医院大额线下采购）",
-          branch_code="360723", category="drug"),
-    _case("OFFLINE_NOT_FILED", M(_d("2025-08-29")),
-          "赣县区人民医院2025-08-20线下采购，备案期限2025-08-29，8月末仍未备案",
-          institution_code=I_GX1, order_id=O_NOT_FILED),
-    _case("OFFLINE_FILED_LATE", M(_d("2025-05-14")),
-          "examples.md 例3：2025-04-30线下采购，劳动节后第7个工作日2025-05-14为期限，5月15日才备案",
-          institution_code=I_RJMCH, order_id=O_FILED_LATE),
-    _case("NON_EVALUATED_PURCHASE", M(_d("2025-05-31")),
-          "氨氯地平已有4家过评企业，信丰县人民医院5月仍采购未过评产品",
-          institution_code=I_XF1, generic_name="氨氯地平"),
-    _case("PAYMENT_OVERDUE", M(_d("2025-02-28")),
-          "examples.md 例4：公立医院2025-01-20验收，2月末前只付60%（余款3月10日才付）",
-          institution_code=I_ZGQ, order_id=O_PAY_PUBLIC),
-    _case("PAYMENT_OVERDUE", M(_d("2025-02-19")),
-          "examples.md 例4：民营医院2025-01-20验收，30天期限2025-02-19，2月21日才付款",
-          institution_code=I_BOAI, order_id=O_PAY_PRIVATE),
-    # DAG 3 · prepayment reconciliation
-    _case("PREPAY_UNDER_DISBURSED", M(_d("2025-03-31")),
-          "大余县中医院第十批国采只拨付约定金额的20%（应30%）；第6、9、12个月节点同样预警",
-          institution_code=I_DYTCM, batch_code="NVBP10", milestone_month=3),
-    _case("PREPAY_RECOVERY_SHORT", M(_d("2025-06-30")),
-          "赣县区妇幼保健院每月只冲抵已拨付的4%：第6个月累计24% < 30%（第9、12个月同样）",
-          institution_code=I_GXMCH, batch_code="NVBP10", milestone_month=6),
-    _case("PREPAY_OVER_RECOVERED", M(_d("2025-05-31")),
-          "赣县区人民医院高值耗材批次第2个月把拨付款误记为一笔归还：累计归还超过已拨付（第6、9个月同样）",
-          institution_code=I_GX1, batch_code="JXHC2025", milestone_month=3),
-    # DAG 5 · volume review (ALLI2025 deadline 2025-03-14; JXYP2025 deadline 2025-06-13)
-    _case("REPORT_BELOW_80_NO_EXPLANATION", M(_d("2025-03-14")),
-          "章贡区人民医院头孢呋辛报量为2024年采购量的50%，未作说明",
-          institution_code=I_ZGQ, batch_code="ALLI2025", generic_name="头孢呋辛"),
-    _case("REPORT_BELOW_80", M(_d("2025-03-14")),
-          "信丰县妇幼保健院缬沙坦报量为历史量的60%，已说明原因（待审核）",
-          institution_code=I_XFMCH, batch_code="ALLI2025", generic_name="缬沙坦"),
-    _case("REPORT_BELOW_HISTORY", M(_d("2025-03-14")),
-          "大余县妇幼保健院头孢呋辛报量为历史量的80%（向上取整，边界值不算低于80%）",
-          institution_code=I_DYMCH, batch_code="ALLI2025", generic_name="头孢呋辛"),
-    _case("HISTORY_NOT_REPORTED", M(_d("2025-03-14")),
-          "江口镇中心卫生院2024年采购过瑞舒伐他汀，但未报量",
-          institution_code=I_JK, batch_code="ALLI2025", generic_name="瑞舒伐他汀"),
-    _case("HISTORY_NOT_REPORTED", M(_d("2025-06-13")),
-          "瑞金康华医院（民营）2024年采购过蒙脱石，省级批次未报量",
-          institution_code=I_KH, batch_code="JXYP2025", generic_name="蒙脱石"),
-    # DAG 6 · order response
-    _case("ORDER_RESPONSE_OVERDUE", "2025-01-29",
-          "examples.md 例5：2025-01-26 10:00（调休上班的周日）下单，48小时节点2025-01-28 10:00未响应",
-          institution_code=I_NK1, order_id=O_SPRING),
-    _case("ORDER_RESPONSE_ESCALATED", "2025-02-07",
-          "examples.md 例5：春节假期后首个工作日2月5日督促，2月6日（升级日）仍未响应",
-          institution_code=I_NK1, order_id=O_SPRING),
-    _case("ORDER_RESPONSE_OVERDUE", "2025-06-12",
-          "2025-06-09 09:30下单，06-11 16:00才响应（超过48小时；升级日06-13前已响应，不升级）",
-          institution_code=I_RJMCH, order_id=O_LATE_RESPONSE),
-    _case("ORDER_RESPONSE_OVERDUE", "2025-11-21",
-          "2025-11-18 14:00下单，48小时节点11-20 14:00未响应",
-          institution_code=I_GXTCM, order_id=O_ESCALATED),
-    _case("ORDER_RESPONSE_ESCALATED", "2025-11-23",
-          "上例的升级日为2025-11-22（11-21为督促日），至当日结束仍未响应（11-23才响应）",
-          institution_code=I_GXTCM, order_id=O_ESCALATED),
-    # DAG 4 · annual reports for 2025 (deadline 2026-01-15)
-    *[_case("ANNUAL_REPORT_DUE", day, "提醒日截至前一日尚未报送年度报告", branch_code=branch)
-      for day in ("2026-01-05", "2026-01-10", "2026-01-14") for branch in ("360704", "360781")],
-    *[_case("ANNUAL_REPORT_DUE", day, "大余分局1月13日才报送", branch_code="360723")
-      for day in ("2026-01-05", "2026-01-10")],
-    _case("ANNUAL_REPORT_DUE", "2026-01-05", "南康分局1月9日才报送", branch_code="360703"),
-    _case("ANNUAL_REPORT_MISSING", "2026-01-16", "瑞金分局截至1月15日未报送（全季未报）", branch_code="360781"),
-    _case("ANNUAL_REPORT_MISSING", "2026-01-16", "赣县分局截至1月15日未报送（1月19日补报）", branch_code="360704"),
-    _case("ANNUAL_REPORT_LATE", "2026-01-20", "赣县分局2026-01-19才报送（逾期）", branch_code="360704"),
-    _case("ANNUAL_REPORT_INCOMPLETE", "2026-01-10", "南康分局2026-01-09报送的 Markdown 缺少“三、存在的问题”",
-          branch_code="360703"),
-    # Data quality at ingest
-    _case("DATA_QUALITY", INGEST_DAY,
-          "orders.csv 中两行违反契约（一行数量为-10，一行产品代码 YP99999 不存在）：隔离这2行，数据组收到1条预警",
-          branch_code=CITY[0], source_file="orders.csv", quarantined_rows=list(BAD_ORDER_IDS)),
-]
+# The names planted.toml may use for a subject's value.
+_SYMBOLS: dict[str, object] = {
+    **{name: value for name, value in list(globals().items()) if name.startswith(("I_", "O_"))},
+    "CITY": CITY[0], "BAD_ORDER_IDS": list(BAD_ORDER_IDS),
+}
 
+
+def _planted(table: str) -> list[dict]:
+    """The cases of ``table`` in planted.toml (judged_day → the monthly run judging its month)."""
+    data = tomllib.loads(Path(__file__).with_name("planted.toml").read_text(encoding="utf-8"))
+    cases = []
+    for entry in data[table]:
+        subject = {key: _SYMBOLS.get(value, value) if isinstance(value, str) else value
+                   for key, value in entry.items() if key not in ("rule_code", "judged_day", "logical_date", "why")}
+        logical_date = M(_d(entry["judged_day"])) if "judged_day" in entry else entry["logical_date"]
+        cases.append(_case(entry["rule_code"], logical_date, entry["why"], **subject))
+    return cases
+
+
+# The cases that break one rule each: their run raises them (planted.toml).
+PLANTED: list[dict] = _planted("planted")
 # Cases built to sit exactly on a boundary: the run of ``logical_date`` must NOT raise them.
-BOUNDARY_CASES: list[dict] = [
-    _case("OFFLINE_FILED_LATE", M(_d("2025-05-14")), "2025-04-30线下采购，2025-05-14（期限当日）备案：不预警",
-          order_id=O_FILED_ON_DEADLINE, institution_code=I_XFMCH),
-    _case("PAYMENT_OVERDUE", M(_d("2025-02-19")), "民营医院2025-01-20验收，2025-02-19（第30天）付清：不预警",
-          order_id=O_PAY_PRIVATE_ON_TIME, institution_code=I_KH),
-    _case("ORDER_RESPONSE_ESCALATED", "2025-06-14", "超48小时后、升级日（06-13）结束前已响应：不升级",
-          order_id=O_LATE_RESPONSE, institution_code=I_RJMCH),
-    _case("REPORT_BELOW_80_NO_EXPLANATION", M(_d("2025-03-14")),
-          "先报历史量的30%，截止日前更正为正常量：以最新一次为准，不预警",
-          institution_code=I_GZTCM, batch_code="ALLI2025", generic_name="缬沙坦"),
-    *[_case("PROGRESS_BEHIND", M(_d(day)), "9月起每月采购8,000，完成率不再低于0.8×序时进度",
-            institution_code=I_RJ1, batch_code="ALLI2025", generic_name="瑞舒伐他汀")
-      for day in ("2025-09-30", "2025-10-31", "2025-11-30", "2025-12-31")],
-]
-
+BOUNDARY_CASES: list[dict] = _planted("boundary")
 
 def _monthly_run_days() -> list[str]:
     days, month = [], dt.date(2025, 2, 1)
