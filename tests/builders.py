@@ -259,6 +259,13 @@ def agreement(agreement_id, institution, start="2025-01-01", end="2025-12-31", q
             "agreed_quantity": str(quantity), "agreed_ratio": str(ratio), "agreed_amount": amount}
 
 
+def purchase(order_id, institution, quantity, when, product="P-AML-S", channel="platform", cancelled="false"):
+    """An order line at 0.50 a box (the entry sweep's and volume review's orders)."""
+    return {"order_id": order_id, "institution_code": institution, "product_code": product,
+            "distributor_code": "D1", "channel": channel, "order_time": when,
+            "quantity": str(quantity), "unit_price": "0.50",
+            "amount": str(Decimal(str(quantity)) * Decimal("0.50")), "cancelled": cancelled}
+
 def product(code, generic=GENERIC, manufacturer="丙药业", selected=False, price=None, batch=None,
             category="drug", passed=True):
     return {"product_code": code, "generic_name": generic, "manufacturer": manufacturer,

@@ -6,10 +6,12 @@ elapsed, so with agreed quantity 3,650 the warning line is 0.8 × 90/365 × 3,65
 """
 import datetime as dt
 from decimal import Decimal
+from functools import partial
 
 import pytest
 from sqlalchemy import delete, select
 
+import builders
 from builders import city, judge_and_mail, seed, sheet_rows
 from vbp_monitor.alerts.store import Scope
 from vbp_monitor.core.periods import judged_month
@@ -36,12 +38,7 @@ def agreement(agreement_id, institution, quantity=3650, start="2025-01-01", end=
             "agreed_amount": str(Decimal(str(quantity)) * Decimal("0.50"))}
 
 
-def purchase(order_id, institution, quantity, when="2025-02-15 10:00:00", product="P-AML-S",
-             channel="platform", cancelled="false"):
-    return {"order_id": order_id, "institution_code": institution, "product_code": product,
-            "distributor_code": "D1", "channel": channel, "order_time": when,
-            "quantity": str(quantity), "unit_price": "0.50",
-            "amount": str(Decimal(str(quantity)) * Decimal("0.50")), "cancelled": cancelled}
+purchase = partial(builders.purchase, when="2025-02-15 10:00:00")  # an order line at 0.50 a box
 
 
 def selected_in_batch(batch_code, start, cycle_months, product_code, generic, price):

@@ -5,10 +5,12 @@ November 2024, history = same-generic purchases in 2023.
 """
 import datetime as dt
 from decimal import Decimal
+from functools import partial
 
 import pytest
 from sqlalchemy import select
 
+import builders
 from builders import city, judge_and_mail, seed, sheet_rows
 from vbp_monitor.alerts.store import Scope
 from vbp_monitor.core.periods import judged_month
@@ -23,12 +25,7 @@ pytestmark = pytest.mark.usefixtures("output_dir")
 NOVEMBER_RUN = dt.date(2024, 12, 2)  # first working day of December: judges 2024-11
 
 
-def purchase(order_id, institution, quantity, when="2023-06-15 10:00:00", product="P-AML-S",
-             channel="platform", cancelled="false"):
-    return {"order_id": order_id, "institution_code": institution, "product_code": product,
-            "distributor_code": "D1", "channel": channel, "order_time": when,
-            "quantity": str(quantity), "unit_price": "0.50",
-            "amount": str(Decimal(str(quantity)) * Decimal("0.50")), "cancelled": cancelled}
+purchase = partial(builders.purchase, when="2023-06-15 10:00:00")  # an order line at 0.50 a box
 
 
 def report(report_id, institution, quantity, date="2024-11-10", explanation="", batch="NB1",
