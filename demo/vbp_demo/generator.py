@@ -124,56 +124,14 @@ def _y(yuan: str) -> int:
     return int(whole) * 10000 + int((frac + "0000")[:4])
 
 
+def _tuples(value):
+    """JSON lists as (nested) tuples, the shape of the generator's tables."""
+    return tuple(_tuples(item) for item in value) if isinstance(value, list) else value
+
+
 # generic → (category, batch or None, dosage form, specification, demand weight, products)
-# products: (maker, role, passed, price)
-GENERICS = (
-    ("氨氯地平", "drug", "NVBP10", "片剂", "5mg×28片", 1.0, (
-        ("浙江华海药业股份有限公司", "S", True, "3.12"), ("浙江京新药业股份有限公司", "S", True, "3.45"),
-        ("辉瑞制药有限公司", "H", True, "28.60"), ("石药集团欧意药业有限公司", "L", True, "3.20"),
-        ("江西赣江制药有限公司", "N", False, "2.80"))),
-    ("二甲双胍", "drug", "NVBP10", "片剂", "0.5g×60片", 0.9, (
-        ("石药集团中诺药业有限公司", "S", True, "4.20"), ("中美上海施贵宝制药有限公司", "H", True, "32.50"),
-        ("北京京丰制药集团有限公司", "L", True, "3.90"), ("赣南制药厂", "N", False, "3.50"))),
-    ("阿托伐他汀", "drug", "NVBP10", "片剂", "20mg×14片", 0.8, (
-        ("齐鲁制药有限公司", "S", True, "4.50"), ("乐普药业股份有限公司", "S", True, "4.88"),
-        ("辉瑞制药有限公司", "H", True, "58.70"), ("北京嘉林药业股份有限公司", "L", True, "4.60"))),
-    ("奥美拉唑", "drug", "NVBP10", "肠溶胶囊", "20mg×14粒", 0.7, (
-        ("扬子江药业集团有限公司", "S", True, "2.98"), ("阿斯利康制药有限公司", "H", True, "41.20"),
-        ("常州四药制药有限公司", "L", True, "2.75"))),
-    ("头孢呋辛", "drug", "ALLI2025", "片剂", "0.25g×12片", 0.6, (
-        ("国药集团致君（深圳）制药有限公司", "S", True, "6.80"), ("葛兰素史克制药有限公司", "H", True, "39.80"),
-        ("珠海联邦制药股份有限公司", "L", True, "6.50"))),
-    ("瑞舒伐他汀", "drug", "ALLI2025", "片剂", "10mg×28片", 0.7, (
-        ("正大天晴药业集团股份有限公司", "S", True, "5.60"), ("阿斯利康制药有限公司", "H", True, "86.50"))),
-    ("缬沙坦", "drug", "ALLI2025", "胶囊", "80mg×28粒", 0.8, (
-        ("浙江华海药业股份有限公司", "S", True, "7.90"), ("北京诺华制药有限公司", "H", True, "52.40"),
-        ("天大药业（珠海）有限公司", "L", False, "7.50"))),
-    ("左氧氟沙星", "drug", "JXYP2025", "片剂", "0.5g×4片", 0.5, (
-        ("浙江医药股份有限公司", "S", True, "5.20"), ("第一三共制药（北京）有限公司", "H", True, "31.60"),
-        ("扬子江药业集团有限公司", "L", True, "4.90"))),
-    ("蒙脱石", "drug", "JXYP2025", "散剂", "3g×10袋", 0.5, (
-        ("先声药业有限公司", "S", True, "6.30"), ("博福-益普生（天津）制药有限公司", "H", True, "23.80"),
-        ("海南斯达制药有限公司", "L", True, "5.90"))),
-    ("冠脉药物洗脱支架", "high_value_consumable", "JXHC2025", "支架", "钴铬合金 2.5×18mm", 1.0, (
-        ("上海微创医疗器械（集团）有限公司", "S", False, "698.00"),
-        ("乐普（北京）医疗器械股份有限公司", "S", False, "720.00"),
-        ("美敦力（上海）管理有限公司", "H", False, "7800.00"))),
-    ("人工晶体", "high_value_consumable", "JXHC2025", "晶体", "非球面单焦点", 1.0, (
-        ("爱博诺德（北京）医疗科技股份有限公司", "S", False, "1180.00"),
-        ("爱尔康（中国）眼科产品有限公司", "H", False, "4600.00"))),
-    ("人血白蛋白", "drug", None, "注射剂", "10g:50ml", 1.0, (
-        ("山东泰邦生物制品有限公司", "X", False, "390.00"), ("成都蓉生药业有限责任公司", "X", False, "402.00"))),
-    ("注射用头孢曲松钠", "drug", None, "注射剂", "1.0g", 1.0, (
-        ("上海罗氏制药有限公司", "X", True, "48.00"),)),
-    ("复方丹参滴丸", "drug", None, "滴丸", "27mg×180丸", 1.0, (
-        ("天士力医药集团股份有限公司", "X", False, "26.80"),)),
-    ("心脏起搏器", "high_value_consumable", None, "植入器械", "双腔", 1.0, (
-        ("美敦力（上海）管理有限公司", "X", False, "28000.00"),)),
-    ("一次性使用吻合器", "high_value_consumable", None, "器械", "管型 25mm", 1.0, (
-        ("常州华森医疗器械股份有限公司", "X", False, "2680.00"),)),
-    ("一次性使用输液器", "consumable", None, "器械", "带针 0.7mm", 1.0, (
-        ("山东威高集团医用高分子制品股份有限公司", "X", False, "1.20"),)),
-)
+# products: (maker, role, passed, price); a data file.
+GENERICS: tuple = _tuples(json.loads(Path(__file__).with_name("generics.json").read_text(encoding="utf-8")))
 VBP_DRUGS = tuple(g[0] for g in GENERICS if g[1] == "drug" and g[2])
 HVC_GENERICS = tuple(g[0] for g in GENERICS if g[1] == "high_value_consumable" and g[2])
 # monthly demand at scale 1 by grade (boxes / pieces)
