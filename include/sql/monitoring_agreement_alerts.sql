@@ -16,16 +16,11 @@ WITH judged AS (
     SELECT m.agreement_id, m.institution_code, i.institution_name, m.branch_code, m.batch_code,
            b.batch_name, m.generic_name, a.period_start, a.period_end, m.as_of_date,
            m.agreed_quantity, a.agreed_ratio, m.selected_quantity, m.same_generic_quantity,
-           m.cumulative_selected_quantity,
-           as_of.day_ordinal - period_start.day_ordinal + 1 AS elapsed_days,
-           period_end.day_ordinal - period_start.day_ordinal + 1 AS total_days
+           m.cumulative_selected_quantity, m.elapsed_days, m.total_days
     FROM institution_file_metrics m
     JOIN agreements a ON a.agreement_id = m.agreement_id
     JOIN institutions i ON i.institution_code = m.institution_code
     JOIN batches b ON b.batch_code = m.batch_code
-    JOIN work_calendar period_start ON period_start.day = a.period_start
-    JOIN work_calendar period_end ON period_end.day = a.period_end
-    JOIN work_calendar as_of ON as_of.day = m.as_of_date
     WHERE m.period = :period
       AND (:branch_code IS NULL OR m.branch_code = :branch_code)
       AND (:batch_code IS NULL OR m.batch_code = :batch_code)

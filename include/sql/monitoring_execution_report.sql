@@ -13,14 +13,9 @@
 -- ("purchase_facts f CROSS JOIN …"). Params: :period, :month_start, :eps, :branch_code.
 WITH file_rows AS (
     SELECT m.*, a.period_start, a.period_end,
-           as_of.day_ordinal - period_start.day_ordinal + 1 AS elapsed_days,
-           period_end.day_ordinal - period_start.day_ordinal + 1 AS total_days,
            CASE WHEN a.period_start > :month_start THEN a.period_start ELSE :month_start END AS from_day
     FROM institution_file_metrics m
     JOIN agreements a ON a.agreement_id = m.agreement_id
-    JOIN work_calendar period_start ON period_start.day = a.period_start
-    JOIN work_calendar period_end ON period_end.day = a.period_end
-    JOIN work_calendar as_of ON as_of.day = m.as_of_date
     WHERE m.period = :period
       AND (:branch_code IS NULL OR m.branch_code = :branch_code)
 ),

@@ -10,7 +10,9 @@
 --                (facts of earlier months too: :first_month .. :month_start)
 --   completion rate = cumulative / agreed_quantity (NULL when agreed_quantity = 0)
 --   time progress = (as_of - period_start + 1) / (period_end - period_start + 1) in days,
---                in [0, 1] by construction (period_start <= as_of <= period_end)
+--                in [0, 1] by construction (period_start <= as_of <= period_end);
+--                elapsed_days and total_days are stored too, for the judges to compare
+--                by cross-multiplication
 -- Divisions multiply by 1.0 first: SQLite keeps whole numbers of NUMERIC columns as
 -- integers, and integer division would truncate.
 -- Facts-driven joins are written "purchase_facts f CROSS JOIN …": SQLite then keeps the
@@ -26,7 +28,8 @@ INSERT INTO institution_file_metrics (
     period, agreement_id, institution_code, branch_code, batch_code, generic_name, as_of_date,
     agreed_quantity, selected_quantity, selected_amount, same_generic_quantity,
     same_generic_amount, selected_quantity_share, selected_amount_share, non_selected_quantity,
-    non_selected_amount, cumulative_selected_quantity, completion_rate, time_progress
+    non_selected_amount, cumulative_selected_quantity, completion_rate, time_progress,
+    elapsed_days, total_days
 )
 WITH active AS (
     SELECT a.agreement_id, a.institution_code, i.branch_code, a.batch_code, a.generic_name,
@@ -103,5 +106,6 @@ SELECT :period, agreement_id, institution_code, branch_code, batch_code, generic
        cumulative_selected_quantity,
        CASE WHEN agreed_quantity > 0
             THEN cumulative_selected_quantity * 1.0 / agreed_quantity END,
-       elapsed_days * 1.0 / total_days
+       elapsed_days * 1.0 / total_days,
+       elapsed_days, total_days
 FROM figures;

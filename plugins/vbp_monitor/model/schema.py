@@ -264,6 +264,8 @@ institution_file_metrics = Table(
     Column("cumulative_selected_quantity", Quantity, nullable=False),
     Column("completion_rate", Ratio),
     Column("time_progress", Ratio, nullable=False),
+    Column("elapsed_days", Integer),  # days of the agreement year up to as_of_date, both ends
+    Column("total_days", Integer),  # days of the agreement year
 )
 
 prepayment_ledger = Table(
