@@ -13,17 +13,14 @@
 --     agreed_ratio × same-generic quantity in M.
 -- Params: :period, :min_progress, :warning_ratio, :high_ratio, :eps, :branch_code, :batch_code.
 WITH judged AS (
-    SELECT m.agreement_id, m.institution_code, i.institution_name, m.branch_code, m.batch_code,
-           b.batch_name, m.generic_name, a.period_start, a.period_end, m.as_of_date,
-           m.agreed_quantity, a.agreed_ratio, m.selected_quantity, m.same_generic_quantity,
-           m.cumulative_selected_quantity, m.elapsed_days, m.total_days
-    FROM institution_file_metrics m
-    JOIN agreements a ON a.agreement_id = m.agreement_id
-    JOIN institutions i ON i.institution_code = m.institution_code
-    JOIN batches b ON b.batch_code = m.batch_code
-    WHERE m.period = :period
-      AND (:branch_code IS NULL OR m.branch_code = :branch_code)
-      AND (:batch_code IS NULL OR m.batch_code = :batch_code)
+    SELECT f.agreement_id, f.institution_code, f.institution_name, f.branch_code, f.batch_code,
+           f.batch_name, f.generic_name, f.period_start, f.period_end, f.as_of_date,
+           f.agreed_quantity, f.agreed_ratio, f.selected_quantity, f.same_generic_quantity,
+           f.cumulative_selected_quantity, f.elapsed_days, f.total_days
+    FROM institution_file f  -- the view: metrics with agreement period/ratio and names
+    WHERE f.period = :period
+      AND (:branch_code IS NULL OR f.branch_code = :branch_code)
+      AND (:batch_code IS NULL OR f.batch_code = :batch_code)
 )
 SELECT j.*,
        -- the most severe progress line broken, judged once per row (NULL: none, or not judged)

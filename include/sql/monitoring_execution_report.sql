@@ -12,12 +12,11 @@
 -- monitoring_agreement_alerts.sql). The facts stay the outer loop in SQLite
 -- ("purchase_facts f CROSS JOIN …"). Params: :period, :month_start, :eps, :branch_code.
 WITH file_rows AS (
-    SELECT m.*, a.period_start, a.period_end,
-           CASE WHEN a.period_start > :month_start THEN a.period_start ELSE :month_start END AS from_day
-    FROM institution_file_metrics m
-    JOIN agreements a ON a.agreement_id = m.agreement_id
-    WHERE m.period = :period
-      AND (:branch_code IS NULL OR m.branch_code = :branch_code)
+    SELECT f.*,
+           CASE WHEN f.period_start > :month_start THEN f.period_start ELSE :month_start END AS from_day
+    FROM institution_file f  -- the view: metrics with agreement period/ratio and names
+    WHERE f.period = :period
+      AND (:branch_code IS NULL OR f.branch_code = :branch_code)
 ),
 classified AS (
     SELECT fr.*,

@@ -1,15 +1,13 @@
--- The institution file (一院一档) of :period for the execution report's second sheet.
+-- The institution file (一院一档) of :period for the execution report's second sheet
+-- (the view institution_file: the metrics with their agreement's period and ratio, names).
 -- Params: :period, :branch_code (NULL = all).
-SELECT m.branch_code, m.institution_code, i.institution_name, m.batch_code, b.batch_name,
-       m.generic_name, m.agreement_id, a.period_start, a.period_end, m.as_of_date,
-       m.agreed_quantity, a.agreed_ratio, m.selected_quantity, m.selected_amount,
-       m.same_generic_quantity, m.same_generic_amount, m.selected_quantity_share,
-       m.selected_amount_share, m.non_selected_quantity, m.non_selected_amount,
-       m.cumulative_selected_quantity, m.completion_rate, m.time_progress
-FROM institution_file_metrics m
-JOIN agreements a ON a.agreement_id = m.agreement_id
-JOIN institutions i ON i.institution_code = m.institution_code
-JOIN batches b ON b.batch_code = m.batch_code
-WHERE m.period = :period
-  AND (:branch_code IS NULL OR m.branch_code = :branch_code)
-ORDER BY m.branch_code, m.institution_code, m.batch_code, m.generic_name, a.period_start
+SELECT f.branch_code, f.institution_code, f.institution_name, f.batch_code, f.batch_name,
+       f.generic_name, f.agreement_id, f.period_start, f.period_end, f.as_of_date,
+       f.agreed_quantity, f.agreed_ratio, f.selected_quantity, f.selected_amount,
+       f.same_generic_quantity, f.same_generic_amount, f.selected_quantity_share,
+       f.selected_amount_share, f.non_selected_quantity, f.non_selected_amount,
+       f.cumulative_selected_quantity, f.completion_rate, f.time_progress
+FROM institution_file f
+WHERE f.period = :period
+  AND (:branch_code IS NULL OR f.branch_code = :branch_code)
+ORDER BY f.branch_code, f.institution_code, f.batch_code, f.generic_name, f.period_start
