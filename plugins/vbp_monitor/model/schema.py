@@ -8,6 +8,8 @@ affinity, so rule SQL compares with a tolerance far below the contract's 4 decim
 """
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -24,6 +26,8 @@ from sqlalchemy import (
     text,
 )
 
+from vbp_monitor.model import contract
+
 metadata = MetaData()
 
 Money = Numeric(20, 4)
@@ -33,78 +37,35 @@ Ratio = Numeric(12, 6)
 SurrogateKey = BigInteger().with_variant(Integer(), "sqlite")
 
 # ---------------------------------------------------------------- inbound tables
-branches = Table(
-    "branches", metadata,
-    Column("branch_code", Text, primary_key=True),
-    Column("branch_name", Text, nullable=False),
-    Column("level", Text, nullable=False),
-    Column("emails", Text),
-)
+# One table per contract file, with the contract's columns in its order (model/contract.py:
+# names, kinds, key, optional columns); the warehouse adds derived columns and indexes.
+_TYPE_OF_KIND: dict[str, Any] = {
+    contract.TEXT: Text, contract.DATE: Date, contract.TIMESTAMP: DateTime, contract.INT: Integer,
+    contract.MONEY: Money, contract.QUANTITY: Quantity, contract.RATIO: Ratio, contract.BOOL: Boolean,
+}
 
-institutions = Table(
-    "institutions", metadata,
-    Column("institution_code", Text, primary_key=True),
-    Column("institution_name", Text, nullable=False),
-    Column("branch_code", Text, nullable=False, index=True),
-    Column("ownership", Text, nullable=False),
-    Column("grade", Text),
-)
 
-batches = Table(
-    "batches", metadata,
-    Column("batch_code", Text, primary_key=True),
-    Column("batch_name", Text, nullable=False),
-    Column("level", Text, nullable=False),
-    Column("category", Text, nullable=False),
-    Column("start_date", Date, nullable=False),
-    Column("cycle_months", Integer, nullable=False),
-    Column("report_deadline", Date),
+def _inbound(name: str, *derived) -> Table:
+    spec = contract.FILES[name]
+    columns: list[Column] = [
+        Column(column, _TYPE_OF_KIND[kind], primary_key=column in spec.key,
+               nullable=column in spec.optional_columns and column not in spec.key)
+        for column, kind in spec.columns.items()
+    ]
+    return Table(name, metadata, *columns, *derived)
+
+
+branches = _inbound("branches")
+institutions = _inbound("institutions", Index("ix_institutions_branch_code", "branch_code"))
+batches = _inbound(
+    "batches",
     # derived at ingest: start_date + cycle_months months - 1 day (last day of the cycle)
     Column("cycle_end_date", Date, nullable=False),
 )
-
-products = Table(
-    "products", metadata,
-    Column("product_code", Text, primary_key=True),
-    Column("generic_name", Text, nullable=False, index=True),
-    Column("dosage_form", Text),
-    Column("specification", Text),
-    Column("manufacturer", Text, nullable=False),
-    Column("category", Text, nullable=False),
-    Column("consistency_passed", Boolean, nullable=False),
-    Column("is_selected", Boolean, nullable=False),
-    Column("batch_code", Text),
-    Column("selected_price", Money),
-)
-
-agreements = Table(
-    "agreements", metadata,
-    Column("agreement_id", Text, primary_key=True),
-    Column("institution_code", Text, nullable=False),
-    Column("batch_code", Text, nullable=False),
-    Column("generic_name", Text, nullable=False),
-    Column("period_start", Date, nullable=False),
-    Column("period_end", Date, nullable=False),
-    Column("agreed_quantity", Quantity, nullable=False),
-    Column("agreed_ratio", Ratio, nullable=False),
-    Column("agreed_amount", Money, nullable=False),
-    Index("ix_agreements_institution_batch", "institution_code", "batch_code"),
-)
-
-orders = Table(
-    "orders", metadata,
-    Column("order_id", Text, primary_key=True),
-    Column("institution_code", Text, nullable=False),
-    Column("product_code", Text, nullable=False),
-    Column("distributor_code", Text),
-    Column("channel", Text, nullable=False),
-    Column("order_time", DateTime, nullable=False),
-    Column("quantity", Quantity, nullable=False),
-    Column("unit_price", Money, nullable=False),
-    Column("amount", Money, nullable=False),
-    Column("response_time", DateTime),
-    Column("acceptance_date", Date),
-    Column("cancelled", Boolean, nullable=False),
+products = _inbound("products", Index("ix_products_generic_name", "generic_name"))
+agreements = _inbound("agreements", Index("ix_agreements_institution_batch", "institution_code", "batch_code"))
+orders = _inbound(
+    "orders",
     # derived at ingest: the day a purchase belongs to, and hours from order to response
     Column("order_date", Date, nullable=False),
     Column("response_hours", Numeric(20, 6)),
@@ -115,63 +76,13 @@ orders = Table(
     Index("ix_orders_offline_order_date", "order_date",
           sqlite_where=text("channel = 'offline'"), postgresql_where=text("channel = 'offline'")),
 )
-
-offline_filings = Table(
-    "offline_filings", metadata,
-    Column("order_id", Text, primary_key=True),
-    Column("filed_date", Date, nullable=False),
-)
-
-payments = Table(
-    "payments", metadata,
-    Column("payment_id", Text, primary_key=True),
-    Column("order_id", Text, nullable=False, index=True),
-    Column("payment_date", Date, nullable=False),
-    Column("amount", Money, nullable=False),
-)
-
-prepayments = Table(
-    "prepayments", metadata,
-    Column("txn_id", Text, primary_key=True),
-    Column("institution_code", Text, nullable=False),
-    Column("batch_code", Text, nullable=False),
-    Column("txn_date", Date, nullable=False),
-    Column("txn_type", Text, nullable=False),
-    Column("amount", Money, nullable=False),
-    Index("ix_prepayments_institution_batch", "institution_code", "batch_code"),
-)
-
-volume_reports = Table(
-    "volume_reports", metadata,
-    Column("report_id", Text, primary_key=True),
-    Column("institution_code", Text, nullable=False),
-    Column("batch_code", Text, nullable=False),
-    Column("generic_name", Text, nullable=False),
-    Column("reported_quantity", Quantity, nullable=False),
-    Column("explanation", Text),
-    Column("report_date", Date, nullable=False),
-)
-
-annual_reports = Table(
-    "annual_reports", metadata,
-    Column("branch_code", Text, primary_key=True),
-    Column("report_year", Integer, primary_key=True),
-    Column("submitted_at", DateTime, nullable=False),
-    Column("file_name", Text, nullable=False),
-)
-
-distributors = Table(
-    "distributors", metadata,
-    Column("distributor_code", Text, primary_key=True),
-    Column("distributor_name", Text, nullable=False),
-    Column("emails", Text),
-)
-
-holidays = Table(
-    "holidays", metadata,
-    Column("day", Date, primary_key=True),
-    Column("is_workday", Boolean, nullable=False),
-)
+offline_filings = _inbound("offline_filings")
+payments = _inbound("payments", Index("ix_payments_order_id", "order_id"))
+prepayments = _inbound("prepayments", Index("ix_prepayments_institution_batch", "institution_code", "batch_code"))
+volume_reports = _inbound("volume_reports")
+annual_reports = _inbound("annual_reports")
+distributors = _inbound("distributors")
+holidays = _inbound("holidays")
 
 INBOUND_TABLES = (
     branches, institutions, batches, products, agreements, orders, offline_filings,
