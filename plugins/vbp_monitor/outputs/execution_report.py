@@ -18,11 +18,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vbp_monitor.core import config, sqlfiles
+from vbp_monitor.core import sqlfiles
 from vbp_monitor.core.formatting import as_date, decimal_of, stored
 from vbp_monitor.core.labels import OWNERSHIP_ZH, label
 from vbp_monitor.model.reference import branch_directory
-from vbp_monitor.outputs.spreadsheets import Sheets, branch_file_path, write_branch_files
+from vbp_monitor.outputs.run_files import run_file_path, run_folder
+from vbp_monitor.outputs.spreadsheets import Sheets, write_branch_files
 
 if TYPE_CHECKING:  # pragma: no cover
     from vbp_monitor.orchestration.run_context import RunContext
@@ -58,11 +59,11 @@ NOTES = [
 
 
 def report_folder(period_label: str) -> Path:
-    return config.output_dir() / DAG_ID / period_label
+    return run_folder(DAG_ID, period_label)
 
 
 def report_path(period_label: str, branch_code: str) -> Path:
-    return branch_file_path(report_folder(period_label), REPORT_PREFIX, branch_code, period_label)
+    return run_file_path(DAG_ID, REPORT_PREFIX, period_label, branch_code)
 
 
 def _summary_row(row: dict, branch_name: str) -> list:

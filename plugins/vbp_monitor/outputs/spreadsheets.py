@@ -533,15 +533,15 @@ def write_xlsx(path: Path, sheets: Sheets, title: BookTitle | None = None) -> Pa
 
 
 def remove_stale_branch_files(folder: Path, prefix: str, period_label: str, kept: set[str],
-                              scope_branch: str | None = None) -> None:
-    """Delete ``<prefix>_<branch>_<period>.xlsx`` files a rerun no longer writes.
+                              scope_branch: str | None = None, suffix: str = ".xlsx") -> None:
+    """Delete ``<prefix>_<branch>_<period><suffix>`` files a rerun no longer writes.
 
     A rerun after corrections may leave a branch with nothing to list; its old file must not
     linger (or be mailed). Within an operator's branch scope only that branch's file goes.
     """
     if not folder.is_dir():
         return
-    head, tail = f"{prefix}_", f"_{safe_name_part(period_label)}.xlsx"
+    head, tail = f"{prefix}_", f"_{safe_name_part(period_label)}{suffix}"
     for path in folder.glob(f"{head}*{tail}"):
         branch_code = path.name[len(head):-len(tail)]
         if branch_code in kept or (scope_branch and branch_code != safe_name_part(scope_branch)):

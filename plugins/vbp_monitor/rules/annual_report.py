@@ -572,14 +572,13 @@ def write_drafts(drafts: dict[str, DraftDocument], run: RunContext, season: Seas
     """Write the drafts; on the first reminder day, remove the drafts a rerun no longer makes
     (a submission loaded since), within the run's branch scope."""
     from vbp_monitor.outputs.documents import write_draft_docx
+    from vbp_monitor.outputs.spreadsheets import remove_stale_branch_files, safe_name_part
 
     year = season.report_year
     written = {code: [write_draft_docx(draft_path(year, code), draft, season.run_day)]
                for code, draft in sorted(drafts.items())}
     if season.is_first_reminder_day:
-        kept = {path for paths in written.values() for path in paths}
-        in_scope = draft_path(year, run.scope.branch_code) if run.scope.branch_code else None
-        for path in draft_folder(year).glob(f"{DRAFT_PREFIX}_*_{year}.docx"):
-            if path not in kept and in_scope in (None, path):
-                path.unlink()
+        remove_stale_branch_files(draft_folder(year), DRAFT_PREFIX, str(year),
+                                  kept={safe_name_part(code) for code in written},
+                                  scope_branch=run.scope.branch_code, suffix=".docx")
     return written
