@@ -39,20 +39,30 @@ SurrogateKey = BigInteger().with_variant(Integer(), "sqlite")
 # ---------------------------------------------------------------- inbound tables
 # One table per contract file, with the contract's columns in its order (model/contract.py:
 # names, kinds, key, optional columns); the warehouse adds derived columns and indexes.
+TEXT, DATE, INT, MONEY, QUANTITY, RATIO, BOOL = (
+    contract.TEXT, contract.DATE, contract.INT, contract.MONEY, contract.QUANTITY, contract.RATIO, contract.BOOL,
+)
 _TYPE_OF_KIND: dict[str, Any] = {
-    contract.TEXT: Text, contract.DATE: Date, contract.TIMESTAMP: DateTime, contract.INT: Integer,
-    contract.MONEY: Money, contract.QUANTITY: Quantity, contract.RATIO: Ratio, contract.BOOL: Boolean,
+    TEXT: Text, DATE: Date, contract.TIMESTAMP: DateTime, INT: Integer,
+    MONEY: Money, QUANTITY: Quantity, RATIO: Ratio, BOOL: Boolean,
+    "timestamptz": DateTime(timezone=True),  # when the pipeline did something (derived tables)
 }
+
+
+def _table(name: str, key: tuple[str, ...], columns: dict[str, str], optional: frozenset[str] | tuple = (),
+           *extra) -> Table:
+    """A table from column kinds (the contract's vocabulary): key columns form the primary
+    key, ``optional`` columns may be NULL, every other column is NOT NULL."""
+    return Table(name, metadata, *[
+        Column(column, _TYPE_OF_KIND[kind], primary_key=column in key,
+               nullable=column in optional and column not in key)
+        for column, kind in columns.items()
+    ], *extra)
 
 
 def _inbound(name: str, *derived) -> Table:
     spec = contract.FILES[name]
-    columns: list[Column] = [
-        Column(column, _TYPE_OF_KIND[kind], primary_key=column in spec.key,
-               nullable=column in spec.optional_columns and column not in spec.key)
-        for column, kind in spec.columns.items()
-    ]
-    return Table(name, metadata, *columns, *derived)
+    return _table(name, spec.key, spec.columns, spec.optional_columns, *derived)
 
 
 branches = _inbound("branches")
@@ -106,98 +116,59 @@ quarantine = Table(
 # ---------------------------------------------------------------- calendars (one calendar)
 # A materialisation of vbp_monitor.core.prc_calendar so that rule SQL joins dates instead of
 # calling dialect date functions. Rebuilt whenever holidays.csv is ingested.
-work_calendar = Table(
-    "work_calendar", metadata,
-    Column("day", Date, primary_key=True),
-    Column("day_ordinal", Integer, nullable=False, unique=True),
-    Column("is_workday", Boolean, nullable=False),
-    # number of working days on or before this day (since the table's first day)
-    Column("workday_seq", Integer, nullable=False),
-    Column("next_workday", Date, nullable=False),  # first working day strictly after
-    Column("month_start", Date, nullable=False),
-    Column("month_end", Date, nullable=False),
-    Column("next_month_end", Date, nullable=False),
-    Column("source", Text, nullable=False),  # statutory | override | fallback
+work_calendar = _table(
+    "work_calendar", ("day",), {
+        "day": DATE, "day_ordinal": INT, "is_workday": BOOL,
+        # number of working days on or before this day (since the table's first day)
+        "workday_seq": INT,
+        "next_workday": DATE,  # first working day strictly after
+        "month_start": DATE, "month_end": DATE, "next_month_end": DATE,
+        "source": TEXT,  # statutory | override | fallback
+    }, (),
+    UniqueConstraint("day_ordinal"),
     Index("ix_work_calendar_workday_seq", "workday_seq"),
 )
 
 # Cycle month k of an agreement year starting period_start (domain.md › cycle month k).
-cycle_month_calendar = Table(
-    "cycle_month_calendar", metadata,
-    Column("period_start", Date, primary_key=True),
-    Column("cycle_month", Integer, primary_key=True),
-    Column("month_start", Date, nullable=False),
-    Column("month_end", Date, nullable=False),
-)
+cycle_month_calendar = _table("cycle_month_calendar", ("period_start", "cycle_month"), {
+    "period_start": DATE, "cycle_month": INT, "month_start": DATE, "month_end": DATE,
+})
 
 # ---------------------------------------------------------------- derived facts
 # One GROUP BY pass over a month's order lines; every monthly rule reads this.
 # segment_start splits a month at agreement period boundaries so partial months are exact.
-purchase_facts = Table(
-    "purchase_facts", metadata,
-    Column("month_start", Date, primary_key=True),
-    Column("segment_start", Date, primary_key=True),
-    Column("institution_code", Text, primary_key=True),
-    Column("product_code", Text, primary_key=True),
-    Column("channel", Text, primary_key=True),
-    Column("unit_price", Money, primary_key=True),
-    Column("quantity", Quantity, nullable=False),
-    Column("amount", Money, nullable=False),
-    Column("line_count", Integer, nullable=False),
-)
+purchase_facts = _table(
+    "purchase_facts", ("month_start", "segment_start", "institution_code", "product_code", "channel", "unit_price"), {
+        "month_start": DATE, "segment_start": DATE, "institution_code": TEXT, "product_code": TEXT,
+        "channel": TEXT, "unit_price": MONEY, "quantity": QUANTITY, "amount": MONEY, "line_count": INT,
+    })
 
-purchase_facts_months = Table(
-    "purchase_facts_months", metadata,
-    Column("month_start", Date, primary_key=True),
-    Column("built_at", DateTime(timezone=True), nullable=False),
-    Column("line_count", Integer, nullable=False),
-)
+purchase_facts_months = _table(
+    "purchase_facts_months", ("month_start",), {"month_start": DATE, "built_at": "timestamptz", "line_count": INT})
 
 # 一院一档: one row per active agreement and month.
-institution_file_metrics = Table(
-    "institution_file_metrics", metadata,
-    Column("period", Text, primary_key=True),
-    Column("agreement_id", Text, primary_key=True),
-    Column("institution_code", Text, nullable=False),
-    Column("branch_code", Text, nullable=False),
-    Column("batch_code", Text, nullable=False),
-    Column("generic_name", Text, nullable=False),
-    Column("as_of_date", Date, nullable=False),
-    Column("agreed_quantity", Quantity, nullable=False),
-    Column("selected_quantity", Quantity, nullable=False),
-    Column("selected_amount", Money, nullable=False),
-    Column("same_generic_quantity", Quantity, nullable=False),
-    Column("same_generic_amount", Money, nullable=False),
-    Column("selected_quantity_share", Ratio),
-    Column("selected_amount_share", Ratio),
-    Column("non_selected_quantity", Quantity, nullable=False),
-    Column("non_selected_amount", Money, nullable=False),
-    Column("cumulative_selected_quantity", Quantity, nullable=False),
-    Column("completion_rate", Ratio),
-    Column("time_progress", Ratio, nullable=False),
-    Column("elapsed_days", Integer),  # days of the agreement year up to as_of_date, both ends
-    Column("total_days", Integer),  # days of the agreement year
+institution_file_metrics = _table(
+    "institution_file_metrics", ("period", "agreement_id"), {
+        "period": TEXT, "agreement_id": TEXT, "institution_code": TEXT, "branch_code": TEXT,
+        "batch_code": TEXT, "generic_name": TEXT, "as_of_date": DATE,
+        "agreed_quantity": QUANTITY, "selected_quantity": QUANTITY, "selected_amount": MONEY,
+        "same_generic_quantity": QUANTITY, "same_generic_amount": MONEY,
+        "selected_quantity_share": RATIO, "selected_amount_share": RATIO,
+        "non_selected_quantity": QUANTITY, "non_selected_amount": MONEY,
+        "cumulative_selected_quantity": QUANTITY, "completion_rate": RATIO, "time_progress": RATIO,
+        # days of the agreement year up to as_of_date (both ends), and of the whole year
+        "elapsed_days": INT, "total_days": INT,
+    }, ("selected_quantity_share", "selected_amount_share", "completion_rate", "elapsed_days", "total_days"),
 )
 
-prepayment_ledger = Table(
-    "prepayment_ledger", metadata,
-    Column("institution_code", Text, primary_key=True),
-    Column("batch_code", Text, primary_key=True),
-    Column("period_start", Date, primary_key=True),
-    Column("milestone_month", Integer, primary_key=True),
-    Column("period", Text, nullable=False),
-    Column("branch_code", Text, nullable=False),
-    Column("period_end", Date, nullable=False),
-    Column("milestone_day", Date, nullable=False),
-    Column("profile", Text, nullable=False),
-    Column("agreed_amount_total", Money, nullable=False),
-    Column("disbursed", Money, nullable=False),
-    Column("recovered", Money, nullable=False),
-    Column("required_disbursement", Money, nullable=False),
-    Column("required_recovery", Money, nullable=False),
-    Column("disbursement_gap", Money, nullable=False),
-    Column("recovery_gap", Money, nullable=False),
-)
+prepayment_ledger = _table(
+    "prepayment_ledger", ("institution_code", "batch_code", "period_start", "milestone_month"), {
+        "institution_code": TEXT, "batch_code": TEXT, "period_start": DATE, "milestone_month": INT,
+        "period": TEXT, "branch_code": TEXT, "period_end": DATE, "milestone_day": DATE, "profile": TEXT,
+        "agreed_amount_total": MONEY, "disbursed": MONEY, "recovered": MONEY,
+        "required_disbursement": MONEY, "required_recovery": MONEY,
+        "disbursement_gap": MONEY, "recovery_gap": MONEY,
+    })
 
 # ---------------------------------------------------------------- outbound
 alerts = Table(
