@@ -44,6 +44,7 @@ class ReceivedMail:
     message: EmailMessage
     mail_from: str
     rcpt_tos: list[str]
+    raw: bytes = b""  # the message as the server received it (DATA), before any re-serialisation
 
     @property
     def subject(self) -> str:
@@ -86,10 +87,10 @@ class _Handler:
         if self.server.take("drop_before"):
             server.transport.abort()  # lost mid-message: nothing stored, no reply
             return "421 4.4.2 connection dropped (never seen by the client)"
-        message = email.message_from_bytes(envelope.original_content or envelope.content,
-                                           policy=email.policy.default)
+        raw = envelope.original_content or envelope.content
+        message = email.message_from_bytes(raw, policy=email.policy.default)
         with self.server.lock:
-            self.server.messages.append(ReceivedMail(message, envelope.mail_from, list(envelope.rcpt_tos)))
+            self.server.messages.append(ReceivedMail(message, envelope.mail_from, list(envelope.rcpt_tos), raw))
         if self.server.take("drop_after"):
             server.transport.abort()  # stored, but the client never hears 250
             return "250 2.0.0 accepted (never seen by the client)"

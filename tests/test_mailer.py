@@ -360,5 +360,6 @@ def test_a_metric_just_past_its_threshold_never_reads_as_the_threshold(mail_city
     notify_run(mail_city, run)
 
     cells = re.findall(r'<td class="num">([^<]*)</td>', _one(smtp_server, B1).html())
-    # below its minimum: rounded down; above its maximum: rounded up; thresholds half up
-    assert cells == ["0.8999", "0.9", "1,234.0001", "0"]
+    # below its minimum: rounded down; above its maximum: rounded up; thresholds half up;
+    # each figure with the unit of its rule (a rate as a percentage, money in yuan)
+    assert cells == ["89.99%", "90.00%", "1,234.01元", "0.00元"]
