@@ -37,6 +37,14 @@ The rules that make it safe to retry and to run in parallel:
 * **Dropped connections.** When the connection breaks, the attempt reconnects and sends the
   email again (same Message-ID), then the rest, instead of failing them all.
 
+What an email says: the overview, the closing instructions chosen by who must act (the
+``actor`` of each rule carried, catalog.toml: institutions, distributors, the branch itself, the
+fund office; the city bureau and the data team have their own), and the alerts most severe
+first, each figure with its rule's unit (catalog ``unit`` → ``formatting.with_unit``). The
+content is one ``templates.Page`` rendered as HTML and as plain text; ``notify/mime.py`` builds
+the MIME (multipart/alternative, attachments typed and with RFC 2231 + RFC 2047 Chinese names,
+folded encoded-word subjects) and the From, whose display name comes from ``VBP_MAIL_FROM``.
+
 Mail goes through the Airflow SMTP connection ``smtp_default`` (the provider's ``SmtpHook``
 connects, with its TLS, login and ``retry_limit``/``timeout`` extras; keep those low so that
 a down server fails the task fast — Airflow's task retries are the real retry). The message
