@@ -177,7 +177,7 @@ HOURS_UNIT = "小时"
 FLAG_UNIT = "是/否"  # a 0/1 flag: 是 / 否
 QUANTITY_UNIT = "单位"  # a quantity, in the platform's units of the product
 # counted units: the figure, then the unit (3个工作日, 12行)
-COUNT_UNITS = ("天", "个工作日", QUANTITY_UNIT, "行", "个章节", "家", "个", "项", "条")
+COUNT_UNITS = ("天", "个工作日", "个月", QUANTITY_UNIT, "行", "个章节", "家", "个", "项", "条")
 UNITS = (MONEY_UNIT, UNIT_PRICE_UNIT, PERCENT_UNIT, HOURS_UNIT, FLAG_UNIT, *COUNT_UNITS)
 
 
