@@ -1,6 +1,7 @@
 """validation.validate_tables: the rule DAGs' check of what they read, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 import pytest
@@ -256,7 +257,8 @@ def test_uniqueness_beyond_the_primary_key_is_counted_over_the_validated_rows(ci
                                bad_order("O-5", "2025-02-25")]})
     with city_engine.connect() as conn:
         whole = run_table_suite(conn, "orders", None, suite)
-        early = run_table_suite(conn, "orders", Where("order_date <= '2025-02-20'").clause(monthly_run()), suite)
+        early = run_table_suite(conn, "orders", Where("order_date >= :first_day AND order_date <= :until",
+                                                      until=dt.date(2025, 2, 20)).clause(monthly_run()), suite)
     assert [(f.column, f.count, f.examples) for f in whole.failures] == [
         ("institution_code", 3, ["O-1", "O-4", "O-5"]), ("institution_code+product_code", 2, ["O-1", "O-5"])]
     assert [(f.column, f.count, f.examples) for f in early.failures] == [("institution_code", 2, ["O-1", "O-4"])]
