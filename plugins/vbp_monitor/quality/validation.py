@@ -56,9 +56,12 @@ class Where:
             binds.append(bindparam(name, value=value, type_=kind))
         return text(self.sql).bindparams(*binds)
 
-    def describe(self) -> str:
+    def describe(self, run=None) -> str:
+        """The scope as a person reads it: parameters (and the run's period days) filled in."""
+        values = {name: getattr(run.period, name) for name in PERIOD_PARAMS} if run is not None else {}
+        values.update(self.params)
         text = self.sql
-        for name, value in sorted(self.params.items(), key=lambda item: -len(item[0])):
+        for name, value in sorted(values.items(), key=lambda item: -len(item[0])):
             text = text.replace(f":{name}", str(value))
         return text
 
@@ -88,7 +91,7 @@ def validate_table(engine, run, table: str, where: Where | str | None = None) ->
     if isinstance(where, str):
         where = Where(where)
     started = time.perf_counter()
-    scope = f"（范围：{where.describe()}）" if where else ""
+    scope = f"（范围：{where.describe(run)}）" if where else ""
     with engine.connect() as conn:
         missing = _missing_columns(conn, table)
     if missing:
