@@ -664,7 +664,8 @@ def _message(mail: Outgoing, sender: str, message: str, folder: Path) -> EmailMe
     from vbp_monitor.outputs.spreadsheets import write_xlsx
 
     email = EmailMessage()
-    email["Subject"] = mail.subject
+    # names come from platform files: a CR/LF in one must not start a header of its own
+    email["Subject"] = " ".join(mail.subject.split())
     email["From"] = sender
     email["To"] = ", ".join(mail.recipients)
     email["Date"] = formatdate(localtime=True)
