@@ -233,24 +233,25 @@ def _typed_column(kind: str, series: pd.Series, limit=None) -> list:
                 for v in values]
     if kind == contract.TIMESTAMP:
         parsed = pd.to_datetime(series, format=suites.TIMESTAMP_FORMAT, errors="coerce")
-        out = []
+        stamps: list = []
         for text, v in zip(values, parsed.dt.to_pydatetime().tolist()):
             if text is None or text != text:
-                out.append(None)
+                stamps.append(None)
             elif v is pd.NaT or v is None or v != v:
-                out.append(Unfit(f"无法按 {kind} 解析"))
+                stamps.append(Unfit(f"无法按 {kind} 解析"))
             elif not low <= v.year <= high:
-                out.append(Unfit(f"年份 {v.year} 不在 {low}–{high} 之间"))
+                stamps.append(Unfit(f"年份 {v.year} 不在 {low}–{high} 之间"))
             else:
-                out.append(v)
-        return out
+                stamps.append(v)
+        return stamps
 
     def parse(text: str):
         if kind == contract.DATE:
-            value = dt.datetime.strptime(text, suites.DATE_FORMAT).date()
-            if not low <= value.year <= high:
-                return Unfit(f"年份 {value.year} 不在 {low}–{high} 之间")
-            return value
+            day = dt.datetime.strptime(text, suites.DATE_FORMAT).date()
+            if not low <= day.year <= high:
+                return Unfit(f"年份 {day.year} 不在 {low}–{high} 之间")
+            return day
+        value: int | Decimal
         if kind == contract.INT:
             value = int(text)
         elif kind == contract.BOOL:
