@@ -10,15 +10,23 @@ about to write (the facts cache, or the alerts) and, once the judge's statement 
   file (institution_file_metrics), the facts cache (purchase_facts), the ledgers — full
   contents, only the surrogate ids and the wall-clock timestamps set aside.
 
-A PostgreSQL *restart* between tasks is not injected here: the server at 127.0.0.1:5432 is
-shared by every developer's tests on this machine, and restarting it would fail theirs.
+PostgreSQL restarted between tasks (judge, then notify): the server at 127.0.0.1:5432 is shared
+by every developer's tests on this machine, so the test starts a private PostgreSQL of its own
+(``initdb`` + ``pg_ctl`` as the ``postgres`` user, on a free port, in a temporary folder) and
+restarts that one; skipped where those programs are missing.
 """
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, select, text
@@ -147,3 +155,109 @@ def test_a_killed_connection_then_the_retry_gives_the_clean_run(engine, warehous
         clean.dispose()
         db.get_engine.cache_clear()
         pg_database(clean_name, drop=True)
+
+
+# ---------------------------------------------------------------- a private server, restarted
+class PrivateServer:
+    """A throw-away PostgreSQL cluster owned by the ``postgres`` user (initdb refuses root)."""
+
+    def __init__(self):
+        from fixtures_smtp import free_port
+
+        self.folder = Path(tempfile.mkdtemp(prefix="vbp_pg_"))
+        self.data = self.folder / "data"
+        self.port = free_port()
+        user = pwd.getpwnam("postgres")
+        os.chown(self.folder, user.pw_uid, user.pw_gid)
+        self._as_postgres("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
+        self.start()
+
+    def _as_postgres(self, *args: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, timeout=120)
+
+    def _ctl(self, action: str) -> None:
+        self._as_postgres("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "server.log"), "-w", "-m", "fast",
+                          "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off", action)
+
+    def start(self) -> None:
+        self._ctl("start")
+
+    def restart(self) -> None:
+        self._ctl("restart")
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create(self, database: str, template: str | None = None) -> str:
+        admin = create_engine(self.url(), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{database}"' + (f' TEMPLATE "{template}"' if template else "")))
+        admin.dispose()
+        return self.url(database)
+
+    def stop(self) -> None:
+        try:
+            self._ctl("stop")
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def private_postgres():
+    if not (shutil.which("initdb") and shutil.which("pg_ctl") and shutil.which("runuser")):
+        pytest.skip("initdb, pg_ctl or runuser missing: no private PostgreSQL to restart")
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("no postgres user to run a private PostgreSQL")
+    server = PrivateServer()
+    yield server
+    server.stop()
+
+
+def test_postgresql_restarted_between_judge_and_notify(private_postgres, smtp_server, output_dir, fault_table):
+    from builders import run_for
+    from fixtures_smtp import audit_mail
+    from vbp_monitor.model.calendar_tables import rebuild_work_calendar
+    from vbp_monitor.notify.mailer import notify_run
+
+    template = private_postgres.create("vbp_template")
+    db.upgrade_schema(template)
+    engine = db.get_engine(template)
+    with engine.begin() as conn:
+        rebuild_work_calendar(conn)
+        seed(conn, busy_city())
+    engine.dispose()
+    db.get_engine.cache_clear()
+    clean = db.get_engine(private_postgres.create("vbp_clean", template="vbp_template"))
+    faulted = db.get_engine(private_postgres.create("vbp_faulted", template="vbp_template"))
+    run = run_for("2025-06", run_id="scheduled__2025-07-01")
+    try:
+        judge(clean, run, load_profile("default"))
+        reference = contents(clean)
+        clean.dispose()
+
+        judged = judge(faulted, run, load_profile("default"))  # the judge task
+        private_postgres.restart()  # between the tasks: every pooled connection is dead
+        try:
+            sent = notify_run(faulted, run, attachments=judged.attachments)  # the notify task
+            ended = "notify ran on a new connection"
+        except Exception:  # noqa: BLE001 - then the task's retry
+            sent = notify_run(faulted, run, attachments=judged.attachments)
+            ended = "notify failed, retried"
+        after = contents(faulted)
+        audit = audit_mail(faulted, smtp_server)
+        # the tables are the clean run's, plus the mail ledger
+        business = {name: rows for name, rows in after.items() if name != "alert_deliveries"}
+        mismatched = sum(len(set(map(repr, business[n])) ^ set(map(repr, reference[n])))
+                         for n in DERIVED if n != "alert_deliveries")
+        fault_table.append({"case": "PostgreSQL restarted between judge and notify", "db": "postgresql",
+                            "faults": 1, "expected": "clean run, mailed once", "ended": ended,
+                            "lost": audit.lost, "duplicates": audit.duplicates, "mislabelled": audit.mislabelled,
+                            "mismatched": mismatched})
+        assert sent["emails"] > 0 and audit.unnotified == 0
+        assert (audit.lost, audit.duplicates, audit.mislabelled, mismatched) == (0, 0, 0, 0), audit
+    finally:
+        faulted.dispose()
+        clean.dispose()
+        db.get_engine.cache_clear()
