@@ -424,11 +424,11 @@ def test_injection_strings_are_inert_in_mail_and_text_in_spreadsheets(engine, tm
                 for row in sheet.iter_rows():
                     for cell in row:
                         assert cell.data_type != "f", (sheet.title, cell.coordinate, cell.value)
-    # every hostile name reached its branch's HTML escaped
+    # every hostile name reached its branch's HTML escaped (line breaks shown as spaces)
     branch_html = "".join(m.html() for m in smtp_server.messages if (m.audience or "").startswith("branch:"))
     from html import escape
     for name in INJECTIONS.values():
-        assert escape(name) in branch_html or escape(name).replace("\r\n", "\n") in branch_html, name
+        assert escape(name) in branch_html or " ".join(escape(name).split()) in branch_html, name
     audit = audit_mail(engine, smtp_server)
     fault_table.append({"case": "injection strings mailed", "db": engine.dialect.name, "faults": len(INJECTIONS) + 1,
                         "expected": "inert", "ended": "escaped, text cells" if not problems else "in a header",
