@@ -265,32 +265,45 @@ def typed_cell(value, column: str | None = None) -> tuple[object, str | None]:
     return safe_cell(value if isinstance(value, str) else str(value)), None
 
 
-def _typed_row(row: list, columns: list, plain: list[bool]) -> list[tuple[object, str | None]]:
-    """``[typed_cell(value, column) …]`` of a row; the values of plain-title columns that
-    come straight from the database (None, text, Decimal, int, date) take a short cut to
-    the very same result."""
-    out = []
-    for index, value in enumerate(row):
-        kind = type(value)
-        if not plain[index]:
-            out.append(typed_cell(value, columns[index]))
-        elif value is None:
-            out.append((None, None))
-        elif kind is Decimal and value.is_finite():
-            shown = value.quantize(STORED_PLACES, rounding=ROUND_HALF_UP)
-            if shown == shown.to_integral_value():
-                out.append((int(shown), XLSX_QUANTITY))
+def _typed_cells(rows: list[list], columns: list) -> tuple[list[list[tuple]], list[int]]:
+    """``[[typed_cell(value, column) …] …]`` of the rows, and the width of each column's
+    widest cell as shown (``_cell_width``). The values of plain-title columns as they come
+    from the database (None, text, Decimal, int, date) take a short cut to the very same
+    results; everything else goes through ``typed_cell``."""
+    plain = [getattr(column, "kind", None) is None for column in columns]
+    contents = [0] * len(columns)
+    cells = []
+    for row in rows:
+        out: list[tuple] = []
+        for index, value in enumerate(row):
+            kind = type(value)
+            if value is None:
+                out.append((None, None))
+                continue
+            if not plain[index]:
+                cell = typed_cell(value, columns[index])
+                width = 0 if cell[0] is None else _cell_width(*cell)
+            elif kind is Decimal and value.is_finite():
+                shown = value.quantize(STORED_PLACES, rounding=ROUND_HALF_UP)
+                if shown == shown.to_integral_value():
+                    cell = (int(shown), XLSX_QUANTITY)
+                else:
+                    cell = (float(shown), XLSX_DECIMAL)
+                width = len(f"{cell[0]:,}")
+            elif kind is str and value.isprintable() and not value.startswith(FORMULA_TRIGGERS):
+                cell, width = (value, None), _text_width(value)  # printable: no line breaks
+            elif kind is int:
+                cell, width = (value, None), len(str(value))
+            elif kind is dt.date:
+                cell, width = (value, XLSX_DATE), len("2025-01-01")
             else:
-                out.append((float(shown), XLSX_DECIMAL))
-        elif kind is str and value.isprintable() and not value.startswith(FORMULA_TRIGGERS):
-            out.append((value, None))
-        elif kind is int:
-            out.append((value, None))
-        elif kind is dt.date:
-            out.append((value, XLSX_DATE))
-        else:
-            out.append(typed_cell(value, columns[index]))
-    return out
+                cell = typed_cell(value, columns[index])
+                width = 0 if cell[0] is None else _cell_width(*cell)
+            out.append(cell)
+            if width > contents[index]:
+                contents[index] = width
+        cells.append(out)
+    return cells, contents
 
 
 def _shown_text(value, number_format: str | None) -> str:
@@ -432,19 +445,12 @@ def _cell_width(value, number_format: str | None) -> int:
     return _display_width(_shown_text(value, number_format))
 
 
-def _column_widths(columns: list, cells: list[list[tuple]]) -> tuple[list[float], list[bool]]:
-    """(width, wraps) per column: content fitted, header wrapped onto ≤ HEADER_LINES lines."""
+def _column_widths(columns: list, contents: list[int]) -> tuple[list[float], list[bool]]:
+    """(width, wraps) per column from its widest cell as shown (``contents``): content
+    fitted, header wrapped onto ≤ HEADER_LINES lines."""
     widths: list[float] = []
     wraps: list[bool] = []
-    for index, column in enumerate(columns):
-        content = 0
-        for row in cells:
-            if index < len(row):
-                value, number_format = row[index]
-                if value is not None:
-                    shown = _cell_width(value, number_format)
-                    if shown > content:
-                        content = shown
+    for column, content in zip(columns, contents, strict=True):
         kind = getattr(column, "kind", None)
         wrap = kind == "long_text" or content > TEXT_WRAP_WIDTH
         fixed = getattr(column, "width", None)
@@ -467,9 +473,8 @@ def _fill_sheet(sheet, header: list, rows: list[list], title: BookTitle | None, 
 
     width_of_rows = max([len(header), *(len(row) for row in rows)], default=0)
     columns = list(header) + [None] * (width_of_rows - len(header))
-    plain = [getattr(column, "kind", None) is None for column in columns]
-    cells = [_typed_row(row, columns, plain) for row in rows]
-    widths, wraps = _column_widths(columns, cells)
+    cells, contents = _typed_cells(rows, columns)
+    widths, wraps = _column_widths(columns, contents)
     letters = [get_column_letter(index) for index in range(1, len(columns) + 1)]
     last_letter = letters[-1] if letters else "A"
     header_row = 4 if title is not None else 1
