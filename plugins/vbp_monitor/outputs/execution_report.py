@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vbp_monitor.core import sqlfiles
+from vbp_monitor.core.db import planner_settings
 from vbp_monitor.core.formatting import as_date, decimal_of, stored
 from vbp_monitor.core.labels import OWNERSHIP_ZH, label
 from vbp_monitor.model.reference import branch_directory
@@ -103,8 +104,11 @@ def _branch_workbooks(conn, run: RunContext, eps: float) -> Iterator[tuple[str, 
     first and grouped by branch."""
     branches = branch_directory(conn)
     summary: dict[str, list[dict]] = {}
-    for row in sqlfiles.query(conn, "monitoring_execution_report", period=run.period.label,
-                              month_start=run.period.first_day, eps=eps, branch_code=run.scope.branch_code):
+    # (the facts × institution-file join on institution and generic: see write_institution_file)
+    with planner_settings(conn, work_mem="64MB", enable_mergejoin="off"):
+        rows = sqlfiles.query(conn, "monitoring_execution_report", period=run.period.label,
+                              month_start=run.period.first_day, eps=eps, branch_code=run.scope.branch_code)
+    for row in rows:
         summary.setdefault(row["branch_code"], []).append(row)
 
     def sheets(branch_code: str, detail_rows: Iterable[dict]) -> Sheets:
