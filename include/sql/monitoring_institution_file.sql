@@ -44,48 +44,39 @@ WITH active AS (
       AND (:batch_code IS NULL OR a.batch_code = :batch_code)
 ),
 -- One pass over the facts of :first_month .. :month_start, each fact row joined to its own
--- agreements on equalities (institution, generic) with the segment range as a filter: M's
--- facts count for the figures in M, the earlier months' only when they are selected platform
--- purchases (the cumulative figure). No intermediate grouping (the facts are grouped
--- already): one hash join and one aggregate by agreement. The agreements are joined as the
--- table, not as the CTE "active", so that PostgreSQL plans with their statistics (hash
--- join, hash aggregate: no sort of the facts by text keys).
+-- active agreements on equalities (institution, generic) with the segment range as a filter:
+-- M's facts count for the figures in M, the earlier months' only when they are selected
+-- platform purchases (the cumulative figure). No intermediate grouping (the facts are
+-- grouped already): one join and one aggregate by agreement. SQLite keeps the facts as the
+-- outer loop and finds the agreements through an automatic index on the CTE; PostgreSQL
+-- hashes them (the caller's planner settings: it underestimates this join and would
+-- otherwise sort half a million fact rows by text keys for a merge join).
 per_agreement AS (
-    SELECT a.agreement_id,
-           SUM(CASE WHEN f.month_start = :month_start AND f.segment_start >= :month_start
-                     AND f.segment_start >= a.period_start
-                     AND f.channel = 'platform' AND p.is_selected = TRUE AND p.batch_code = a.batch_code
+    SELECT ac.agreement_id,
+           SUM(CASE WHEN f.month_start = :month_start AND f.segment_start >= ac.from_day
+                     AND f.channel = 'platform' AND p.is_selected = TRUE AND p.batch_code = ac.batch_code
                     THEN f.quantity ELSE 0 END) AS selected_quantity,
-           SUM(CASE WHEN f.month_start = :month_start AND f.segment_start >= :month_start
-                     AND f.segment_start >= a.period_start
-                     AND f.channel = 'platform' AND p.is_selected = TRUE AND p.batch_code = a.batch_code
+           SUM(CASE WHEN f.month_start = :month_start AND f.segment_start >= ac.from_day
+                     AND f.channel = 'platform' AND p.is_selected = TRUE AND p.batch_code = ac.batch_code
                     THEN f.amount ELSE 0 END) AS selected_amount,
-           SUM(CASE WHEN f.month_start = :month_start AND f.segment_start >= :month_start
-                     AND f.segment_start >= a.period_start
+           SUM(CASE WHEN f.month_start = :month_start AND f.segment_start >= ac.from_day
                     THEN f.quantity ELSE 0 END) AS same_generic_quantity,
-           SUM(CASE WHEN f.month_start = :month_start AND f.segment_start >= :month_start
-                     AND f.segment_start >= a.period_start
+           SUM(CASE WHEN f.month_start = :month_start AND f.segment_start >= ac.from_day
                     THEN f.amount ELSE 0 END) AS same_generic_amount,
-           SUM(CASE WHEN f.channel = 'platform' AND p.is_selected = TRUE AND p.batch_code = a.batch_code
+           SUM(CASE WHEN f.channel = 'platform' AND p.is_selected = TRUE AND p.batch_code = ac.batch_code
                     THEN f.quantity ELSE 0 END) AS cumulative_selected_quantity
     FROM purchase_facts f
     CROSS JOIN products p
-    CROSS JOIN agreements a
+    CROSS JOIN active ac
     WHERE f.month_start >= :first_month
       AND f.month_start <= :month_start
       AND p.product_code = f.product_code
       AND (f.month_start = :month_start OR (f.channel = 'platform' AND p.is_selected = TRUE))
-      AND a.institution_code = f.institution_code
-      AND a.generic_name = p.generic_name
-      AND a.period_start <= :month_end
-      AND a.period_end >= :month_start
-      AND f.segment_start >= a.period_start
-      AND f.segment_start <= a.period_end
-      AND f.segment_start <= :month_end
-      AND (:batch_code IS NULL OR a.batch_code = :batch_code)
-      AND (:branch_code IS NULL OR f.institution_code IN (
-              SELECT i.institution_code FROM institutions i WHERE i.branch_code = :branch_code))
-    GROUP BY a.agreement_id
+      AND ac.institution_code = f.institution_code
+      AND ac.generic_name = p.generic_name
+      AND f.segment_start >= ac.period_start
+      AND f.segment_start <= ac.as_of_date
+    GROUP BY ac.agreement_id
 ),
 figures AS (
     SELECT ac.agreement_id, ac.institution_code, ac.branch_code, ac.batch_code, ac.generic_name,
