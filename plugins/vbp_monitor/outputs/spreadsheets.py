@@ -18,6 +18,12 @@ shown to people):
 Institution names, messages and file names come from platform exports: a text such as
 ``=HYPERLINK("http://…")`` must reach Excel/WPS as text, never as a formula. openpyxl is
 imported inside the functions (DAG files import this module at parse time).
+
+Workbooks are written in openpyxl's write-only mode; the rows of a sheet go into the sheet's
+file as XML text (``_RowStream``: the cells openpyxl would write, without an openpyxl Cell
+and an XML element per cell), between the elements openpyxl writes above and below them.
+A large sheet (the 一院一档 of a branch) costs a few string operations a cell; a caller
+that hands ``write_branch_files`` one audience at a time holds one workbook's rows at a time.
 """
 from __future__ import annotations
 
