@@ -61,8 +61,9 @@ from vbp_monitor.core.formatting import (
 # A spreadsheet evaluates a cell whose text starts with one of these (tab and CR too: some
 # importers strip them and then see the formula behind).
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-# Control characters the XLSX format cannot hold (openpyxl would raise IllegalCharacterError).
-_ILLEGAL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# Characters the XLSX format cannot hold: control characters (openpyxl would raise
+# IllegalCharacterError) and the two XML non-characters U+FFFE, U+FFFF.
+_ILLEGAL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _SHEET_TITLE_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
 MAX_COLUMN_WIDTH = 60
 MIN_COLUMN_WIDTH = 8
@@ -563,6 +564,8 @@ def _cell_xml(ref: str, style: int, value) -> str:
         return f'<c r="{ref}" s="{style}"/>'
     kind = type(value)
     if kind is str:
+        if not value:  # openpyxl writes an empty text as an empty cell (read back: None)
+            return f'<c r="{ref}" s="{style}" t="inlineStr"/>'
         text = value[:MAX_CELL_TEXT]
         space = ' xml:space="preserve"' if text != text.strip() else ""
         if _NEEDS_ESCAPE.search(text):
