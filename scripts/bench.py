@@ -139,10 +139,13 @@ VALUES (%(code)s, %(code)s || '批集中带量采购', %(level)s, %(category)s, 
         (%(start)s::date + interval '24 months' - interval '1 day')::date);
 """
 
-# One month of order lines. Subject roles come from arithmetic hashes (deterministic):
+# One month of order lines. Subject roles come from arithmetic hashes (deterministic), each
+# planting a violation on a few per cent of its subjects at most:
 #   institution × generic role (per mille): < 8 buys the dear non-selected product on 40 %% of
-#   its lines (price rules, share), < 20 buys the non-evaluated product on 30 %%;
-#   institution: % 100 < 3 buys 20 %% off-platform (online rate), others 2 %%.
+#   its lines (price rules, share), < 20 buys the non-evaluated product on 30 %%; otherwise a
+#   batched generic is bought as its selected product on 98.5 %% of the lines;
+#   institution: % 100 < 1 buys 20 %% off-platform (online rate), those of one all-public
+#   branch (inst % branches = 4) 14 %% (branch online rate), others 2 %%.
 ORDERS_SQL = """
 INSERT INTO orders (order_id, institution_code, product_code, distributor_code, channel, order_time,
                     quantity, unit_price, amount, response_time, acceptance_date, cancelled,
@@ -156,13 +159,15 @@ WITH raw AS (
     FROM generate_series(1, %(lines)s) n
 ), chosen AS (
     SELECT raw.*, g, (inst::bigint * 7919 + g * 104729) %% 1000 AS role,
-           CASE WHEN inst %% 100 < 3 THEN r_channel < 0.2 ELSE r_channel < 0.02 END AS offline
+           CASE WHEN inst %% 100 < 1 THEN r_channel < 0.2
+                WHEN inst %% %(branches)s = 4 THEN r_channel < 0.14
+                ELSE r_channel < 0.02 END AS offline
     FROM raw, LATERAL (SELECT 1 + (inst * 37 + k * 7) %% 600 AS g) gg
 ), product AS (
     SELECT chosen.*,
            CASE WHEN role < 8 AND r_product < 0.4 THEN 3
                 WHEN role >= 8 AND role < 20 AND g <= 100 AND r_product < 0.3 THEN 4
-                WHEN g <= 360 THEN CASE WHEN r_product > 0.9 THEN 1 ELSE 0 END
+                WHEN g <= 360 THEN CASE WHEN r_product > 0.985 THEN 1 ELSE 0 END
                 ELSE floor(r_product * 3)::int END AS j
     FROM chosen
 ), priced AS (
@@ -182,29 +187,38 @@ SELECT 'O' || %(tag)s || lpad(n::text, 8, '0'), 'H' || lpad(inst::text, 5, '0'),
 FROM priced;
 """
 
-# Agreements: every public institution × batched generic it bought a selected product of;
-# agreed quantity ≈ a year of its purchases (×0.85); 3 %% of them are set three times too
-# high (PROGRESS_BEHIND).
+# Agreements: every public institution × batched generic it bought a selected product of
+# within the agreement year; agreed quantity = its selected purchases in the year (up to the
+# end of the data, scaled to the whole year) × 0.85, so completion keeps ahead of time
+# progress; 1.5 %% are set 3× too high (PROGRESS_BEHIND high), 1.5 %% 1.3× (warning).
 AGREEMENTS_SQL = """
 INSERT INTO agreements (agreement_id, institution_code, batch_code, generic_name, period_start,
                         period_end, agreed_quantity, agreed_ratio, agreed_amount)
 SELECT 'XY-' || s.batch_code || '-' || s.institution_code || '-' || s.generic_name,
-       s.institution_code, s.batch_code, s.generic_name, b.start_date,
-       (b.start_date + interval '12 months' - interval '1 day')::date,
-       s.agreed, CASE WHEN b.category = 'drug' THEN 0.7 ELSE 0.6 END,
+       s.institution_code, s.batch_code, s.generic_name, s.period_start, s.period_end,
+       s.agreed, CASE WHEN s.category = 'drug' THEN 0.7 ELSE 0.6 END,
        s.agreed * s.selected_price
 FROM (
-    SELECT o.institution_code, p.generic_name, p.batch_code, MAX(p.selected_price) AS selected_price,
-           round(SUM(o.quantity) * 12 / %(months)s
-                 * CASE WHEN abs(hashtext(o.institution_code || p.generic_name)) %% 100 < 3 THEN 3.0 ELSE 0.85 END)
+    SELECT o.institution_code, p.generic_name, p.batch_code, b.category, y.period_start, y.period_end,
+           MAX(p.selected_price) AS selected_price,
+           round(SUM(o.quantity) * (y.period_end - y.period_start + 1)
+                 / (least(y.period_end, %(data_end)s::date) - y.period_start + 1)
+                 * CASE WHEN abs(hashtext(o.institution_code || p.generic_name)) %% 200 < 3 THEN 3.0
+                        WHEN abs(hashtext(o.institution_code || p.generic_name)) %% 200 < 6 THEN 1.3
+                        ELSE 0.85 END)
                AS agreed
     FROM orders o
     JOIN products p ON p.product_code = o.product_code
     JOIN institutions i ON i.institution_code = o.institution_code
+    JOIN batches b ON b.batch_code = p.batch_code
+    CROSS JOIN LATERAL (
+        SELECT b.start_date AS period_start,
+               (b.start_date + interval '12 months' - interval '1 day')::date AS period_end
+    ) y
     WHERE p.is_selected AND o.channel = 'platform' AND NOT o.cancelled AND i.ownership = 'public'
-    GROUP BY o.institution_code, p.generic_name, p.batch_code
-) s
-JOIN batches b ON b.batch_code = s.batch_code;
+      AND o.order_date >= y.period_start AND o.order_date <= least(y.period_end, %(data_end)s::date)
+    GROUP BY o.institution_code, p.generic_name, p.batch_code, b.category, y.period_start, y.period_end
+) s;
 """
 
 # Filings of the off-platform lines: 0.5 %% never, 1 %% on the 10th working day, the rest on
@@ -292,12 +306,13 @@ def generate(url: str, args, lines_per_month: int) -> dict:
         for m in range(MONTHS):
             month = month_add(FIRST_MONTH, m)
             days = (month_add(month, 1) - month).days
-            cur.execute(ORDERS_SQL, {"institutions": args.institutions, "basket": BASKET, "days": days,
+            cur.execute(ORDERS_SQL, {"institutions": args.institutions, "branches": args.branches,
+                                     "basket": BASKET, "days": days,
                                      "lines": lines_per_month, "month_start": month,
                                      "tag": month.strftime("%Y%m")})
         conn.commit()
         cur.execute("ANALYZE")  # fresh tables: without statistics the planner nests loops
-        cur.execute(AGREEMENTS_SQL, {"months": MONTHS})
+        cur.execute(AGREEMENTS_SQL, {"data_end": month_add(FIRST_MONTH, MONTHS) - dt.timedelta(days=1)})
         cur.execute("ANALYZE agreements")
         cur.execute(FILINGS_SQL, {"snapshot": SNAPSHOT_END})
         cur.execute(PAYMENTS_SQL, {"snapshot": SNAPSHOT_END})
@@ -517,6 +532,47 @@ def parse_times() -> dict[str, tuple[float, float]]:
     return times
 
 
+# Subjects a monthly code is judged on, for the share of them that alert (the generator
+# plants violations on a few per cent of each code's subjects).
+SUBJECTS_SQL = {
+    ("PROGRESS_BEHIND", "SELECTED_SHARE_LOW"):
+        "SELECT count(*) FROM institution_file_metrics WHERE period = %(period)s",
+    ("ONLINE_RATE_LOW",):
+        "SELECT count(DISTINCT (f.institution_code, p.category)) FROM purchase_facts f "
+        "JOIN products p ON p.product_code = f.product_code "
+        "JOIN institutions i ON i.institution_code = f.institution_code "
+        "WHERE f.month_start = %(month)s AND i.ownership = 'public'",
+    ("BRANCH_ONLINE_RATE_LOW",):
+        "SELECT count(DISTINCT (i.branch_code, p.category)) FROM purchase_facts f "
+        "JOIN products p ON p.product_code = f.product_code "
+        "JOIN institutions i ON i.institution_code = f.institution_code "
+        "WHERE f.month_start = %(month)s AND i.ownership = 'public'",
+    ("NON_SELECTED_HIGH_PRICE", "ONLY_NON_SELECTED", "NON_EVALUATED_PURCHASE"):
+        "SELECT count(DISTINCT (f.institution_code, p.generic_name)) FROM purchase_facts f "
+        "JOIN products p ON p.product_code = f.product_code WHERE f.month_start = %(month)s",
+    ("PAYMENT_OVERDUE", "OFFLINE_NOT_FILED", "OFFLINE_FILED_LATE"):
+        "SELECT count(*) FROM orders WHERE order_date >= %(month)s AND order_date <= %(month_end)s",
+}
+
+
+def judged_subjects(url: str) -> dict[str, int]:
+    """Code -> the number of its subjects in the judged month (orders: the month's lines)."""
+    conn = raw_conn(url)
+    out = {}
+    params = {"period": f"{JUDGED:%Y-%m}", "month": JUDGED, "month_end": month_add(JUDGED, 1) - dt.timedelta(days=1)}
+    with conn, conn.cursor() as cur:
+        for codes, sql in SUBJECTS_SQL.items():
+            cur.execute(sql, params)
+            count = cur.fetchone()[0]
+            out.update(dict.fromkeys(codes, count))
+    conn.close()
+    return out
+
+
+def share(count: int, subjects: int | None) -> str:
+    return f" ({100 * count / subjects:.2f} % of {subjects:,})" if subjects else ""
+
+
 def filled_db(name: str, args, lines: int, created: list[str]) -> str:
     """The URL of database ``name``: as it is with --reuse, else created (noted in ``created``,
     for the clean-up) and filled with ``lines`` order lines a month."""
@@ -634,8 +690,10 @@ def main(argv=None) -> int:
 
         print(f"\n## vbp-monitor benchmark · {lines:,} lines a month × {MONTHS} months, "
               f"{args.institutions:,} institutions, {args.branches} branches · {os.cpu_count()} cores\n")
+        subjects = judged_subjects(url)
         print(f"alerts raised in {JUDGED:%Y-%m}: {sum(by_rule.values()):,} "
-              f"({', '.join(f'{k} {v}' for k, v in by_rule.items())}); emails planned: {alerts['emails']}\n")
+              f"({', '.join(f'{k} {v}' + share(v, subjects.get(k)) for k, v in by_rule.items())}); "
+              f"emails planned: {alerts['emails']}\n")
         print("| step | the project (s) | the floor, same data, same run | ratio | peak RSS (MB) |")
         print("| --- | ---: | --- | ---: | ---: |")
         for label, seconds, floor_text, ratio, rss in rows:

@@ -21,21 +21,28 @@ WITH judged AS (
     WHERE f.period = :period
       AND (:branch_code IS NULL OR f.branch_code = :branch_code)
       AND (:batch_code IS NULL OR f.batch_code = :batch_code)
+),
+flagged AS (
+    SELECT j.*,
+           -- the most severe progress line broken, judged once per row (NULL: none, or not judged)
+           CASE
+               WHEN j.agreed_quantity <= 0
+                    OR j.elapsed_days < (:min_progress - :eps) * j.total_days THEN NULL
+               WHEN j.cumulative_selected_quantity * j.total_days
+                    < (:high_ratio - :eps) * j.elapsed_days * j.agreed_quantity THEN 'high_ratio'
+               WHEN j.cumulative_selected_quantity * j.total_days
+                    < (:warning_ratio - :eps) * j.elapsed_days * j.agreed_quantity THEN 'warning_ratio'
+           END AS progress_line,
+           CASE
+               WHEN j.same_generic_quantity > 0
+                    AND j.selected_quantity < (j.agreed_ratio - :eps) * j.same_generic_quantity
+                   THEN 1 ELSE 0
+           END AS share_low
+    FROM judged j
 )
-SELECT j.*,
-       -- the most severe progress line broken, judged once per row (NULL: none, or not judged)
-       CASE
-           WHEN j.agreed_quantity <= 0
-                OR j.elapsed_days < (:min_progress - :eps) * j.total_days THEN NULL
-           WHEN j.cumulative_selected_quantity * j.total_days
-                < (:high_ratio - :eps) * j.elapsed_days * j.agreed_quantity THEN 'high_ratio'
-           WHEN j.cumulative_selected_quantity * j.total_days
-                < (:warning_ratio - :eps) * j.elapsed_days * j.agreed_quantity THEN 'warning_ratio'
-       END AS progress_line,
-       CASE
-           WHEN j.same_generic_quantity > 0
-                AND j.selected_quantity < (j.agreed_ratio - :eps) * j.same_generic_quantity
-               THEN 1 ELSE 0
-       END AS share_low
-FROM judged j
-ORDER BY j.branch_code, j.institution_code, j.batch_code, j.generic_name, j.period_start
+-- only the agreements that break a line leave the database
+SELECT *
+FROM flagged
+WHERE progress_line IS NOT NULL
+   OR share_low = 1
+ORDER BY branch_code, institution_code, batch_code, generic_name, period_start

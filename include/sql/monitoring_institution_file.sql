@@ -43,39 +43,39 @@ WITH active AS (
       AND (:branch_code IS NULL OR i.branch_code = :branch_code)
       AND (:batch_code IS NULL OR a.batch_code = :batch_code)
 ),
--- One pass over the facts: collapsed first to (month, segment, institution, generic, the
--- batch of a selected product bought on the platform, else NULL), then joined to the
--- active agreements on equalities (institution, generic) with the segment range as a
--- filter: each fact row meets only its own agreements, never the whole month.
-facts_by_generic AS (
-    SELECT f.month_start, f.segment_start, f.institution_code, p.generic_name,
-           CASE WHEN f.channel = 'platform' AND p.is_selected = TRUE THEN p.batch_code END AS selected_batch,
-           SUM(f.quantity) AS quantity, SUM(f.amount) AS amount
+-- One pass over the facts of :first_month .. :month_start, each fact row joined to its own
+-- active agreements on equalities (institution, generic) with the segment range as a filter:
+-- M's facts count for the figures in M, the earlier months' only when they are selected
+-- platform purchases (the cumulative figure). No intermediate grouping (the facts are
+-- grouped already): one join and one aggregate by agreement. SQLite keeps the facts as the
+-- outer loop and finds the agreements through an automatic index on the CTE; PostgreSQL
+-- hashes them (the caller's planner settings: it underestimates this join and would
+-- otherwise sort half a million fact rows by text keys for a merge join).
+per_agreement AS (
+    SELECT ac.agreement_id,
+           SUM(CASE WHEN f.month_start = :month_start AND f.segment_start >= ac.from_day
+                     AND f.channel = 'platform' AND p.is_selected = TRUE AND p.batch_code = ac.batch_code
+                    THEN f.quantity ELSE 0 END) AS selected_quantity,
+           SUM(CASE WHEN f.month_start = :month_start AND f.segment_start >= ac.from_day
+                     AND f.channel = 'platform' AND p.is_selected = TRUE AND p.batch_code = ac.batch_code
+                    THEN f.amount ELSE 0 END) AS selected_amount,
+           SUM(CASE WHEN f.month_start = :month_start AND f.segment_start >= ac.from_day
+                    THEN f.quantity ELSE 0 END) AS same_generic_quantity,
+           SUM(CASE WHEN f.month_start = :month_start AND f.segment_start >= ac.from_day
+                    THEN f.amount ELSE 0 END) AS same_generic_amount,
+           SUM(CASE WHEN f.channel = 'platform' AND p.is_selected = TRUE AND p.batch_code = ac.batch_code
+                    THEN f.quantity ELSE 0 END) AS cumulative_selected_quantity
     FROM purchase_facts f
     CROSS JOIN products p
+    CROSS JOIN active ac
     WHERE f.month_start >= :first_month
       AND f.month_start <= :month_start
       AND p.product_code = f.product_code
       AND (f.month_start = :month_start OR (f.channel = 'platform' AND p.is_selected = TRUE))
-    GROUP BY f.month_start, f.segment_start, f.institution_code, p.generic_name,
-             CASE WHEN f.channel = 'platform' AND p.is_selected = TRUE THEN p.batch_code END
-),
-per_agreement AS (
-    SELECT ac.agreement_id,
-           SUM(CASE WHEN g.month_start = :month_start AND g.segment_start >= ac.from_day
-                     AND g.selected_batch = ac.batch_code THEN g.quantity ELSE 0 END) AS selected_quantity,
-           SUM(CASE WHEN g.month_start = :month_start AND g.segment_start >= ac.from_day
-                     AND g.selected_batch = ac.batch_code THEN g.amount ELSE 0 END) AS selected_amount,
-           SUM(CASE WHEN g.month_start = :month_start AND g.segment_start >= ac.from_day
-                    THEN g.quantity ELSE 0 END) AS same_generic_quantity,
-           SUM(CASE WHEN g.month_start = :month_start AND g.segment_start >= ac.from_day
-                    THEN g.amount ELSE 0 END) AS same_generic_amount,
-           SUM(CASE WHEN g.selected_batch = ac.batch_code THEN g.quantity ELSE 0 END)
-               AS cumulative_selected_quantity
-    FROM facts_by_generic g
-    JOIN active ac ON ac.institution_code = g.institution_code AND ac.generic_name = g.generic_name
-    WHERE g.segment_start >= ac.period_start
-      AND g.segment_start <= ac.as_of_date
+      AND ac.institution_code = f.institution_code
+      AND ac.generic_name = p.generic_name
+      AND f.segment_start >= ac.period_start
+      AND f.segment_start <= ac.as_of_date
     GROUP BY ac.agreement_id
 ),
 figures AS (

@@ -163,13 +163,13 @@ class AlertStore:
 
         result = WriteResult(raised=len(rows), by_rule=by_rule)
         if rows:
-            keys = [row["alert_key"] for row in rows]
-            existing: set[str] = set()
-            for start in range(0, len(keys), 500):
-                existing.update(conn.execute(
-                    select(alerts.c.alert_key).where(alerts.c.alert_key.in_(keys[start:start + 500]))
-                ).scalars())
-            result.new = len(set(keys) - existing)
+            # An alert key hashes its rule code and period: the keys already stored are among
+            # this period's alerts of these codes, read in one query (not one per key batch).
+            existing = set(conn.execute(
+                select(alerts.c.alert_key).where(alerts.c.period == self.period,
+                                                 alerts.c.rule_code.in_(sorted(by_rule)))
+            ).scalars())
+            result.new = len({row["alert_key"] for row in rows} - existing)
             upsert(conn, alerts, rows, key_columns=["alert_key"], update_columns=UPDATED_ON_RERAISE)
 
         conditions = [

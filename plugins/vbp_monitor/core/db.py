@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
@@ -93,3 +95,28 @@ def upsert(conn, table, rows, key_columns=None, update_columns=None) -> int:
     for start in range(0, len(rows), UPSERT_CHUNK_ROWS):
         conn.execute(paged, rows[start:start + UPSERT_CHUNK_ROWS]).close()
     return len(rows)
+
+
+@contextmanager
+def planner_settings(conn, **settings: str) -> Iterator[None]:
+    """PostgreSQL planner and executor settings for the statements run inside, within the
+    transaction only (``set_config(…, is_local)``), reset after them. SQLite: nothing.
+
+    For a bulk statement whose join PostgreSQL misestimates (two join columns it takes for
+    independent): ``work_mem`` so its sorts and hashes stay in memory, ``enable_mergejoin``
+    off so that half a million rows are hashed, not sorted by text keys.
+    """
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    for name, value in settings.items():
+        conn.execute(text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
+    yield
+    for name in settings:
+        conn.execute(text(f"RESET {_setting_name(name)}"))
+
+
+def _setting_name(name: str) -> str:
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"not a setting name: {name!r}")
+    return name

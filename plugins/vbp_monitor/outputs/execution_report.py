@@ -15,10 +15,14 @@ each branch from the table (the other batches' rows stay from the last full run)
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vbp_monitor.core import sqlfiles
+from vbp_monitor.core.db import planner_settings
 from vbp_monitor.core.formatting import as_date, decimal_of, stored
 from vbp_monitor.core.labels import OWNERSHIP_ZH, label
 from vbp_monitor.model.reference import branch_directory
@@ -92,36 +96,43 @@ def _file_row(row: dict, branch_name: str) -> list:
     ]
 
 
-def report_rows(conn, run: RunContext, eps: float) -> tuple[list[dict], list[dict]]:
-    """(summary rows, institution-file rows) of the period within the branch scope."""
-    summary = sqlfiles.query(conn, "monitoring_execution_report", period=run.period.label,
-                             month_start=run.period.first_day, eps=eps,
-                             branch_code=run.scope.branch_code)
-    file_rows = sqlfiles.query(conn, "monitoring_institution_file_rows", period=run.period.label,
-                               branch_code=run.scope.branch_code)
-    return summary, file_rows
+def _branch_workbooks(conn, run: RunContext, eps: float) -> Iterator[tuple[str, Sheets]]:
+    """(branch code, sheets) of each branch in the scope, one branch's rows at a time.
+
+    The institution-file rows (one per agreement: the bulk) stream from the database in
+    branch order; the summary (one row per institution × batch × agreement year) is read
+    first and grouped by branch."""
+    branches = branch_directory(conn)
+    summary: dict[str, list[dict]] = {}
+    # (the facts × institution-file join on institution and generic: see write_institution_file)
+    with planner_settings(conn, work_mem="64MB", enable_mergejoin="off"):
+        rows = sqlfiles.query(conn, "monitoring_execution_report", period=run.period.label,
+                              month_start=run.period.first_day, eps=eps, branch_code=run.scope.branch_code)
+    for row in rows:
+        summary.setdefault(row["branch_code"], []).append(row)
+
+    def sheets(branch_code: str, detail_rows: Iterable[dict]) -> Sheets:
+        name = branches.get(branch_code, {}).get("name", branch_code)
+        return {
+            "带量执行情况": (SUMMARY_HEADER, [_summary_row(row, name) for row in summary.pop(branch_code, [])]),
+            "一院一档": (FILE_HEADER, [_file_row(row, name) for row in detail_rows]),
+            "口径说明": (NOTES_HEADER, NOTES),
+        }
+
+    file_rows = sqlfiles.stream(conn, "monitoring_institution_file_rows", period=run.period.label,
+                                branch_code=run.scope.branch_code)
+    for branch_code, detail_rows in groupby(file_rows, key=itemgetter("branch_code")):
+        yield branch_code, sheets(branch_code, detail_rows)
+    for branch_code in sorted(summary):  # (every summary row has its file rows: none left)
+        yield branch_code, sheets(branch_code, [])
 
 
 def write_branch_reports(engine, run: RunContext, eps: float) -> dict[str, list[Path]]:
     """Write each branch's execution report; returns {branch_code: [path]}.
 
     ``eps``: the rules' relative tolerance, so "below time progress" here is the rules' own.
+    One branch's rows are held at a time (the institution file streams in branch order).
     """
     with engine.connect() as conn:
-        summary, file_rows = report_rows(conn, run, eps)
-        branches = branch_directory(conn)
-    by_branch: dict[str, tuple[list, list]] = {}
-    for row in summary:
-        by_branch.setdefault(row["branch_code"], ([], []))[0].append(row)
-    for row in file_rows:
-        by_branch.setdefault(row["branch_code"], ([], []))[1].append(row)
-    workbooks: dict[str, Sheets] = {}
-    for branch_code, (summary_rows, detail_rows) in by_branch.items():
-        name = branches.get(branch_code, {}).get("name", branch_code)
-        workbooks[branch_code] = {
-            "带量执行情况": (SUMMARY_HEADER, [_summary_row(row, name) for row in summary_rows]),
-            "一院一档": (FILE_HEADER, [_file_row(row, name) for row in detail_rows]),
-            "口径说明": (NOTES_HEADER, NOTES),
-        }
-    return write_branch_files(report_folder(run.period.label), REPORT_PREFIX, run.period.label,
-                              workbooks, scope_branch=run.scope.branch_code)
+        return write_branch_files(report_folder(run.period.label), REPORT_PREFIX, run.period.label,
+                                  _branch_workbooks(conn, run, eps), scope_branch=run.scope.branch_code)

@@ -18,18 +18,23 @@ shown to people):
 Institution names, messages and file names come from platform exports: a text such as
 ``=HYPERLINK("http://…")`` must reach Excel/WPS as text, never as a formula. openpyxl is
 imported inside the functions (DAG files import this module at parse time).
+
+Workbooks are written in openpyxl's write-only mode; the rows of a sheet go into the sheet's
+file as XML text (``_RowStream``: the cells openpyxl would write, without an openpyxl Cell
+and an XML element per cell), between the elements openpyxl writes above and below them.
+A large sheet (the 一院一档 of a branch) costs a few string operations a cell; a caller
+that hands ``write_branch_files`` one audience at a time holds one workbook's rows at a time.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import datetime as dt
 import functools
 import math
 import re
 import unicodedata
-from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from collections.abc import Iterable, Mapping
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 
 from vbp_monitor.core.config import LOCAL_TZ as _LOCAL_TZ
@@ -56,8 +61,9 @@ from vbp_monitor.core.formatting import (
 # A spreadsheet evaluates a cell whose text starts with one of these (tab and CR too: some
 # importers strip them and then see the formula behind).
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-# Control characters the XLSX format cannot hold (openpyxl would raise IllegalCharacterError).
-_ILLEGAL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# Characters the XLSX format cannot hold: control characters (openpyxl would raise
+# IllegalCharacterError) and the two XML non-characters U+FFFE, U+FFFF.
+_ILLEGAL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _SHEET_TITLE_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
 MAX_COLUMN_WIDTH = 60
 MIN_COLUMN_WIDTH = 8
@@ -266,6 +272,47 @@ def typed_cell(value, column: str | None = None) -> tuple[object, str | None]:
     return safe_cell(value if isinstance(value, str) else str(value)), None
 
 
+def _typed_cells(rows: list[list], columns: list) -> tuple[list[list[tuple]], list[int]]:
+    """``[[typed_cell(value, column) …] …]`` of the rows, and the width of each column's
+    widest cell as shown (``_cell_width``). The values of plain-title columns as they come
+    from the database (None, text, Decimal, int, date) take a short cut to the very same
+    results; everything else goes through ``typed_cell``."""
+    plain = [getattr(column, "kind", None) is None for column in columns]
+    contents = [0] * len(columns)
+    cells = []
+    for row in rows:
+        out: list[tuple] = []
+        for index, value in enumerate(row):
+            kind = type(value)
+            if value is None:
+                out.append((None, None))
+                continue
+            if not plain[index]:
+                cell = typed_cell(value, columns[index])
+                width = 0 if cell[0] is None else _cell_width(*cell)
+            elif kind is Decimal and value.is_finite():
+                shown = value.quantize(STORED_PLACES, rounding=ROUND_HALF_UP)
+                if shown == shown.to_integral_value():
+                    cell = (int(shown), XLSX_QUANTITY)
+                else:
+                    cell = (float(shown), XLSX_DECIMAL)
+                width = len(f"{cell[0]:,}")
+            elif kind is str and value.isprintable() and not value.startswith(FORMULA_TRIGGERS):
+                cell, width = (value, None), _text_width(value)  # printable: no line breaks
+            elif kind is int:
+                cell, width = (value, None), len(str(value))
+            elif kind is dt.date:
+                cell, width = (value, XLSX_DATE), len("2025-01-01")
+            else:
+                cell = typed_cell(value, columns[index])
+                width = 0 if cell[0] is None else _cell_width(*cell)
+            out.append(cell)
+            if width > contents[index]:
+                contents[index] = width
+        cells.append(out)
+    return cells, contents
+
+
 def _shown_text(value, number_format: str | None) -> str:
     """The text a reader sees in the cell (for column widths)."""
     if value is None:
@@ -341,21 +388,23 @@ class _Styles:
         self.wrapped = Alignment(vertical="center", wrap_text=True)
         self.title_alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
         self.left_alignment = Alignment(horizontal="left", vertical="center", wrap_text=True)
-        self._body_styles: dict[tuple, object] = {}
+        self._body_ids: dict[tuple, int] = {}
 
-    def apply_body(self, cell, number_format: str | None, wrapped: bool) -> None:
-        """A data cell's style; a copy of one made before (openpyxl hashes every style it is
-        given, which costs more than the rest of writing a large sheet)."""
+    def body_id(self, sheet, number_format: str | None, wrapped: bool) -> int:
+        """The workbook's style id of a data cell (made once per kind: openpyxl hashes every
+        style it is given, which costs more than the rest of writing a large sheet)."""
         key = (number_format, wrapped)
-        made = self._body_styles.get(key)
-        if made is not None:
-            cell._style = copy.copy(made)
-            return
-        cell.font, cell.border = self.body, self.border
-        cell.alignment = self.wrapped if wrapped else self.plain
-        if number_format:
-            cell.number_format = number_format
-        self._body_styles[key] = copy.copy(cell._style)
+        made = self._body_ids.get(key)
+        if made is None:
+            from openpyxl.cell import Cell
+
+            cell = Cell(sheet)
+            cell.font, cell.border = self.body, self.border
+            cell.alignment = self.wrapped if wrapped else self.plain
+            if number_format:
+                cell.number_format = number_format
+            made = self._body_ids[key] = cell.style_id
+        return made
 
 
 def _wrapped_line_widths(text: str, width: float) -> list[int]:
@@ -383,12 +432,32 @@ def _header_fitted(header: str, width: int) -> int:
     return max(width, per_line + per_line % 2 + 3)
 
 
-def _column_widths(columns: list, cells: list[list[tuple]]) -> tuple[list[float], list[bool]]:
-    """(width, wraps) per column: content fitted, header wrapped onto ≤ HEADER_LINES lines."""
-    widths, wraps = [], []
-    for index, column in enumerate(columns):
-        content = max((_display_width(_shown_text(*row[index])) for row in cells if index < len(row)
-                       and row[index][0] is not None), default=0)
+def _cell_width(value, number_format: str | None) -> int:
+    """``_display_width(_shown_text(value, number_format))``, the common cases first."""
+    kind = type(value)
+    if number_format is None:
+        if kind is str:
+            if value.isascii() and value.isprintable():
+                return len(value)
+            return max((_text_width(line) for line in value.splitlines()), default=0)
+    elif kind is int or kind is float:
+        if number_format == XLSX_QUANTITY or number_format == XLSX_DECIMAL:
+            return len(f"{value:,}")
+        if number_format == XLSX_MONEY:
+            return len(f"{value:,.2f}")
+        if number_format == XLSX_PERCENT:
+            return len(f"{value * 100:.2f}%")
+    elif number_format == XLSX_DATE:
+        return len("2025-01-01")
+    return _display_width(_shown_text(value, number_format))
+
+
+def _column_widths(columns: list, contents: list[int]) -> tuple[list[float], list[bool]]:
+    """(width, wraps) per column from its widest cell as shown (``contents``): content
+    fitted, header wrapped onto ≤ HEADER_LINES lines."""
+    widths: list[float] = []
+    wraps: list[bool] = []
+    for column, content in zip(columns, contents, strict=True):
         kind = getattr(column, "kind", None)
         wrap = kind == "long_text" or content > TEXT_WRAP_WIDTH
         fixed = getattr(column, "width", None)
@@ -403,73 +472,189 @@ def _column_widths(columns: list, cells: list[list[tuple]]) -> tuple[list[float]
 
 def _fill_sheet(sheet, header: list, rows: list[list], title: BookTitle | None, styles: _Styles) -> None:
     """Fill a write-only sheet: everything above the rows (widths, frozen panes) is set
-    before the first row goes out, each row's height before that row (openpyxl streams the
-    rows to the file as they are appended, so a large sheet is never held as cells)."""
+    before the first row goes out; the rows go to the sheet's file as XML text as they are
+    made (``_RowStream``), so a large sheet is never held as cells, and a cell costs a few
+    string operations instead of an openpyxl Cell and an XML element."""
     from openpyxl.cell import Cell
     from openpyxl.utils import get_column_letter
 
-    # Rows are appended as cells already placed: openpyxl's own placing tries each value as
-    # a plain value first and pays for an exception on every styled cell.
-    sheet._values_to_row = _placed_cells
     width_of_rows = max([len(header), *(len(row) for row in rows)], default=0)
     columns = list(header) + [None] * (width_of_rows - len(header))
-    cells = [[typed_cell(value, columns[index]) for index, value in enumerate(row)] for row in rows]
-    widths, wraps = _column_widths(columns, cells)
-    last_letter = get_column_letter(max(1, len(columns)))
+    cells, contents = _typed_cells(rows, columns)
+    widths, wraps = _column_widths(columns, contents)
+    letters = [get_column_letter(index) for index in range(1, len(columns) + 1)]
+    last_letter = letters[-1] if letters else "A"
     header_row = 4 if title is not None else 1
     last_row = header_row + len(cells)
 
-    for index, width in enumerate(widths, start=1):
-        sheet.column_dimensions[get_column_letter(index)].width = width
+    for letter, width in zip(letters, widths, strict=True):
+        sheet.column_dimensions[letter].width = width
     sheet.freeze_panes = f"A{header_row + 1}"
     if header:
         sheet.auto_filter.ref = f"A{header_row}:{get_column_letter(len(header))}{last_row}"
     _print_setup(sheet, title, header_row, f"A1:{last_letter}{last_row}")
+    stream = _RowStream(sheet)  # writes everything above the rows: set before this line
+
+    def style_id(**style) -> int:
+        cell = Cell(sheet)
+        for name, value in style.items():
+            setattr(cell, name, value)
+        return cell.style_id
 
     if title is not None:
         fonts = (styles.office, styles.title, styles.details)
         aligns = (styles.left_alignment, styles.title_alignment, styles.left_alignment)
         table_width = sum(widths) or MIN_COLUMN_WIDTH
         for row_number, (text, font, align) in enumerate(zip(title.lines(sheet.title), fonts, aligns), 1):
-            cell = Cell(sheet, row=row_number, column=1, value=safe_cell(text))
-            cell.font, cell.alignment, cell.data_type = font, align, "s"
             if len(columns) > 1:
                 sheet.merged_cells.add(f"A{row_number}:{last_letter}{row_number}")
             lines = _lines_needed(text, table_width * FONT_SIZE / font.sz) if text else 1
-            sheet.row_dimensions[row_number].height = lines * font.sz * 1.45 + 4
-            sheet.append([cell])
+            style = style_id(font=font, alignment=align)
+            stream.row(row_number, lines * font.sz * 1.45 + 4, [_cell_xml(f"A{row_number}", style, safe_cell(text))])
 
-    header_lines = 1
-    header_cells = []
-    for index, column in enumerate(header, start=1):
-        cell = Cell(sheet, row=header_row, column=index, value=safe_cell(str(column)))
-        cell.font, cell.alignment, cell.border, cell.fill = (
-            styles.header, styles.header_alignment, styles.border, styles.header_fill)
-        cell.data_type = "s"
-        header_cells.append(cell)
-        header_lines = max(header_lines, _lines_needed(str(column), widths[index - 1]))
-    sheet.row_dimensions[header_row].height = header_lines * LINE_HEIGHT + 5
-    sheet.append(header_cells)
+    if header:
+        header_lines = 1
+        header_style = style_id(font=styles.header, alignment=styles.header_alignment, border=styles.border,
+                                fill=styles.header_fill)
+        header_cells = []
+        for index, column in enumerate(header):
+            header_cells.append(_cell_xml(f"{letters[index]}{header_row}", header_style, safe_cell(str(column))))
+            header_lines = max(header_lines, _lines_needed(str(column), widths[index]))
+        stream.row(header_row, header_lines * LINE_HEIGHT + 5, header_cells)
 
+    body_ids: dict[tuple, int] = {}
     for row_number, row in enumerate(cells, start=header_row + 1):
         lines = 1
         out = []
+        suffix = str(row_number)
         for index, (value, number_format) in enumerate(row):
-            cell = Cell(sheet, row=row_number, column=index + 1, value=value)
-            if isinstance(value, str):  # a neutralised text stays text ("=…" is no formula)
-                cell.data_type = "s"
             wrapped = wraps[index] and isinstance(value, str)
-            styles.apply_body(cell, number_format, wrapped)
+            key = (number_format, wrapped)
+            style = body_ids.get(key)
+            if style is None:
+                style = body_ids[key] = styles.body_id(sheet, number_format, wrapped)
             if wrapped:
                 lines = max(lines, _lines_needed(str(value), widths[index]))
-            out.append(cell)
-        sheet.row_dimensions[row_number].height = lines * LINE_HEIGHT + 3
-        sheet.append(out)
+            out.append(_cell_xml(letters[index] + suffix, style, value))
+        stream.row(row_number, lines * LINE_HEIGHT + 3, out)
+    stream.flush()
 
 
-def _placed_cells(cells, _row_number):
-    """A write-only sheet's row of cells that know their row and column."""
-    return iter(cells)
+# ------------------------------------------------------------------ rows as XML text
+_XML_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
+_NEEDS_ESCAPE = re.compile(r"[&<>\r]")
+MAX_CELL_TEXT = 32767  # what a cell holds (openpyxl cuts a longer text there too)
+_ROW_CHUNK = 4096  # cells joined into one write
+
+
+def _xml_number(value) -> str:
+    return f"{value:.16g}"  # openpyxl's own rendering of a number (compat.safe_string: "%.16g")
+
+
+@functools.lru_cache(maxsize=4096)  # a sheet's dates repeat down its columns
+def _date_serial(day: dt.date) -> str:
+    from openpyxl.utils.datetime import to_excel
+
+    return _xml_number(to_excel(day))
+
+
+def _cell_xml(ref: str, style: int, value) -> str:
+    """One ``<c>`` element as openpyxl writes it (inline strings, dates as serial numbers)."""
+    if value is None:
+        return f'<c r="{ref}" s="{style}"/>'
+    kind = type(value)
+    if kind is str:
+        if not value:  # openpyxl writes an empty text as an empty cell (read back: None)
+            return f'<c r="{ref}" s="{style}" t="inlineStr"/>'
+        text = value[:MAX_CELL_TEXT]
+        space = ' xml:space="preserve"' if text != text.strip() else ""
+        if _NEEDS_ESCAPE.search(text):
+            text = text.translate(_XML_ESCAPES)
+        return f'<c r="{ref}" s="{style}" t="inlineStr"><is><t{space}>{text}</t></is></c>'
+    if kind is bool:
+        return f'<c r="{ref}" s="{style}" t="b"><v>{int(value)}</v></c>'
+    if kind is int or kind is float:
+        return f'<c r="{ref}" s="{style}" t="n"><v>{_xml_number(value)}</v></c>'
+    if kind is dt.date:
+        return f'<c r="{ref}" s="{style}" t="n"><v>{_date_serial(value)}</v></c>'
+    if isinstance(value, (dt.date, dt.time)):
+        from openpyxl.utils.datetime import to_excel
+
+        if isinstance(value, dt.datetime) and value.tzinfo is not None:
+            raise TypeError("Excel does not support time zones in datetimes")
+        return f'<c r="{ref}" s="{style}" t="n"><v>{_xml_number(to_excel(value))}</v></c>'
+    if isinstance(value, bool):
+        return _cell_xml(ref, style, bool(value))
+    if isinstance(value, (int, float)):  # a subclass of int or float
+        return _cell_xml(ref, style, int(value) if isinstance(value, int) else float(value))
+    return _cell_xml(ref, style, str(value))
+
+
+@functools.cache
+def _sheet_writer_class():
+    """openpyxl's worksheet writer, writing its elements into a file it holds open, so that
+    rows rendered as XML text can go into the same file between them."""
+    from openpyxl.worksheet._writer import WorksheetWriter
+    from openpyxl.xml.constants import SHEET_MAIN_NS
+    from openpyxl.xml.functions import tostring
+
+    class TextRowsWriter(WorksheetWriter):
+        handle = None
+
+        def get_stream(self):
+            with open(self.out, "wb") as handle:
+                self.handle = handle
+                handle.write(f'<worksheet xmlns="{SHEET_MAIN_NS}">'.encode())
+                try:
+                    while True:
+                        element = (yield)
+                        if element is True:  # openpyxl's own rows: never asked for here
+                            raise RuntimeError("the rows of this sheet are written as text")
+                        if element is not None:
+                            handle.write(tostring(element))
+                except GeneratorExit:
+                    pass
+                handle.write(b"</worksheet>")
+
+    return TextRowsWriter
+
+
+class _RowStream:
+    """The rows of a write-only sheet, as XML text, between openpyxl's own elements.
+
+    Made once everything above the rows is set (properties, views, columns): it has
+    openpyxl write those, then opens ``sheetData``; closing the sheet (when the workbook is
+    saved) closes ``sheetData`` and lets openpyxl write what follows (filter, merged cells,
+    page set-up).
+    """
+
+    def __init__(self, sheet):
+        writer = sheet._writer = _sheet_writer_class()(sheet)
+        writer.write_top()
+        self._handle = writer.handle
+        self._handle.write(b"<sheetData>")
+        self._pending: list[str] = []
+        sheet._rows = self._closing()
+        next(sheet._rows)
+
+    def _closing(self):
+        try:
+            yield
+        except GeneratorExit:
+            self.flush()
+            self._handle.write(b"</sheetData>")
+
+    def row(self, number: int, height: float, cells: list[str]) -> None:
+        self._pending.append(f'<row r="{number}" ht="{_xml_number(height)}" customHeight="1">')
+        self._pending.extend(cells)
+        self._pending.append("</row>")
+        if len(self._pending) > _ROW_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self._handle.write("".join(self._pending).encode("utf-8"))
+            self._pending.clear()
 
 
 def _print_setup(sheet, title: BookTitle | None, header_row: int, area: str) -> None:
@@ -567,22 +752,25 @@ def branch_file_path(folder: Path, prefix: str, audience: str, period_label: str
     return Path(folder) / f"{prefix}_{safe_name_part(audience)}_{safe_name_part(period_label)}{suffix}"
 
 
-def write_branch_files(folder: Path, prefix: str, period_label: str, workbooks: dict[str, Sheets],
+def write_branch_files(folder: Path, prefix: str, period_label: str,
+                       workbooks: Mapping[str, Sheets] | Iterable[tuple[str, Sheets]],
                        scope_branch: str | None = None,
                        title: BookTitle | Mapping[str, BookTitle] | None = None) -> dict[str, list[Path]]:
     """The one way to write per-branch (or per-audience) workbooks of a run.
 
-    ``workbooks`` maps an audience (branch code, or the city's) to its sheets. Each is
-    written to ``branch_file_path``; the run's earlier files that this run no longer writes
-    are removed (within an operator's branch scope, only that branch's). ``title``: one
-    title block for every file, or ``{audience: BookTitle}`` (each branch its own office).
-    Returns ``{audience: [path]}``, ready to attach.
+    ``workbooks`` maps an audience (branch code, or the city's) to its sheets, or yields
+    ``(audience, sheets)`` pairs (each audience once), so that only one audience's rows are
+    held at a time. Each is written to ``branch_file_path``; the run's earlier files that
+    this run no longer writes are removed (within an operator's branch scope, only that
+    branch's). ``title``: one title block for every file, or ``{audience: BookTitle}``
+    (each branch its own office). Returns ``{audience: [path]}`` by audience, ready to attach.
     """
+    pairs = sorted(workbooks.items()) if isinstance(workbooks, Mapping) else workbooks
     written: dict[str, list[Path]] = {}
-    for audience, sheets in sorted(workbooks.items()):
+    for audience, sheets in pairs:
         book_title = title.get(audience) if isinstance(title, Mapping) else title
         written[audience] = [write_xlsx(branch_file_path(folder, prefix, audience, period_label), sheets,
                                         title=book_title)]
     remove_stale_branch_files(Path(folder), prefix, period_label,
                               kept={safe_name_part(a) for a in written}, scope_branch=scope_branch)
-    return written
+    return dict(sorted(written.items()))

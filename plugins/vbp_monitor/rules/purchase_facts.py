@@ -27,6 +27,7 @@ from sqlalchemy import delete, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from vbp_monitor.core import sqlfiles
+from vbp_monitor.core.db import planner_settings
 from vbp_monitor.core.formatting import as_date
 from vbp_monitor.core.periods import JudgedPeriod
 from vbp_monitor.core.prc_calendar import add_months, month_bounds
@@ -99,7 +100,7 @@ def build_month(engine, month_start: dt.date, force: bool = False, analyze: bool
                 if is_built(conn, month_start):
                     return False
         try:
-            with engine.begin() as conn:
+            with engine.begin() as conn, planner_settings(conn, work_mem="64MB"):  # (the GROUP BY in memory)
                 sqlfiles.execute(conn, "facts_build_month", month_start=month_start,
                                  month_end=month_end, built_at=dt.datetime.now(dt.UTC))
                 if analyze:

@@ -44,6 +44,7 @@ from vbp_monitor.alerts.candidates import one_per_key
 from vbp_monitor.alerts.store import JudgeResult
 from vbp_monitor.core import sqlfiles
 from vbp_monitor.core.catalog import DAGS
+from vbp_monitor.core.db import planner_settings
 from vbp_monitor.core.profiles import load_profile
 from vbp_monitor.outputs.execution_report import write_branch_reports
 from vbp_monitor.rules.monitoring.agreements import PROGRESS, SHARE, agreement_candidates
@@ -126,12 +127,16 @@ def build_facts(engine, run: RunContext) -> dict:
 # ------------------------------------------------------------------ institution file
 def write_institution_file(conn, run: RunContext, coverage: FactsCoverage) -> None:
     """Delete the period's rows in scope and rebuild them with one INSERT … SELECT."""
-    sqlfiles.execute(
-        conn, "monitoring_institution_file",
-        period=run.period.label, month_start=run.period.first_day, month_end=run.period.last_day,
-        first_month=coverage.first_month, branch_code=run.scope.branch_code,
-        batch_code=run.scope.batch_code,
-    )
+    # PostgreSQL takes institution and generic name for independent and underestimates the
+    # facts × agreements join a hundredfold: it would sort the facts by text keys for a
+    # merge join, spilling to disk. Hashed in memory instead (planner_settings).
+    with planner_settings(conn, work_mem="64MB", enable_mergejoin="off"):
+        sqlfiles.execute(
+            conn, "monitoring_institution_file",
+            period=run.period.label, month_start=run.period.first_day, month_end=run.period.last_day,
+            first_month=coverage.first_month, branch_code=run.scope.branch_code,
+            batch_code=run.scope.batch_code,
+        )
     refresh_planner_statistics(conn, "institution_file_metrics")
 
 
