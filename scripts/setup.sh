@@ -9,6 +9,11 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 echo "==> uv sync (locked versions from uv.lock into .venv)"
 uv sync --frozen --quiet
+# Bytecode once, here: where PYTHONDONTWRITEBYTECODE is set (as on CI machines) every process
+# would otherwise compile Airflow, pandas and GX from source again (import airflow.sdk +
+# pandas: 4.7 s → 2.1 s). Up-to-date files are skipped, so a second set-up costs little.
+echo "==> bytecode (.venv and the project)"
+.venv/bin/python -m compileall -q -j 0 .venv/lib/python3.11/site-packages plugins dags demo >/dev/null 2>&1 || true
 bash scripts/make_secrets.sh   # .env with generated secrets, only if it does not exist yet
 . scripts/env.sh
 mkdir -p "$AIRFLOW_HOME" data
