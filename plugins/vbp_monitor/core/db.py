@@ -1,8 +1,11 @@
 """Warehouse connection and schema migrations."""
 from __future__ import annotations
 
+import datetime as dt
 import functools
+import math
 import warnings
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,80 @@ def is_postgres(engine: Engine) -> bool:
 
 
 UPSERT_CHUNK_ROWS = 1000
+# From this many rows on, PostgreSQL upserts through COPY into a staging table (one
+# INSERT … SELECT … ON CONFLICT instead of pages of VALUES); fewer go as before.
+COPY_MIN_ROWS = 1000
+COPY_PAGE_ROWS = 20_000
+
+
+class _NotCopyable(Exception):
+    """A value COPY's text format would not carry exactly as the bound parameter does."""
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value) -> str:
+    """One value in COPY's text format (the text PostgreSQL parses as the bound value)."""
+    if value is None:
+        return "\\N"
+    kind = type(value)
+    if kind is str:
+        return value.translate(_COPY_ESCAPES)
+    if kind is bool:
+        return "t" if value else "f"
+    if kind is int or kind is Decimal:
+        return str(value)
+    if kind is dt.date:
+        return value.isoformat()
+    if kind is dt.datetime and value.tzinfo is None:
+        return value.isoformat(sep=" ")
+    if kind is float and math.isfinite(value):
+        return repr(value)
+    # aware datetimes (psycopg2 binds them as timestamptz), NaN, JSON, subclasses: as before
+    raise _NotCopyable(kind.__name__)
+
+
+def _copy_lines(rows: list[dict], names: list[str]) -> list[str]:
+    text = _copy_text
+    return ["\t".join([text(row[name]) for name in names]) + "\n" for row in rows]
+
+
+def _upsert_by_copy(conn, table, rows: list[dict], names: list[str], keys: list[str],
+                    update_columns: list[str]) -> bool:
+    """PostgreSQL: COPY the rows into a temporary staging table (same transaction, the raw
+    DBAPI connection of ``conn``), then one INSERT … SELECT … ON CONFLICT. False when a value
+    cannot go through COPY exactly (nothing was written then)."""
+    import io
+    import uuid
+
+    quote = conn.dialect.identifier_preparer.quote
+    target = quote(table.name) if table.schema is None else f"{quote(table.schema)}.{quote(table.name)}"
+    staging = f"vbp_upsert_{uuid.uuid4().hex[:12]}"
+    columns = ", ".join(quote(name) for name in names)
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(f"CREATE TEMPORARY TABLE {staging} ON COMMIT DROP AS "
+                       f"SELECT {columns} FROM {target} WITH NO DATA")
+        for start in range(0, len(rows), COPY_PAGE_ROWS):
+            try:
+                page = "".join(_copy_lines(rows[start:start + COPY_PAGE_ROWS], names))
+            except _NotCopyable:
+                cursor.execute(f"DROP TABLE {staging}")
+                return False
+            cursor.copy_expert(f"COPY {staging} ({columns}) FROM STDIN", io.StringIO(page))
+        conflict = ", ".join(quote(name) for name in keys)
+        if update_columns:
+            action = "DO UPDATE SET " + ", ".join(f"{quote(name)} = EXCLUDED.{quote(name)}"
+                                                  for name in update_columns)
+        else:
+            action = "DO NOTHING"
+        cursor.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} "
+                       f"ON CONFLICT ({conflict}) {action}")
+        cursor.execute(f"DROP TABLE {staging}")
+    finally:
+        cursor.close()
+    return True
 
 
 def upsert(conn, table, rows, key_columns=None, update_columns=None) -> int:
@@ -65,7 +142,9 @@ def upsert(conn, table, rows, key_columns=None, update_columns=None) -> int:
 
     ``key_columns`` default to the primary key; ``update_columns`` default to every other
     column of the rows; an empty ``update_columns`` means DO NOTHING (insert-if-absent).
-    Rows are sent in chunks. Returns the number of rows sent.
+    On PostgreSQL, ``COPY_MIN_ROWS`` rows or more go through COPY into a temporary staging
+    table and one INSERT … SELECT … ON CONFLICT; otherwise (and on SQLite) rows are sent in
+    chunks. Returns the number of rows sent.
     """
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
@@ -77,9 +156,12 @@ def upsert(conn, table, rows, key_columns=None, update_columns=None) -> int:
     if not rows:
         return 0
     keys = list(key_columns or [column.name for column in table.primary_key.columns])
-    statement = insert(table)
     if update_columns is None:
         update_columns = [name for name in rows[0] if name not in keys]
+    if (conn.dialect.name == "postgresql" and len(rows) >= COPY_MIN_ROWS
+            and _upsert_by_copy(conn, table, rows, list(rows[0]), keys, list(update_columns))):
+        return len(rows)
+    statement = insert(table)
     if update_columns:
         statement = statement.on_conflict_do_update(
             index_elements=keys, set_={name: statement.excluded[name] for name in update_columns})
