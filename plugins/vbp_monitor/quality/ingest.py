@@ -148,7 +148,7 @@ def read_header(rows: Iterator[list[str]], path: Path, spec: contract.FileSpec) 
 def data_rows(rows: Iterator[list[str]]) -> Iterator[list[str]]:
     """The data rows: blank lines are skipped."""
     for values in rows:
-        if any((v or "").strip() for v in values):
+        if "".join(values).strip():
             yield values
 
 
@@ -174,6 +174,10 @@ def text_frames(rows: Iterator[list[str]], header: list[str],
         if chunk_rows is not None and len(records) == chunk_rows:
             yield _text_frame(records, extra, header), True
             records, extra = [], []
+        if len(values) == width:
+            extra.append(0)
+            records.append(values)
+            continue
         tail = values[width:]
         # trailing empty fields are a trailing separator, not data
         extra.append(sum(1 for v in tail if (v or "").strip()))
@@ -261,25 +265,46 @@ def _typed_column(kind: str, series: pd.Series) -> list:
     return out
 
 
+def _derived_columns(table: str, columns: dict[str, list]) -> dict[str, list]:
+    """``contract.derive`` of every row, column by column for the large table (orders)."""
+    if table != "orders":
+        names = list(columns)
+        rows = [contract.derive(table, dict(zip(names, values))) for values in zip(*columns.values())]
+        return {name: [row[name] for row in rows] for name in (rows[0] if rows else columns)}
+    order_times, responses = columns["order_time"], columns["response_time"]
+    hours: list = []
+    cache: dict[float, Decimal] = {}  # response delays repeat (whole seconds)
+    for order_time, response in zip(order_times, responses):
+        if response is None:
+            hours.append(None)
+            continue
+        seconds = (response - order_time).total_seconds()
+        value = cache.get(seconds)
+        if value is None:
+            value = cache[seconds] = (Decimal(seconds) / Decimal(3600)).quantize(Decimal("0.000001"))
+        hours.append(value)
+    return {**columns, "order_date": [order_time.date() for order_time in order_times], "response_hours": hours}
+
+
 def typed_records(table: str, frame: pd.DataFrame) -> tuple[list[dict], dict[int, list[str]]]:
     """Typed and derived rows of the good rows, and reasons for rows that still fail to
     parse (a safety net behind the suite's type expectations)."""
+    import numpy as np
+
     spec = contract.FILES[table]
     columns = {name: _typed_column(kind, frame[name]) for name, kind in spec.columns.items()}
     numbers = frame[suites.ROW_NUMBER].tolist()
     unparsed: dict[int, list[str]] = {}
     for name, values in columns.items():
-        raw = frame[name].notna().tolist()
-        for i, (value, present) in enumerate(zip(values, raw)):
-            if present and value is None:
-                unparsed.setdefault(numbers[i], []).append(f"{name} 无法按 {spec.columns[name]} 解析")
-    records = []
+        lost = frame[name].notna().to_numpy() & np.fromiter((v is None for v in values), bool, len(values))
+        for i in np.flatnonzero(lost).tolist():
+            unparsed.setdefault(numbers[i], []).append(f"{name} 无法按 {spec.columns[name]} 解析")
+    if unparsed:
+        kept = [i for i, number in enumerate(numbers) if number not in unparsed]
+        columns = {name: [values[i] for i in kept] for name, values in columns.items()}
+    columns = _derived_columns(table, columns)
     names = list(columns)
-    for i, row_values in enumerate(zip(*columns.values())):
-        if numbers[i] in unparsed:
-            continue
-        records.append(contract.derive(table, dict(zip(names, row_values))))
-    return records, unparsed
+    return [dict(zip(names, values)) for values in zip(*columns.values())], unparsed
 
 
 # ---------------------------------------------------------------- writing
