@@ -64,7 +64,7 @@ UPSERT_CHUNK_ROWS = 1000
 # From this many rows on, PostgreSQL upserts through COPY into a staging table (one
 # INSERT … SELECT … ON CONFLICT instead of pages of VALUES); fewer go as before.
 COPY_MIN_ROWS = 1000
-COPY_PAGE_ROWS = 20_000
+COPY_PAGE_ROWS = 50_000
 
 
 class _NotCopyable(Exception):
@@ -95,9 +95,63 @@ def _copy_text(value) -> str:
     raise _NotCopyable(kind.__name__)
 
 
-def _copy_lines(rows: list[dict], names: list[str]) -> list[str]:
-    text = _copy_text
-    return ["\t".join([text(row[name]) for name in names]) + "\n" for row in rows]
+_NULL = "\\N"
+_BOOLEAN_TEXT = {True: "t", False: "f"}
+
+
+def _datetime_text(value: dt.datetime) -> str:
+    return value.isoformat(sep=" ")
+
+
+def _copy_column(values: list) -> list[str]:
+    """A column's values in COPY's text format: one conversion for the column's one type
+    (C-level where it can be), value by value when types mix."""
+    kinds = set(map(type, values))
+    nullable = type(None) in kinds
+    kinds.discard(type(None))
+    if not kinds:
+        return [_NULL] * len(values)
+    if len(kinds) > 1:
+        return [_copy_text(value) for value in values]
+    kind = kinds.pop()
+    convert: Any
+    if kind is str:
+        special = "".join(filter(None, values))
+        if any(char in special for char in "\\\t\n\r"):
+            return [_copy_text(value) for value in values]
+        convert = None
+    elif kind is bool:
+        convert = _BOOLEAN_TEXT.__getitem__
+    elif kind is int or kind is Decimal:
+        convert = str
+    elif kind is dt.date:
+        convert = dt.date.isoformat
+    elif kind is dt.datetime:
+        if any(value.tzinfo is not None for value in values if value is not None):
+            raise _NotCopyable("aware datetime")
+        convert = _datetime_text
+    elif kind is float:
+        if not all(math.isfinite(value) for value in values if value is not None):
+            raise _NotCopyable("float")
+        convert = repr
+    else:
+        raise _NotCopyable(kind.__name__)
+    if convert is None:
+        return [_NULL if value is None else value for value in values] if nullable else values
+    if nullable:
+        return [_NULL if value is None else convert(value) for value in values]
+    return list(map(convert, values))
+
+
+def _copy_page(rows: list[dict], names: list[str]) -> str:
+    """Rows as the body of a COPY … FROM STDIN in text format."""
+    import operator
+
+    if len(names) == 1:
+        columns = [_copy_column([row[names[0]] for row in rows])]
+    else:
+        columns = [_copy_column(list(column)) for column in zip(*map(operator.itemgetter(*names), rows))]
+    return "\n".join(map("\t".join, zip(*columns))) + "\n"
 
 
 def _upsert_by_copy(conn, table, rows: list[dict], names: list[str], keys: list[str],
@@ -118,7 +172,7 @@ def _upsert_by_copy(conn, table, rows: list[dict], names: list[str], keys: list[
                        f"SELECT {columns} FROM {target} WITH NO DATA")
         for start in range(0, len(rows), COPY_PAGE_ROWS):
             try:
-                page = "".join(_copy_lines(rows[start:start + COPY_PAGE_ROWS], names))
+                page = _copy_page(rows[start:start + COPY_PAGE_ROWS], names)
             except _NotCopyable:
                 cursor.execute(f"DROP TABLE {staging}")
                 return False
