@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import math
+import operator
 import warnings
 from decimal import Decimal
 from pathlib import Path
@@ -99,8 +100,7 @@ _NULL = "\\N"
 _BOOLEAN_TEXT = {True: "t", False: "f"}
 
 
-def _datetime_text(value: dt.datetime) -> str:
-    return value.isoformat(sep=" ")
+_datetime_text = operator.methodcaller("isoformat", " ")
 
 
 def _copy_column(values: list) -> list[str]:
@@ -138,6 +138,10 @@ def _copy_column(values: list) -> list[str]:
         raise _NotCopyable(kind.__name__)
     if convert is None:
         return [_NULL if value is None else value for value in values] if nullable else values
+    if kind is dt.date or kind is bool or kind is int:
+        # dates and flags repeat: convert each distinct value once (not Decimals: 1.5 == 1.50)
+        text = {value: _NULL if value is None else convert(value) for value in set(values)}
+        return list(map(text.__getitem__, values))
     if nullable:
         return [_NULL if value is None else convert(value) for value in values]
     return list(map(convert, values))
@@ -145,8 +149,6 @@ def _copy_column(values: list) -> list[str]:
 
 def _copy_page(rows: list[dict], names: list[str]) -> str:
     """Rows as the body of a COPY … FROM STDIN in text format."""
-    import operator
-
     if len(names) == 1:
         columns = [_copy_column([row[names[0]] for row in rows])]
     else:
