@@ -595,7 +595,8 @@ def main(argv=None) -> int:
                 return ", ".join(f"{name} {steps[name]['seconds']:.1f} s/{steps[name]['maxrss_mb']:.0f} MB"
                                  for name in ("validate", "build_facts", "judge", "mail"))
 
-            rows.append((f"monitoring {JUDGED:%Y-%m} cold ({month_lines:,} lines, {built} months built; {detail(cold)})",
+            label = f"monitoring {JUDGED:%Y-%m} cold ({month_lines:,} lines, {built} months built; {detail(cold)})"
+            rows.append((label,
                          cold["total"], f"GROUP BY {floor:.3f} s", cold["total"] / floor, cold["maxrss_mb"]))
             warm = None
             if "warm" not in skip:
