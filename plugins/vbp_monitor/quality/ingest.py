@@ -4,12 +4,19 @@ For every contract file present, in ``contract.LOAD_ORDER``:
 
 1. read it as text (CSV in UTF-8, UTF-8 with BOM or GB18030; or the first sheet of an XLSX);
 2. reject it whole when its header lacks a contract column (one DATA_QUALITY alert);
-3. validate it with its GX suite (``vbp_monitor.quality.expectations``); a failed file-level
-   expectation rejects it whole too;
-4. in one transaction: replace the file's quarantine rows with the rows that broke a
-   row-level expectation, upsert the good rows (typed, derived) by primary key, refresh what
-   depends on the table (work calendar, cycle-month calendar, monthly facts cache) and write
-   the file's DATA_QUALITY alert (or resolve the earlier one of the same day).
+3. in one transaction, ``CHUNK_ROWS`` rows at a time (memory is bounded by the chunk, not
+   the file): validate the chunk with the file's GX suite (``vbp_monitor.quality.expectations``),
+   quarantine the rows that broke a row-level expectation (the file's earlier quarantine rows
+   are replaced) and upsert the good rows (typed, derived) by primary key; a failed
+   file-level expectation rolls everything back and rejects the file whole;
+4. refresh what depends on the table (work calendar, cycle-month calendar, monthly facts
+   cache) and write the file's DATA_QUALITY alert (or resolve the earlier one of the same
+   day), in the same transaction.
+
+What the suite judges over the whole file stays whole: the key's uniqueness across chunks
+comes from one pass over the keys first (``duplicate_keys``, ``presolve``); a suite with a
+file-wide figure (the branches' one city row, the agreements' shared periods, a compound
+key) reads its file in one chunk. The outcome is the one of validating the file at once.
 
 Re-ingesting the same files changes nothing. Heavy imports stay inside functions.
 """
