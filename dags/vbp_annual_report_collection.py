@@ -6,7 +6,6 @@ from airflow.sdk import dag
 
 from vbp_monitor.core.catalog import rule_table_md
 from vbp_monitor.orchestration.wiring import BACKFILL_DOC, dag_arguments, rule_tasks, schedule_of
-from vbp_monitor.rules import annual_report
 
 DAG_ID = "vbp_annual_report_collection"
 
@@ -50,7 +49,7 @@ Run it after the monthly DAGs of December so the draft has their figures. Param
 
 @dag(schedule=schedule_of(DAG_ID), doc_md=DOC, **dag_arguments(DAG_ID))
 def vbp_annual_report_collection():
-    rule_tasks(annual_report.judge, steps=[annual_report.validate])
+    rule_tasks("vbp_monitor.rules.annual_report", steps=["validate"])
 
 
 vbp_annual_report_collection()

@@ -5,7 +5,6 @@ from airflow.sdk import dag
 
 from vbp_monitor.core.catalog import rule_table_md
 from vbp_monitor.orchestration.wiring import BACKFILL_DOC, dag_arguments, rule_tasks, schedule_of
-from vbp_monitor.rules import entry_sweep
 
 DAG_ID = "vbp_entry_sweep"
 
@@ -49,7 +48,7 @@ alerts no longer raised become `resolved`, nothing already notified is mailed tw
 
 @dag(schedule=schedule_of(DAG_ID), doc_md=DOC, **dag_arguments(DAG_ID))
 def vbp_entry_sweep():
-    rule_tasks(entry_sweep.judge, steps=[entry_sweep.validate])
+    rule_tasks("vbp_monitor.rules.entry_sweep", steps=["validate"])
 
 
 vbp_entry_sweep()

@@ -4,7 +4,6 @@ from __future__ import annotations
 from airflow.sdk import dag
 
 from vbp_monitor.orchestration.wiring import BACKFILL_DOC, dag_arguments, rule_tasks, schedule_of
-from vbp_monitor.quality import ingest
 
 DAG_ID = "vbp_ingest"
 
@@ -63,7 +62,7 @@ history, deliver the files and trigger one run, then backfill the rule DAGs.
 @dag(schedule=schedule_of(DAG_ID), doc_md=DOC, **dag_arguments(DAG_ID))
 def vbp_ingest():
     # the notify step mails only the data team: DATA_QUALITY is the only code ingest raises
-    rule_tasks(ingest.ingest_landing, steps=[ingest.migrate], judge_task_id="ingest")
+    rule_tasks("vbp_monitor.quality.ingest", judge="ingest_landing", steps=["migrate"], judge_task_id="ingest")
 
 
 vbp_ingest()

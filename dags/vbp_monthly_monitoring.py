@@ -5,7 +5,6 @@ from airflow.sdk import dag
 
 from vbp_monitor.core.catalog import rule_table_md
 from vbp_monitor.orchestration.wiring import BACKFILL_DOC, dag_arguments, rule_tasks, schedule_of
-from vbp_monitor.rules import monitoring
 
 DAG_ID = "vbp_monthly_monitoring"
 
@@ -54,7 +53,7 @@ logical date: figures are rebuilt and alerts no longer raised become `resolved`.
 
 @dag(schedule=schedule_of(DAG_ID), doc_md=DOC, **dag_arguments(DAG_ID))
 def vbp_monthly_monitoring():
-    rule_tasks(monitoring.judge, steps=[monitoring.validate, monitoring.build_facts])
+    rule_tasks("vbp_monitor.rules.monitoring", steps=["validate", "build_facts"])
 
 
 vbp_monthly_monitoring()

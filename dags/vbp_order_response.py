@@ -5,7 +5,6 @@ from airflow.sdk import dag
 
 from vbp_monitor.core.catalog import rule_table_md
 from vbp_monitor.orchestration.wiring import BACKFILL_DOC, dag_arguments, rule_tasks, schedule_of
-from vbp_monitor.rules import order_response
 
 DAG_ID = "vbp_order_response"
 
@@ -45,7 +44,7 @@ branch's email. Param `branch_code` restricts a rerun to one branch.
 
 @dag(schedule=schedule_of(DAG_ID), doc_md=DOC, **dag_arguments(DAG_ID))
 def vbp_order_response():
-    rule_tasks(order_response.judge, steps=[order_response.validate])
+    rule_tasks("vbp_monitor.rules.order_response", steps=["validate"])
 
 
 vbp_order_response()

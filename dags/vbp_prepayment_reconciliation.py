@@ -5,7 +5,6 @@ from airflow.sdk import dag
 
 from vbp_monitor.core.catalog import rule_table_md
 from vbp_monitor.orchestration.wiring import BACKFILL_DOC, dag_arguments, rule_tasks, schedule_of
-from vbp_monitor.rules import prepayment
 
 DAG_ID = "vbp_prepayment_reconciliation"
 
@@ -51,7 +50,7 @@ already notified is mailed twice. Params `branch_code` / `batch_code` restrict a
 
 @dag(schedule=schedule_of(DAG_ID), doc_md=DOC, **dag_arguments(DAG_ID))
 def vbp_prepayment_reconciliation():
-    rule_tasks(prepayment.judge, steps=[prepayment.validate])
+    rule_tasks("vbp_monitor.rules.prepayment", steps=["validate"])
 
 
 vbp_prepayment_reconciliation()

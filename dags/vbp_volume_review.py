@@ -5,7 +5,6 @@ from airflow.sdk import dag
 
 from vbp_monitor.core.catalog import rule_table_md
 from vbp_monitor.orchestration.wiring import BACKFILL_DOC, dag_arguments, rule_tasks, schedule_of
-from vbp_monitor.rules import volume_review
 
 DAG_ID = "vbp_volume_review"
 
@@ -47,7 +46,7 @@ alert already notified is mailed twice. Params `branch_code` / `batch_code` rest
 
 @dag(schedule=schedule_of(DAG_ID), doc_md=DOC, **dag_arguments(DAG_ID))
 def vbp_volume_review():
-    rule_tasks(volume_review.judge, steps=[volume_review.validate])
+    rule_tasks("vbp_monitor.rules.volume_review", steps=["validate"])
 
 
 vbp_volume_review()

@@ -34,14 +34,15 @@ PG_ADMIN_URL = os.environ.get("VBP_TEST_PG_URL", "postgresql+psycopg2://postgres
 
 
 # ---------------------------------------------------------------- databases
-def pg_database(name: str, drop: bool = False) -> str:
-    """Create (or drop) database ``name`` on the test server; returns its URL."""
+def pg_database(name: str, drop: bool = False, template: str | None = None) -> str:
+    """Create (or drop) database ``name`` on the test server, optionally as a copy of
+    database ``template``; returns its URL."""
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         if drop:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         else:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            conn.execute(text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
     admin.dispose()
     return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
 

@@ -6,6 +6,7 @@ VBP_TEST_PG_URL to point elsewhere. Test data builders live in tests/builders.py
 """
 from __future__ import annotations
 
+import shutil
 import sys
 import uuid
 from pathlib import Path
@@ -26,16 +27,49 @@ from vbp_monitor.model.calendar_tables import rebuild_work_calendar  # noqa: E40
 pytest_plugins = ["fixtures_smtp", "fixtures_e2e"]
 
 
+@pytest.fixture(scope="session")
+def warehouse_templates(tmp_path_factory):
+    """One migrated warehouse with its work calendar per database kind, built once per
+    session: each test gets a copy (a file copy on SQLite, ``CREATE DATABASE … TEMPLATE``
+    on PostgreSQL), which costs a fraction of migrating and building the calendar again."""
+    folder = tmp_path_factory.mktemp("warehouse_template")
+    templates: dict[str, str] = {}
+    made: list[str] = []
+
+    def template(kind: str) -> str:
+        if kind not in templates:
+            if kind == "sqlite":
+                url = f"sqlite:///{folder / 'warehouse.db'}"
+            else:
+                name = f"vbp_template_{uuid.uuid4().hex[:12]}"
+                url = pg_database(name)
+                made.append(name)
+            db.upgrade_schema(url)
+            engine = db.get_engine(url)
+            with engine.begin() as conn:
+                rebuild_work_calendar(conn)
+            engine.dispose()
+            db.get_engine.cache_clear()
+            templates[kind] = url if kind == "sqlite" else made[-1]
+        return templates[kind]
+
+    yield template
+    for name in made:
+        pg_database(name, drop=True)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def warehouse_url(request, tmp_path):
-    """A migrated, empty warehouse; yields its SQLAlchemy URL."""
+def warehouse_url(request, tmp_path, warehouse_templates):
+    """A migrated warehouse with its work calendar and no data; yields its SQLAlchemy URL."""
+    template = warehouse_templates(request.param)
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+        path = tmp_path / "warehouse.db"
+        shutil.copyfile(template.removeprefix("sqlite:///"), path)
+        url = f"sqlite:///{path}"
         name = None
     else:
         name = f"vbp_test_{uuid.uuid4().hex[:12]}"
-        url = pg_database(name)
-    db.upgrade_schema(url)
+        url = pg_database(name, template=template)
     yield url
     db.get_engine.cache_clear()
     if name:
@@ -45,8 +79,6 @@ def warehouse_url(request, tmp_path):
 @pytest.fixture
 def engine(warehouse_url):
     eng = db.get_engine(warehouse_url)
-    with eng.begin() as conn:
-        rebuild_work_calendar(conn)
     yield eng
     eng.dispose()
     db.get_engine.cache_clear()

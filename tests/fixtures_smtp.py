@@ -44,6 +44,7 @@ class ReceivedMail:
     message: EmailMessage
     mail_from: str
     rcpt_tos: list[str]
+    raw: bytes = b""  # the message as the server received it (DATA), before any re-serialisation
 
     @property
     def subject(self) -> str:
@@ -60,8 +61,99 @@ class ReceivedMail:
     def html(self) -> str:
         return self.message.get_body(preferencelist=("html",)).get_content()
 
+    def text(self) -> str:
+        """The text/plain alternative."""
+        return self.message.get_body(preferencelist=("plain",)).get_content()
+
     def attachments(self) -> dict[str, bytes]:
         return {part.get_filename(): part.get_payload(decode=True) for part in self.message.iter_attachments()}
+
+
+# what an attachment's suffix must be sent as (never application/octet-stream)
+EXPECTED_TYPES = {
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".csv": "text/csv",
+}
+_ENCODED_WORD = re.compile(rb"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+
+
+def _raw_headers(raw: bytes) -> list[bytes]:
+    """The header lines of every part of a raw message (the lines before each blank line that
+    follows a boundary or the start), without the bodies."""
+    lines, in_headers = [], True
+    for line in raw.split(b"\r\n"):
+        if in_headers:
+            if line == b"":
+                in_headers = False
+            else:
+                lines.append(line)
+        elif line.startswith(b"--"):
+            in_headers = True
+    return lines
+
+
+def check_mime(mail: ReceivedMail) -> dict[str, str]:
+    """Assert what older Outlook, Foxmail and webmail clients need of ``mail``; returns
+    {attachment name: content type}.
+
+    multipart/alternative with one text/plain and one text/html (the HTML in multipart/related
+    when it has inline images), attachments in multipart/mixed around it, each with its MIME
+    type by suffix and a Chinese name readable both from RFC 2231 (``get_filename()``) and from
+    the RFC 2047 ``name=`` of Content-Type (what old clients read); every encoded word ≤ 75
+    characters; header lines ≤ 78 (but a long Message-ID or MIME type, which cannot be folded)
+    and CRLF line ends.
+    """
+    from email.header import decode_header, make_header
+
+    raw = mail.raw
+    assert b"\n" not in raw.replace(b"\r\n", b""), "bare LF in the message"
+    words = _ENCODED_WORD.findall(raw)
+    assert all(len(word) <= 75 for word in words), [w for w in words if len(w) > 75]
+    for line in _raw_headers(raw):  # a line longer than 78 only when nothing in it can be folded
+        assert len(line) <= 78 or b" " not in line.split(b": ", 1)[-1].strip(), line
+    message = mail.message
+    plain = [part for part in message.walk() if part.get_content_type() == "text/plain"
+             and part.get_content_disposition() is None]
+    html = [part for part in message.walk() if part.get_content_type() == "text/html"
+            and part.get_content_disposition() is None]
+    assert len(plain) == 1 and len(html) == 1, [part.get_content_type() for part in message.walk()]
+    alternative = [part for part in message.walk() if part.get_content_type() == "multipart/alternative"]
+    assert len(alternative) == 1
+    assert alternative[0].get_payload()[0] is plain[0]  # the plain text first, the richer last
+    assert alternative[0].get_payload()[-1].get_content_type() in ("text/html", "multipart/related")
+    assert plain[0].get_content_charset() == "utf-8" and html[0].get_content_charset() == "utf-8"
+    types = {}
+    attachments = list(message.iter_attachments())
+    if attachments:
+        assert message.get_content_type() == "multipart/mixed"
+        assert message.get_payload()[0] is alternative[0]
+    else:
+        assert message.get_content_type() == "multipart/alternative"
+    old_reader = email.message_from_bytes(raw, policy=email.policy.compat32)
+    old_parts = [part for part in old_reader.walk() if part.get_content_disposition() == "attachment"]
+    assert len(old_parts) == len(attachments)
+    for part, old in zip(attachments, old_parts):
+        name = part.get_filename()
+        assert name and "=?" not in name, name
+        suffix = name[name.rfind("."):].lower()
+        if suffix in EXPECTED_TYPES:
+            assert part.get_content_type() == EXPECTED_TYPES[suffix], (name, part.get_content_type())
+        assert part.get_content_type() != "application/octet-stream", name
+        # what an old client reads: Content-Type's name= as RFC 2047 encoded words, and the
+        # Content-Disposition's filename= likewise
+        for value in (old.get_param("name"), old.get_param("filename", header="content-disposition")):
+            assert isinstance(value, str), value
+            assert str(make_header(decode_header(value))) == name, (value, name)
+        if not name.isascii():
+            disposition = old["Content-Disposition"]
+            assert "filename*=utf-8''" in disposition or "filename*0*=utf-8''" in disposition, disposition
+            assert old.get_param("name").startswith("=?utf-8?b?"), old.get_param("name")
+        types[name] = part.get_content_type()
+    for part in message.walk():
+        if part.get("Content-ID"):
+            assert re.fullmatch(r"<[^<>@\s]+@[A-Za-z0-9.-]+>", part["Content-ID"].strip()), part["Content-ID"]
+    return types
 
 
 class _Handler:
@@ -86,10 +178,10 @@ class _Handler:
         if self.server.take("drop_before"):
             server.transport.abort()  # lost mid-message: nothing stored, no reply
             return "421 4.4.2 connection dropped (never seen by the client)"
-        message = email.message_from_bytes(envelope.original_content or envelope.content,
-                                           policy=email.policy.default)
+        raw = envelope.original_content or envelope.content
+        message = email.message_from_bytes(raw, policy=email.policy.default)
         with self.server.lock:
-            self.server.messages.append(ReceivedMail(message, envelope.mail_from, list(envelope.rcpt_tos)))
+            self.server.messages.append(ReceivedMail(message, envelope.mail_from, list(envelope.rcpt_tos), raw))
         if self.server.take("drop_after"):
             server.transport.abort()  # stored, but the client never hears 250
             return "250 2.0.0 accepted (never seen by the client)"

@@ -55,6 +55,21 @@ def test_every_rule_has_known_severities_and_a_known_dag():
         assert rule.citation.endswith(f".citations.{code}"), code
 
 
+def test_every_rule_declares_the_unit_of_its_figures_and_who_acts():
+    """The emails show metric and threshold with the rule's unit and close with the actor's instruction."""
+    from vbp_monitor.core.catalog import ACTORS
+    from vbp_monitor.core.formatting import FLAG_UNIT, UNITS
+
+    for code, rule in RULES.items():
+        assert rule.unit in UNITS and (rule.threshold_unit or rule.unit) in UNITS, code
+        assert (rule.unit == FLAG_UNIT) == bool(rule.flag), code
+        assert rule.actor in ACTORS, code
+    assert RULES["DATA_QUALITY"].actor == "data_team"
+    assert {RULES[code].actor for code in ("ORDER_RESPONSE_OVERDUE", "ORDER_RESPONSE_ESCALATED")} == {"distributor"}
+    assert RULES["PREPAY_UNDER_DISBURSED"].actor == "fund"
+    assert RULES["ANNUAL_REPORT_MISSING"].actor == "branch"
+
+
 def _dag_ids_in(path: Path) -> list[str]:
     """The ``dag_id=`` of each ``@dag(…)`` / ``DAG(…)`` in a DAG file (a constant such as DAG_ID is resolved)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))

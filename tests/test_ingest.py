@@ -388,6 +388,25 @@ def test_an_empty_file_is_rejected(engine, tmp_path, content):
     assert "表头" in alert["message"]
 
 
+@pytest.mark.parametrize("hostile", ["360722/../../../../escaped", "B3\r\nBcc: x@example.org", "../B3", "B 3"])
+def test_a_branch_code_that_could_leave_the_output_folder_or_a_header_is_quarantined(engine, tmp_path, hostile):
+    # branch codes become file names and mail routing: only letters, digits, _ and -
+    data = full_city()
+    data["branches"].append({"branch_code": hostile, "branch_name": "恶意分局", "level": "branch", "emails": "x@example.org"})
+    data["institutions"].append({"institution_code": "H-EVIL", "institution_name": "某医院", "branch_code": hostile,
+                                 "ownership": "public", "grade": ""})
+    summary = ingest_landing(engine, run_for(), write_landing(tmp_path / "landing", data))
+
+    assert summary["files"]["branches.csv"]["quarantined"] == 1
+    assert summary["files"]["branches.csv"]["loaded"] == len(data["branches"]) - 1
+    [row] = quarantined(engine, "branches.csv")
+    assert json.loads(row["raw_row"])["branch_code"] == hostile and "branch_code" in row["reasons"]
+    with engine.connect() as conn:
+        assert hostile not in set(conn.execute(text("SELECT branch_code FROM branches")).scalars())
+    # its institution cannot reference it: quarantined too
+    assert [r["row_key"] for r in quarantined(engine, "institutions.csv")] == ["H-EVIL"]
+
+
 # ---------------------------------------------------------------- large files
 def test_a_file_larger_than_a_chunk_loads_like_one_chunk(engine, tmp_path, monkeypatch):
     from vbp_monitor.quality import ingest

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
 import io
 import re
+from email.header import decode_header, make_header
 from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select, update
 
 from builders import seed
-from fixtures_smtp import DATA_TEAM_EMAIL, alert, log_text, raise_alerts
+from fixtures_smtp import DATA_TEAM_EMAIL, alert, check_mime, log_text, raise_alerts
 from vbp_monitor.alerts.store import Scope
 from vbp_monitor.core.periods import judged_month
 from vbp_monitor.model.schema import alert_deliveries, alerts, branches
@@ -360,5 +363,238 @@ def test_a_metric_just_past_its_threshold_never_reads_as_the_threshold(mail_city
     notify_run(mail_city, run)
 
     cells = re.findall(r'<td class="num">([^<]*)</td>', _one(smtp_server, B1).html())
-    # below its minimum: rounded down; above its maximum: rounded up; thresholds half up
-    assert cells == ["0.8999", "0.9", "1,234.0001", "0"]
+    # below its minimum: rounded down; above its maximum: rounded up; thresholds half up;
+    # each figure with the unit of its rule (a rate as a percentage, money in yuan)
+    assert cells == ["89.99%", "90.00%", "1,234.01元", "0.00元"]
+
+
+# ---------------------------------------------------------------- fit for older clients and for the reader
+
+OLD_CLOSING = "请督促相关医疗机构及配送企业核实整改"
+
+
+def _files(folder, *names: str) -> list:
+    paths = []
+    for name in names:
+        path = folder / name
+        path.write_bytes("订单号,金额\nO-1,12.30\n".encode() if name.endswith(".csv") else b"PK\x03\x04 file")
+        paths.append(path)
+    return paths
+
+
+def test_every_email_is_multipart_alternative_with_typed_attachments_and_chinese_names(
+        mail_city, smtp_server, tmp_path):
+    long_name = "年度集采监管工作报告草稿_章贡分局_2024年度_第二次修订稿_请各科室审阅后反馈.docx"
+    b1_files = _files(tmp_path, "执行报表_B1_2025-02.xlsx", "延迟响应清单_B1_2025-02.csv", long_name)
+    run = _run()
+    raise_alerts(mail_city, run, _february_alerts())
+    notify_run(mail_city, run, attachments={"B1": b1_files, "CITY": _files(tmp_path, "全市汇总_2025-02.xlsx")})
+
+    assert len(smtp_server.messages) == 4  # B2's two addresses share one
+    for mail in smtp_server.messages:
+        types = check_mime(mail)  # every email, every attachment
+        assert any(name.startswith("vbp_alerts_") for name in types)
+    b1 = check_mime(_one(smtp_server, B1))
+    assert b1 == {
+        "vbp_alerts_branch_B1_vbp_monthly_monitoring_2025-02.xlsx":
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "执行报表_B1_2025-02.xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "延迟响应清单_B1_2025-02.csv": "text/csv",
+        long_name: "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    }
+    assert _one(smtp_server, B1).attachments()["延迟响应清单_B1_2025-02.csv"] == "订单号,金额\nO-1,12.30\n".encode()
+    assert "全市汇总_2025-02.xlsx" in check_mime(_one(smtp_server, CITY))
+
+    # the subject: several encoded words (≤ 75 each, checked above) that decode to the subject
+    raw = _one(smtp_server, CITY).raw.decode("ascii")
+    subject_lines = raw[raw.index("Subject: "):].split("\r\n")
+    assert subject_lines[1].startswith(" =?utf-8?b?")  # folded
+    assert _one(smtp_server, CITY).subject.startswith("【集采监管预警】市医保局 · 月度监测 · 2025年2月 · 汇总新增6条")
+
+
+def test_the_plain_text_says_what_the_html_says(mail_city, smtp_server):
+    run = _run()
+    raise_alerts(mail_city, run, _february_alerts())
+    notify_run(mail_city, run)
+
+    b1 = _one(smtp_server, B1)
+    text = b1.text()
+    assert "<" not in text and "&" not in text
+    assert text.startswith(b1.subject)
+    assert "月度监测（2025年2月）发现贵局辖区新增预警 3 条（严重1条、关注1条、提醒1条）" in text
+    lines = [line for line in text.splitlines() if line[:3] in ("1. ", "2. ", "3. ")]
+    assert len(lines) == 3  # one alert per line, most severe first
+    assert lines[0].startswith("1. 【严重】预警规则：货款逾期未结清（PAYMENT_OVERDUE）；医疗机构：M1 部队医院；")
+    assert "指标值：24.00%；阈值：31.56%；" in lines[1]
+    assert "请督促相关医疗机构核实情况、限期整改" in text
+    # the city's summary as aligned lines
+    city_text = _one(smtp_server, CITY).text()
+    header = next(line for line in city_text.splitlines() if line.startswith("分局"))
+    total = next(line for line in city_text.splitlines() if line.startswith("合计"))
+    assert header.split() == ["分局", "预警规则", "严重", "高", "关注", "提醒", "合计"]
+    assert total.split() == ["合计", "1", "2", "2", "1", "6"]
+    from vbp_monitor.notify.templates import display_width
+
+    assert display_width(header) == display_width(total)  # the counts right-aligned under their headers
+
+
+def test_the_sender_has_a_display_name_from_the_configuration(mail_city, smtp_server, monkeypatch):
+    from email.headerregistry import Address
+
+    run = _run()
+    raise_alerts(mail_city, run, _february_alerts())
+    notify_run(mail_city, run)
+    sender = _one(smtp_server, B1).message["From"].addresses[0]
+    assert (sender.display_name, sender.addr_spec) == ("集采监管监测系统", "vbp-monitor@example.org")
+
+    monkeypatch.setenv("VBP_MAIL_FROM", "市医保局集采监管 <vbp-monitor@example.gov.cn>")
+    smtp_server.clear()
+    notify_run(mail_city, _run(force_resend=True))
+    for mail in smtp_server.messages:
+        assert mail.message["From"].addresses[0] == Address("市医保局集采监管", addr_spec="vbp-monitor@example.gov.cn")
+        assert mail.mail_from == "vbp-monitor@example.gov.cn"
+        assert mail.message_id.endswith("@example.gov.cn>")
+        check_mime(mail)
+
+    monkeypatch.setenv("VBP_MAIL_FROM", "赣州市医疗保障局药品和医用耗材集中带量采购监管监测系统")  # a name only, long
+    smtp_server.clear()
+    notify_run(mail_city, _run(force_resend=True))
+    mail = smtp_server.messages[0]
+    check_mime(mail)  # two encoded words, each ≤ 75
+    old_reader = email.message_from_bytes(mail.raw, policy=email.policy.compat32)
+    assert str(make_header(decode_header(old_reader["From"]))) == (
+        "赣州市医疗保障局药品和医用耗材集中带量采购监管监测系统 <vbp-monitor@example.org>")
+    # (Python's own address parser puts a space between adjacent encoded words of a name)
+    assert mail.message["From"].addresses[0].display_name.replace(" ", "") == (
+        "赣州市医疗保障局药品和医用耗材集中带量采购监管监测系统")
+
+
+UNIT_CASES = [
+    # rule, metric, threshold → the table's 指标值, 阈值
+    (alert("ORDER_RESPONSE_OVERDUE", "H1", "B1", "high", order_id="O-1", metric_value="62.5",
+           threshold_value="48"), "62小时30分", "48小时"),
+    (alert("OFFLINE_NOT_FILED", "H1", "B1", "high", order_id="O-2", metric_value="0", threshold_value="1"),
+     "已备案：否", ""),
+    (alert("OFFLINE_FILED_LATE", "H1", "B1", "warning", order_id="O-3", metric_value="9", threshold_value="7"),
+     "9个工作日", "7个工作日"),
+    (alert("NON_SELECTED_HIGH_PRICE", "H1", "B1", "warning", generic_name="氨氯地平", metric_value="1234.5",
+           threshold_value="0.3"), "1,234.50元", "0.30元/单位"),
+    (alert("SELECTED_SHARE_LOW", "H1", "B1", "warning", batch_code="NB1", generic_name="氨氯地平",
+           metric_value="0.55", threshold_value="0.7"), "55.00%", "70.00%"),
+    (alert("HISTORY_NOT_REPORTED", "H1", "B1", "high", batch_code="NB1", generic_name="氨氯地平",
+           metric_value="0", threshold_value="12000"), "0单位", "12,000单位"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(UNIT_CASES)))
+def test_every_figure_of_the_table_carries_its_unit(mail_city, smtp_server, case):
+    from vbp_monitor.core.catalog import RULES
+
+    candidate, metric, threshold = UNIT_CASES[case]
+    dag = RULES[candidate["rule_code"]].dag_id
+    run = RunContext.for_test(dag, judged_month(dt.date(2025, 3, 3)))
+    raise_alerts(mail_city, run, [dict(candidate)])
+    notify_run(mail_city, run)
+
+    b1 = _one(smtp_server, B1)
+    assert re.findall(r'<td class="num">([^<]*)</td>', b1.html()) == [metric, threshold]
+    line = next(line for line in b1.text().splitlines() if line.startswith("1. "))
+    assert f"指标值：{metric}；" in line
+    assert (f"阈值：{threshold}；" in line) == bool(threshold)  # a flag has no threshold
+
+
+CLOSINGS = [
+    # (DAG, alert) → the branch's closing sentence, the city's
+    ("vbp_monthly_monitoring", alert("PROGRESS_BEHIND", "H1", "B1", "critical", batch_code="NB1"),
+     "请督促相关医疗机构核实情况、限期整改", "严重预警请视情况约谈医疗机构负责人"),
+    ("vbp_order_response", alert("ORDER_RESPONSE_ESCALATED", "H1", "B1", "critical", order_id="O-9"),
+     "请将延迟响应清单（见附件）及时发送相关配送企业", "督促配送企业落实配送"),
+    ("vbp_annual_report_collection", alert("ANNUAL_REPORT_MISSING", None, "B1", "critical"),
+     "请贵局按模板要求按时报送（或补正）年度集采监管工作报告", "请督促其限期报送"),
+    ("vbp_prepayment_reconciliation", alert("PREPAY_UNDER_DISBURSED", "H1", "B1", "high", batch_code="NB1",
+                                            metric_value="1000", threshold_value="3000"),
+     "请会同医保经办机构（基金管理中心）核对相关医疗机构的预付款台账", "请督促医保经办机构（基金管理中心）及时足额拨付"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(CLOSINGS)))
+def test_the_closing_instruction_names_who_must_act(mail_city, smtp_server, case):
+    dag, candidate, branch_closing, city_closing = CLOSINGS[case]
+    run = RunContext.for_test(dag, judged_month(dt.date(2025, 3, 3)))
+    raise_alerts(mail_city, run, [dict(candidate)])
+    notify_run(mail_city, run)
+
+    b1, city = _one(smtp_server, B1), _one(smtp_server, CITY)
+    for mail, closing in ((b1, branch_closing), (city, city_closing)):
+        for body in (mail.html(), mail.text()):
+            assert closing in body and OLD_CLOSING not in body
+    others = [sentence for _, _, sentence, _ in CLOSINGS if sentence != branch_closing]
+    assert not [sentence for sentence in others if sentence in b1.text()]
+    assert "请市局掌握全市预警情况，对需市局关注的预警及时督办" in city.text()
+
+
+def test_the_city_and_the_data_team_are_told_what_they_must_do(mail_city, smtp_server):
+    run = _run()
+    raise_alerts(mail_city, run, _february_alerts())
+    notify_run(mail_city, run)
+
+    city = _one(smtp_server, CITY)
+    # what "涉及" counts is said: branches and institutions
+    assert "新增预警 6 条（严重1条、高2条、关注2条、提醒1条），涉及 2 个分局、4 家医疗机构，" in city.text()
+    assert "个单位" not in city.html()
+    data_team = _one(smtp_server, DATA_TEAM_EMAIL)
+    for body in (data_team.html(), data_team.text()):
+        assert "请核对相关平台导出文件，修正后重新投放至数据接入目录" in body and OLD_CLOSING not in body
+        assert "3行" in body  # failing rows, with their unit
+    assert "问题行数：3行" in data_team.text()
+
+
+def test_a_city_summary_without_detail_says_the_branches_act(mail_city, smtp_server):
+    run = _run()
+    raise_alerts(mail_city, run, [alert("PROGRESS_BEHIND", "H1", "B1", batch_code="NB1")])
+    notify_run(mail_city, run)
+    city = _one(smtp_server, CITY).text()
+    assert "涉及 1 个分局、1 家医疗机构" in city
+    assert "本次没有需市局直接处理的预警，请市局掌握全市预警情况" in city
+
+
+def test_inline_images_go_in_multipart_related_with_valid_content_ids(smtp_server):
+    from vbp_monitor.notify import mime
+    from vbp_monitor.notify import templates as mail_templates
+    from vbp_monitor.notify.mailer import SmtpSession
+
+    png = b"\x89PNG\r\n\x1a\n fake chart"
+    cid = mime.content_id("完成进度 chart", "example.org")
+    page = mail_templates.Page("【集采监管预警】图表", ["市医保局："], [("完成进度", mail_templates.Image(cid, "各分局完成进度"))])
+    session = SmtpSession()
+    try:
+        sender = session.open()
+        session.send(mime.build_message(
+            subject=page.title, sender=sender, to=[CITY], text=mail_templates.text(page),
+            html=mail_templates.html(page), message_id="<chart.test@example.org>",
+            attachments=[mime.Attachment("月度报告_2025-02.docx", b"PK\x03\x04")],
+            inline_images=[mime.InlineImage(cid, png)]), [CITY])
+    finally:
+        session.close()
+
+    mail = _one(smtp_server, CITY)
+    assert check_mime(mail) == {
+        "月度报告_2025-02.docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document"}
+    structure = [part.get_content_type() for part in mail.message.walk()]
+    assert structure == ["multipart/mixed", "multipart/alternative", "text/plain", "multipart/related",
+                         "text/html", "image/png",
+                         "application/vnd.openxmlformats-officedocument.wordprocessingml.document"]
+    image = next(part for part in mail.message.walk() if part.get_content_type() == "image/png")
+    assert image["Content-ID"] == f"<{cid}>" and cid.endswith("@example.org")
+    assert image.get_content() == png
+    assert f'src="cid:{cid}"' in mail.html() and "［图：各分局完成进度］" in mail.text()
+
+
+def test_the_failure_email_has_a_plain_text_part_too(smtp_server):
+    ti = SimpleNamespace(dag_id=DAG, task_id="notify", run_id="scheduled__2025-03-03", try_number=2, max_tries=1)
+    notify_task_failure({"ti": ti, "task_instance": ti, "run_id": ti.run_id, "exception": RuntimeError("SMTP 550")})
+    mail = _one(smtp_server, DATA_TEAM_EMAIL)
+    check_mime(mail)
+    assert mail.message["From"].addresses[0].display_name == "集采监管监测系统"
+    text = mail.text()
+    assert "用尽重试次数" in text and "清除（Clear）该任务重跑" in text and "RuntimeError: SMTP 550" in text

@@ -16,12 +16,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from vbp_monitor.core import config
+from vbp_monitor.core.formatting import FLAG_UNIT, UNITS
 from vbp_monitor.core.labels import SEVERITY_ORDER, SEVERITY_ZH  # noqa: F401  (re-exported)
 
 # Who receives an alert besides its branch (operations.md › Notification).
 BRANCH = "branch"
 CITY = "city"
 DATA_TEAM = "data_team"
+
+# Who must act on an alert (``Rule.actor``): it picks the closing instruction of an email.
+INSTITUTION = "institution"  # the branch urges its institutions to rectify
+DISTRIBUTOR = "distributor"  # the branch sends the delay list to the distributors
+FUND = "fund"  # the fund office (医保经办机构 / 基金管理中心): prepayment
+ACTORS = (INSTITUTION, DISTRIBUTOR, BRANCH, FUND, DATA_TEAM)  # BRANCH: what the branch itself submits
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,14 @@ class Rule:
     to_city: bool = False
     # Only the data team hears of it (DATA_QUALITY).
     data_team_only: bool = False
+    # The unit of metric_value and threshold_value as people read them (formatting.UNITS);
+    # threshold_unit when the threshold's differs ("" = the same). "是/否": a 0/1 flag shown
+    # with ``flag`` (the question it answers, e.g. 已备案) and no threshold.
+    unit: str = ""
+    threshold_unit: str = ""
+    flag: str = ""
+    # Who must act (ACTORS): picks the closing instruction of the emails that carry it.
+    actor: str = INSTITUTION
 
     @property
     def severity(self) -> str:
@@ -47,6 +62,20 @@ class Rule:
 
     def severity_for(self, level: str = "") -> str:
         return self.severities[level]
+
+    @property
+    def units(self) -> tuple[str, str]:
+        """(metric unit, threshold unit)."""
+        return self.unit, self.threshold_unit or self.unit
+
+    def check(self) -> None:
+        for unit in self.units:
+            if unit and unit not in UNITS:
+                raise ValueError(f"catalog rule {self.code}: unit {unit!r} is not one of {UNITS}")
+        if (self.unit == FLAG_UNIT) != bool(self.flag):
+            raise ValueError(f"catalog rule {self.code}: a {FLAG_UNIT} unit and its flag go together")
+        if self.actor not in ACTORS:
+            raise ValueError(f"catalog rule {self.code}: actor {self.actor!r} is not one of {ACTORS}")
 
 
 @dataclass(frozen=True)
@@ -84,6 +113,7 @@ def _load() -> tuple[dict[str, Rule], dict[str, Dag]]:
     for code, entry in data["rules"].items():
         severities = entry.pop("severities", None) or {"": entry.pop("severity")}
         rules[code] = Rule(code=code, severities=severities, **entry)
+        rules[code].check()
     dags = {}
     for dag_id, entry in data["dags"].items():
         entry["crons"] = tuple(entry.get("crons", ()))
@@ -103,6 +133,17 @@ def rule_title(code: str) -> str:
 def dag_title(dag_id: str) -> str:
     dag = DAGS.get(dag_id)
     return dag.title if dag else dag_id
+
+
+def rule_units(code: str) -> tuple[str, str]:
+    """(metric unit, threshold unit) of a rule's figures; ("", "") for an unknown code."""
+    rule = RULES.get(code)
+    return rule.units if rule else ("", "")
+
+
+def rule_actor(code: str) -> str:
+    rule = RULES.get(code)
+    return rule.actor if rule else INSTITUTION
 
 
 def routed_to_city(rule_code: str, severity: str) -> bool:

@@ -52,3 +52,9 @@ def data_team_emails() -> list[str]:
 
 def smtp_conn_id() -> str:
     return os.environ.get("VBP_SMTP_CONN_ID", "smtp_default")
+
+
+def mail_from() -> str | None:
+    """VBP_MAIL_FROM: the From of every email, ``显示名称 <address>`` (or only one of the two);
+    unset: a Chinese display name and the SMTP connection's ``from_email``."""
+    return os.environ.get("VBP_MAIL_FROM") or None

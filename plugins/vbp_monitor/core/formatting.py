@@ -169,6 +169,41 @@ def hours(value) -> str:
     return text
 
 
+# The units of an alert's figures (catalog.toml ``unit``): how a metric or threshold reads.
+MONEY_UNIT = "元"
+UNIT_PRICE_UNIT = "元/单位"  # a price per unit of quantity
+PERCENT_UNIT = "%"  # a ratio, shown as a percentage
+HOURS_UNIT = "小时"
+FLAG_UNIT = "是/否"  # a 0/1 flag: 是 / 否
+QUANTITY_UNIT = "单位"  # a quantity, in the platform's units of the product
+# counted units: the figure, then the unit (3个工作日, 12行)
+COUNT_UNITS = ("天", "个工作日", "个月", QUANTITY_UNIT, "行", "个章节", "家", "个", "项", "条")
+UNITS = (MONEY_UNIT, UNIT_PRICE_UNIT, PERCENT_UNIT, HOURS_UNIT, FLAG_UNIT, *COUNT_UNITS)
+
+
+def with_unit(value, unit: str, breach: Breach = None) -> str:
+    """A figure with its unit (``UNITS``): 1,234.50元, 12.30元/单位, 89.99%, 48小时30分, 是/否,
+    3个工作日, 12,000单位; no unit: the bare quantity. None → "" (nothing to show).
+
+    ``breach`` as everywhere: a measured figure that fell below / went above its line.
+    """
+    if value is None:
+        return ""
+    if unit == MONEY_UNIT:
+        return money(value, breach)
+    if unit == UNIT_PRICE_UNIT:
+        return money(value, breach) + "/单位"
+    if unit == PERCENT_UNIT:
+        return percent(value, breach)
+    if unit == HOURS_UNIT:
+        return hours(value)
+    if unit == FLAG_UNIT:
+        return "是" if decimal_of(value) else "否"
+    if unit and unit not in COUNT_UNITS:
+        raise ValueError(f"unknown unit {unit!r}: one of {UNITS}")
+    return quantity(value, breach) + unit
+
+
 def date_zh(value) -> str:
     """2025年3月1日."""
     day = as_date(value)

@@ -37,6 +37,14 @@ The rules that make it safe to retry and to run in parallel:
 * **Dropped connections.** When the connection breaks, the attempt reconnects and sends the
   email again (same Message-ID), then the rest, instead of failing them all.
 
+What an email says: the overview, the closing instructions chosen by who must act (the
+``actor`` of each rule carried, catalog.toml: institutions, distributors, the branch itself, the
+fund office; the city bureau and the data team have their own), and the alerts most severe
+first, each figure with its rule's unit (catalog ``unit`` → ``formatting.with_unit``). The
+content is one ``templates.Page`` rendered as HTML and as plain text; ``notify/mime.py`` builds
+the MIME (multipart/alternative, attachments typed and with RFC 2231 + RFC 2047 Chinese names,
+folded encoded-word subjects) and the From, whose display name comes from ``VBP_MAIL_FROM``.
+
 Mail goes through the Airflow SMTP connection ``smtp_default`` (the provider's ``SmtpHook``
 connects, with its TLS, login and ``retry_limit``/``timeout`` extras; keep those low so that
 a down server fails the task fast — Airflow's task retries are the real retry). The message
@@ -48,7 +56,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import mimetypes
 import re
 import smtplib
 import tempfile
@@ -59,7 +66,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import make_msgid
 from pathlib import Path
 from typing import Any, cast
 
@@ -67,11 +74,25 @@ from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.engine import Connection
 
 from vbp_monitor.core import config, formatting
-from vbp_monitor.core.catalog import CITY, DATA_TEAM, RULES, dag_title, routed_to_city, rule_title
+from vbp_monitor.core.catalog import (
+    BRANCH,
+    CITY,
+    DATA_TEAM,
+    DISTRIBUTOR,
+    FUND,
+    INSTITUTION,
+    RULES,
+    dag_title,
+    routed_to_city,
+    rule_actor,
+    rule_title,
+    rule_units,
+)
 from vbp_monitor.core.db import upsert
 from vbp_monitor.core.labels import CATEGORY_ZH, SEVERITY_ORDER, SEVERITY_ZH, label
 from vbp_monitor.model.reference import branch_directory, city_branch_code
 from vbp_monitor.model.schema import alert_deliveries, alerts, batches, institutions
+from vbp_monitor.notify import mime
 from vbp_monitor.notify import templates as mail_templates
 from vbp_monitor.outputs.spreadsheets import safe_name_part
 
@@ -81,6 +102,7 @@ SUBJECT_TAG = "【集采监管预警】"
 DQ_SUBJECT_TAG = "【集采数据质量】"
 FAILURE_SUBJECT_TAG = "【集采监管系统】"
 DEFAULT_FROM = "vbp-monitor@localhost"
+DEFAULT_DISPLAY_NAME = "集采监管监测系统"  # the From's name unless VBP_MAIL_FROM gives one
 MAX_HTML_ROWS = 300  # the body stays readable; the XLSX attachment always has every row
 _CHUNK = 500
 CLAIM_PREFIX = "claim:"
@@ -204,6 +226,9 @@ class Audiences:
         code = self.city_code if audience == CITY else audience.split(":", 1)[1]
         return self.directory.get(code, {}).get("name") or code
 
+    def is_branch(self, code: str | None) -> bool:
+        return self.directory.get(code, {}).get("level") == "branch"
+
     def branch_name(self, code: str | None) -> str:
         return self.directory.get(code, {}).get("name") or (code or "")
 
@@ -230,18 +255,22 @@ def _audience_order(audience: str) -> tuple:
 
 # ---------------------------------------------------------------- display
 
-def _metric(row: dict) -> str:
-    """The metric as a figure; rounded away from its threshold so that it never reads as the line."""
+def _figures(row: dict) -> tuple[str, str]:
+    """(metric, threshold) as people read them, each with the unit of its rule (catalog ``unit``).
+
+    The metric is rounded away from its threshold so that it never reads as the line; a 0/1
+    flag reads 已备案：否 and has no threshold.
+    """
+    metric_unit, threshold_unit = rule_units(row["rule_code"])
     metric = formatting.decimal_of(row.get("metric_value"))
     threshold = formatting.decimal_of(row.get("threshold_value"))
+    if metric_unit == formatting.FLAG_UNIT:
+        shown = formatting.with_unit(metric, metric_unit)
+        return (f"{RULES[row['rule_code']].flag}：{shown}" if shown else ""), ""
     breach: formatting.Breach = None
     if metric is not None and threshold is not None and metric != threshold:
         breach = "below" if metric < threshold else "above"
-    return _figure(metric, breach)
-
-
-def _figure(value, breach: formatting.Breach = None) -> str:
-    return "" if value is None else formatting.quantity(value, breach)
+    return formatting.with_unit(metric, metric_unit, breach), formatting.with_unit(threshold, threshold_unit)
 
 
 def _code_and_name(code, name) -> str:
@@ -272,8 +301,8 @@ def _severity_counts_zh(rows: list[dict]) -> str:
 ALERT_COLUMNS = ["严重程度", "预警规则", "医疗机构", "批次", "通用名", "订单号", "指标值", "阈值", "说明"]
 
 
-def _alert_table(rows: list[dict], audiences: Audiences, with_branch: bool) -> str:
-    """The alerts as an HTML table (rows already sorted, most severe first)."""
+def _alert_table(rows: list[dict], audiences: Audiences, with_branch: bool) -> mail_templates.Table:
+    """The alerts as a table (rows already sorted, most severe first); figures with their units."""
     omitted = max(0, len(rows) - MAX_HTML_ROWS)
     rows = rows[:MAX_HTML_ROWS]
     header = list(ALERT_COLUMNS)
@@ -281,6 +310,7 @@ def _alert_table(rows: list[dict], audiences: Audiences, with_branch: bool) -> s
         header.insert(1, "分局")
     body = []
     for row in rows:
+        metric, threshold = _figures(row)
         values = [
             label(SEVERITY_ZH, row["severity"]),
             f"{rule_title(row['rule_code'])}（{row['rule_code']}）",
@@ -288,18 +318,45 @@ def _alert_table(rows: list[dict], audiences: Audiences, with_branch: bool) -> s
             _code_and_name(row.get("batch_code"), row.get("batch_name")),
             row.get("generic_name") or "",
             row.get("order_id") or "",
-            _metric(row),
-            _figure(row.get("threshold_value")),
+            metric,
+            threshold,
             row["message"],
         ]
         if with_branch:
             values.insert(1, audiences.branch_name(row["branch_code"]))
         body.append(values)
     numeric = {header.index("指标值"), header.index("阈值")}
-    html = mail_templates.table(header, body, numeric, [row["severity"] for row in rows])
-    if omitted:
-        html += f"<p>（正文仅列出最严重的 {len(rows)} 条，其余 {omitted} 条见附件 Excel。）</p>"
-    return html
+    note = f"（正文仅列出最严重的 {len(rows)} 条，其余 {omitted} 条见附件 Excel。）" if omitted else ""
+    return mail_templates.Table(header, body, numeric, [row["severity"] for row in rows], records=True, note=note)
+
+
+# The closing instructions: who must act, by audience and by the actors of the rules carried
+# (catalog ``actor``), in this order.
+BRANCH_ACTIONS = {
+    INSTITUTION: "请督促相关医疗机构核实情况、限期整改，并按规定时限反馈处理情况。",
+    DISTRIBUTOR: ("请将延迟响应清单（见附件）及时发送相关配送企业，督促其尽快响应、配送到位；"
+                  "配送企业被督促后仍未响应的，请及时报告市医疗保障局。"),
+    BRANCH: "请贵局按模板要求按时报送（或补正）年度集采监管工作报告；已逾期的，请一并说明逾期原因。",
+    FUND: ("请会同医保经办机构（基金管理中心）核对相关医疗机构的预付款台账：拨付不足的及时足额拨付，"
+           "归还（冲抵）不足的督促按进度归还或在结算中冲抵，台账有误的及时更正。"),
+}
+CITY_ACTIONS = {
+    INSTITUTION: ("涉及医疗机构的预警，请督促相关分局跟进整改；严重预警请视情况约谈医疗机构负责人，拒不整改的，"
+                  "将有关线索移交同级行风主管部门和纪检监察部门。"),
+    DISTRIBUTOR: ("配送企业被督促后仍未响应的订单，请通过约谈、暂停拨付结算款、建议生产企业取消其配送委托资格等方式，"
+                  "督促配送企业落实配送。"),
+    BRANCH: "年度集采监管工作报告未按时或未按模板报送的分局，请督促其限期报送（补正）。",
+    FUND: "预付款拨付不足或台账有误的，请督促医保经办机构（基金管理中心）及时足额拨付、核对更正台账。",
+}
+CITY_SUMMARY_ACTION = "各分局负责督促本辖区整改；请市局掌握全市预警情况，对需市局关注的预警及时督办。"
+CITY_SUMMARY_ONLY_ACTION = "各分局负责督促本辖区整改；本次没有需市局直接处理的预警，请市局掌握全市预警情况。"
+DATA_TEAM_ACTION = ("请核对相关平台导出文件，修正后重新投放至数据接入目录；问题行已隔离、未参与预警计算，"
+                    "修正数据入库后重跑相关任务即可更新预警。")
+
+
+def _actions(table: dict[str, str], rows: list[dict]) -> list[str]:
+    present = {rule_actor(row["rule_code"]) for row in rows}
+    return [sentence for actor, sentence in table.items() if actor in present]
 
 
 XLSX_ALERT_HEADER = [
@@ -322,6 +379,19 @@ def _xlsx_alert_rows(rows: list[dict], audiences: Audiences) -> list[list]:
             formatting.as_utc(row.get("first_raised_at")), row["alert_key"],
         ])
     return out
+
+
+def _involved(rows: list[dict], audiences: Audiences) -> str:
+    """What the alerts concern, counted by kind: 2 个分局、5 家医疗机构 (and the others)."""
+    branches = {row["branch_code"] for row in rows if audiences.is_branch(row["branch_code"])}
+    institutions = {row["institution_code"] for row in rows if row.get("institution_code")}
+    other = sum(1 for row in rows if not audiences.is_branch(row["branch_code"]))
+    text = f"涉及 {len(branches)} 个分局"
+    if institutions:
+        text += f"、{len(institutions)} 家医疗机构"
+    if other:
+        text += f"（另有 {other} 条属市局本级或未登记的分局）"
+    return text
 
 
 def _summary(rows: list[dict], audiences: Audiences) -> tuple[list[str], list[list]]:
@@ -354,11 +424,19 @@ class Outgoing:
     audience: str
     recipients: list[str]
     subject: str
-    html: str
+    page: mail_templates.Page
     alert_ids: list[int]
     xlsx_name: str
     sheets: dict
     files: list[Path] = field(default_factory=list)
+
+    @property
+    def html(self) -> str:
+        return mail_templates.html(self.page)
+
+    @property
+    def text(self) -> str:
+        return mail_templates.text(self.page)
 
     def attachment_names(self) -> list[str]:
         return [self.xlsx_name, *(path.name for path in self.files)]
@@ -380,35 +458,37 @@ def _compose(audience: str, recipients: list[str], rows: list[dict], run, audien
 
     if audience == DATA_TEAM:
         subject = f"{DQ_SUBJECT_TAG}{dag_zh} · {when} · {len(rows)}条数据质量问题"
-        header = ["严重程度", "期间", "数据文件", "指标值（问题行数）", "说明"]
+        header = ["严重程度", "期间", "数据文件", "问题行数", "说明"]
         body = [[label(SEVERITY_ZH, r["severity"]), r["period"], r.get("source_file") or "",
-                 _figure(r.get("metric_value")), r["message"]] for r in rows]
-        html = mail_templates.page(subject, [
+                 formatting.with_unit(r.get("metric_value"), rule_units(r["rule_code"])[0]), r["message"]]
+                for r in rows]
+        page = mail_templates.Page(subject, [
             "数据组：",
-            f"{dag_zh}（{when}）的数据校验发现 {len(rows)} 项数据质量问题（{severity_note}）。"
-            "问题行已隔离，未参与预警计算；请核对平台导出文件后重新投放。",
+            f"{dag_zh}（{when}）的数据校验发现 {len(rows)} 项数据质量问题（{severity_note}）。",
             *resend_note,
-        ], [("数据质量问题", mail_templates.table(header, body, {3}, [r["severity"] for r in rows]))])
+        ], [("数据质量问题", mail_templates.Table(header, body, {3}, [r["severity"] for r in rows],
+                                                 records=True))],
+            [DATA_TEAM_ACTION])
         sheets = {"数据质量问题": (XLSX_ALERT_HEADER, _xlsx_alert_rows(rows, audiences))}
     elif audience == CITY:
         detail = [row for row in rows if audiences.city_detail(row)]
-        branches_involved = {row["branch_code"] for row in rows}
         subject = (f"{SUBJECT_TAG}{name} · {dag_zh} · {when} · 汇总{verb}{len(rows)}条"
                    f"（需市局关注{len(detail)}条）")
         summary_header, summary_rows = _summary(rows, audiences)
-        sections = [("各分局预警汇总", mail_templates.table(
+        sections: list[tuple[str, mail_templates.Block]] = [("各分局预警汇总", mail_templates.Table(
             summary_header, summary_rows, set(range(2, len(summary_header)))))]
         if detail:
             sections.append(("需市局关注的预警（严重预警、预付款拨付不足、分局辖区网采率、年度报告等）",
                              _alert_table(detail, audiences, with_branch=True)))
-        overview = (f"{dag_zh}（{when}）{verb}预警 {len(rows)} 条（{severity_note}），涉及 "
-                    f"{len(branches_involved)} 个单位，各分局已分别收到本辖区明细。")
+        overview = (f"{dag_zh}（{when}）{verb}预警 {len(rows)} 条（{severity_note}），"
+                    f"{_involved(rows, audiences)}，各分局已分别收到本辖区明细。")
         if detail:
             overview += f"其中需市局关注的 {len(detail)} 条列于汇总表之后，全部明细见附件 Excel。"
+            actions = [CITY_SUMMARY_ACTION, *_actions(CITY_ACTIONS, detail)]
         else:
             overview += "本次没有需市局直接处理的预警，全部明细见附件 Excel。"
-        paragraphs = [f"{name}：", overview, *resend_note]
-        html = mail_templates.page(subject, paragraphs, sections)
+            actions = [CITY_SUMMARY_ONLY_ACTION]
+        page = mail_templates.Page(subject, [f"{name}：", overview, *resend_note], sections, actions)
         sheets = {
             "汇总": (summary_header, summary_rows),
             "需市局关注": (XLSX_ALERT_HEADER, _xlsx_alert_rows(detail, audiences)),
@@ -419,13 +499,14 @@ def _compose(audience: str, recipients: list[str], rows: list[dict], run, audien
         paragraphs = [
             f"{name}：",
             f"{dag_zh}（{when}）发现贵局辖区{verb}预警 {len(rows)} 条（{severity_note}），按严重程度从高到低"
-            "列于下表，明细见附件 Excel。请督促相关医疗机构及配送企业核实整改，并按规定时限反馈处理情况。",
+            "列于下表，明细见附件 Excel。",
             *resend_note,
         ]
-        html = mail_templates.page(subject, paragraphs,
-                                   [("预警明细", _alert_table(rows, audiences, with_branch=False))])
+        page = mail_templates.Page(subject, paragraphs,
+                                   [("预警明细", _alert_table(rows, audiences, with_branch=False))],
+                                   _actions(BRANCH_ACTIONS, rows))
         sheets = {"预警明细": (XLSX_ALERT_HEADER, _xlsx_alert_rows(rows, audiences))}
-    return Outgoing(audience, recipients, subject, html, [row["alert_id"] for row in rows], xlsx_name,
+    return Outgoing(audience, recipients, subject, page, [row["alert_id"] for row in rows], xlsx_name,
                     sheets, files)
 
 
@@ -611,7 +692,7 @@ class SmtpSession:
         self.max_connections = max_connections or MAX_CONNECTIONS
         self.connections = 0
         self._hook: Any = None
-        self.sender = DEFAULT_FROM
+        self.sender = sender()
 
     def _client(self) -> smtplib.SMTP:
         if self._hook is None:
@@ -624,12 +705,12 @@ class SmtpSession:
             except Exception as exc:
                 raise SmtpUnreachable(f"SMTP connection {config.smtp_conn_id()} unreachable: {exc}") from exc
             self._hook = hook
-            self.sender = hook.from_email or DEFAULT_FROM
+            self.sender = sender(hook.from_email)
         # the hook's own client: its send_email_smtp drops the refused-recipient report of sendmail
         return cast("smtplib.SMTP", self._hook._smtp_client)
 
-    def open(self) -> str:
-        """Connect (if not yet); returns the sender address."""
+    def open(self) -> tuple[str, str]:
+        """Connect (if not yet); returns the sender (display name, address)."""
         self._client()
         return self.sender
 
@@ -650,7 +731,7 @@ class SmtpSession:
         while True:
             client = self._client()
             try:
-                return dict(client.send_message(message, from_addr=self.sender, to_addrs=recipients))
+                return dict(client.send_message(message, from_addr=self.sender[1], to_addrs=recipients))
             except (smtplib.SMTPRecipientsRefused, smtplib.SMTPResponseException):
                 raise
             except OSError as exc:  # the connection broke: the server may or may not have stored it
@@ -660,23 +741,25 @@ class SmtpSession:
                             message["X-VBP-Audience"], ", ".join(recipients), exc, message["Message-ID"])
 
 
-def _message(mail: Outgoing, sender: str, message: str, folder: Path) -> EmailMessage:
+def sender(connection_from: str | None = None) -> tuple[str, str]:
+    """(display name, address) of the From: ``VBP_MAIL_FROM`` (``名称 <address>``, an address or a
+    name), else ``DEFAULT_DISPLAY_NAME`` and the SMTP connection's ``from_email``."""
+    display_name, address = mime.parse_sender(config.mail_from())
+    return display_name or DEFAULT_DISPLAY_NAME, address or connection_from or DEFAULT_FROM
+
+
+def _domain(address: str) -> str:
+    return address.rsplit("@", 1)[-1]
+
+
+def _message(mail: Outgoing, sender: tuple[str, str], message: str, folder: Path) -> EmailMessage:
     from vbp_monitor.outputs.spreadsheets import write_xlsx
 
-    email = EmailMessage()
-    email["Subject"] = mail.subject
-    email["From"] = sender
-    email["To"] = ", ".join(mail.recipients)
-    email["Date"] = formatdate(localtime=True)
-    email["Message-ID"] = message
-    email["X-VBP-Audience"] = mail.audience
-    email.set_content(mail.html, subtype="html", cte="base64")
     paths = [write_xlsx(folder / mail.xlsx_name, mail.sheets), *mail.files]
-    for path in paths:
-        kind, _ = mimetypes.guess_type(path.name)
-        maintype, subtype = (kind or "application/octet-stream").split("/", 1)
-        email.add_attachment(Path(path).read_bytes(), maintype=maintype, subtype=subtype, filename=path.name)
-    return email
+    return mime.build_message(
+        subject=mail.subject, sender=sender, to=mail.recipients, text=mail.text, html=mail.html,
+        message_id=message, attachments=[mime.Attachment.of(path) for path in paths],
+        headers={"X-VBP-Audience": mail.audience})
 
 
 @dataclass
@@ -703,7 +786,7 @@ def _deliver(engine, session: SmtpSession, attempt: Attempt, mail: Outgoing, run
         return
     try:
         sender = session.open()
-        message = message_id(run, mail, sender.rsplit("@", 1)[-1])
+        message = message_id(run, mail, _domain(sender[1]))
         refused = session.send(_message(mail, sender, message, folder), mail.recipients)
     except SmtpUnreachable as exc:
         attempt.unreachable = exc
@@ -812,7 +895,7 @@ def _outcome(run, attempt: Attempt) -> dict:
 
 # ---------------------------------------------------------------- task failures
 
-def _failure_mail(context) -> tuple[str, str]:
+def _failure_mail(context) -> tuple[str, mail_templates.Page]:
     ti = context.get("task_instance") or context.get("ti")
     dag_run = context.get("dag_run")
     dag_id = getattr(ti, "dag_id", None) or getattr(dag_run, "dag_id", None) or "?"
@@ -844,16 +927,17 @@ def _failure_mail(context) -> tuple[str, str]:
     ]
     if log_url:
         rows.append(["日志 Log", log_url])
-    html = mail_templates.page(subject, [
+    page = mail_templates.Page(subject, [
         "数据组：",
-        f"{dag_zh}（{dag_id}）的任务 {task_id} 在用尽重试次数后仍然失败，本次运行的预警可能未计算或未发送。"
-        "请查看日志排除原因后，在 Airflow 中清除（Clear）该任务重跑；重跑不会重复发送已发出的预警。",
+        f"{dag_zh}（{dag_id}）的任务 {task_id} 在用尽重试次数后仍然失败，本次运行的预警可能未计算或未发送。",
         f"Task {task_id} of DAG {dag_id} failed after its last retry; this run's alerts may not be "
-        "computed or sent. Check the log, fix the cause and clear the task to rerun it (reruns never "
-        "send an alert twice).",
-    ], [("", mail_templates.table(["项目 Item", "内容 Value"], rows)),
-        ("异常详情 Traceback", mail_templates.preformatted(detail))])
-    return subject, html
+        "computed or sent.",
+    ], [("", mail_templates.Table(["项目 Item", "内容 Value"], rows)),
+        ("异常详情 Traceback", mail_templates.Preformatted(detail))], [
+        "请查看日志排除原因后，在 Airflow 中清除（Clear）该任务重跑；重跑不会重复发送已发出的预警。",
+        "Check the log, fix the cause and clear the task to rerun it (reruns never send an alert twice).",
+    ])
+    return subject, page
 
 
 def notify_task_failure(context) -> None:
@@ -863,19 +947,23 @@ def notify_task_failure(context) -> None:
     """
     try:
         recipients = config.data_team_emails()
-        subject, html = _failure_mail(context)
+        subject, page = _failure_mail(context)
         if not recipients:
             log.warning("VBP_DATA_TEAM_EMAILS is empty: not emailing the failure %s", subject)
             return
-        hook = _smtp_hook()
-        with hook:
-            sender = hook.from_email or DEFAULT_FROM
-            hook.send_email_smtp(
-                to=recipients, subject=subject, html_content=html, from_email=sender,
-                custom_headers={"Message-ID": make_msgid(idstring="vbp-failure",
-                                                         domain=sender.rsplit("@", 1)[-1]),
-                                "X-VBP-Audience": DATA_TEAM},
-            )
+        session = SmtpSession(max_connections=2)
+        try:
+            sender = session.open()
+            message = mime.build_message(
+                subject=subject, sender=sender, to=recipients, text=mail_templates.text(page),
+                html=mail_templates.html(page),
+                message_id=make_msgid(idstring="vbp-failure", domain=_domain(sender[1])),
+                headers={"X-VBP-Audience": DATA_TEAM})
+            refused = session.send(message, recipients)
+        finally:
+            session.close()
+        if refused:
+            log.error("the data team's addresses %s refused the failure email %s", ", ".join(refused), subject)
         log.info("emailed the data team (%s) about %s", ", ".join(recipients), subject)
     except Exception:
         log.exception("could not email the data team about a failed task")

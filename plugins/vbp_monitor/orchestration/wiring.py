@@ -116,24 +116,41 @@ def run_context(context):
     return RunContext.from_airflow(context, period_of[DAGS[dag_id].period_kind])
 
 
-def rule_tasks(judge: Callable, steps: Sequence[Callable] = (), notify: bool = True,
+# (module, callable names) wired by the DAG files parsed in this process: the integrity
+# test checks that every one of them resolves.
+WIRED: list[tuple[str, tuple[str, ...]]] = []
+
+
+def resolve(module: str, name: str) -> Callable:
+    """``module.name``, imported when a task runs (never when the DAG file is parsed)."""
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def rule_tasks(module: str, judge: str = "judge", steps: Sequence[str] = (), notify: bool = True,
                judge_task_id: str = "judge"):
     """Wire ``steps… → judge → notify`` for a vbp-monitor DAG; call it inside ``@dag``.
 
-    Every callable takes ``(engine, run)``: ``steps`` run first, in order (validation, a
-    pre-judge step such as building the facts cache or migrating the schema), each a task
-    named after its function; ``judge`` returns a ``JudgeResult`` (or a dict) whose
-    ``attachments`` the ``notify`` task mails with the run's new alerts. The run context,
-    the engine and JSON-safety are built here once for every DAG.
+    ``module`` holds the logic (e.g. ``vbp_monitor.rules.monitoring``); ``steps`` and
+    ``judge`` name its functions, imported only when a task runs, so that a DAG file parses
+    without pandas, SQLAlchemy or the rules. Every function takes ``(engine, run)``:
+    ``steps`` run first, in order (validation, a pre-judge step such as building the facts
+    cache or migrating the schema), each a task named after its function; ``judge`` returns
+    a ``JudgeResult`` (or a dict) whose ``attachments`` the ``notify`` task mails with the
+    run's new alerts. The run context, the engine and JSON-safety are built here once for
+    every DAG.
     """
     from airflow.sdk import task
 
-    def as_task(function: Callable, task_id: str):
+    WIRED.append((module, (*steps, judge)))
+
+    def as_task(name: str, task_id: str):
         @task(task_id=task_id, multiple_outputs=False)
         def step(**context) -> dict:
             from vbp_monitor.core.db import get_engine
 
-            return json_safe(function(get_engine(), run_context(context)))
+            return json_safe(resolve(module, name)(get_engine(), run_context(context)))
 
         return step
 
@@ -147,8 +164,8 @@ def rule_tasks(judge: Callable, steps: Sequence[Callable] = (), notify: bool = T
         return json_safe(notify_run(get_engine(), run_context(context), attachments=attachments))
 
     previous = None
-    for function in steps:
-        current = as_task(function, function.__name__)()
+    for name in steps:
+        current = as_task(name, name)()
         if previous is not None:
             previous >> current
         previous = current
