@@ -418,17 +418,11 @@ def audit_mail(engine, server: SmtpTestServer) -> MailAudit:
         unnotified=sum(1 for row in rows if row["notified_at"] is None))
 
 
-@pytest.fixture(scope="module")
-def mail_fault_table(request):
-    """Rows of the mail fault suite's summary table, printed when the module ends.
-
-    With VBP_RELIABILITY_SUMMARY set, each row is also appended to that file as a JSON line.
-    """
-    rows: list[dict] = []
-    yield rows
+def print_summary(request, title: str, columns: list[str], rows: list[dict]) -> None:
+    """Print a fault suite's summary table when its module ends (shown with -q too, not only on
+    failure); with VBP_RELIABILITY_SUMMARY set, each row is also appended to that file as a JSON line."""
     if not rows:
         return
-    columns = ["case", "db", "faults", "alerts", "expected", "lost", "duplicates", "copies", "mislabelled"]
     widths = {c: max(len(c), *(len(str(row.get(c, ""))) for row in rows)) for c in columns}
     lines = [" | ".join(c.ljust(widths[c]) for c in columns),
              "-+-".join("-" * widths[c] for c in columns)]
@@ -436,16 +430,39 @@ def mail_fault_table(request):
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     if reporter is not None and capture is not None:
-        with capture.global_and_fixture_disabled():  # shown with -q too, not only on failure
+        with capture.global_and_fixture_disabled():
             reporter.write_line("")
-            reporter.write_line(f"mail fault summary ({request.module.__name__})")
+            reporter.write_line(f"{title} ({request.module.__name__})")
             for line in lines:
                 reporter.write_line(line)
     target = os.environ.get("VBP_RELIABILITY_SUMMARY")
     if target:
         with open(target, "a", encoding="utf-8") as out:
             for row in rows:
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                out.write(json.dumps({"module": request.module.__name__, **row}, ensure_ascii=False) + "\n")
+
+
+@pytest.fixture(scope="module")
+def mail_fault_table(request):
+    """Rows of the mail fault suite's summary table, printed when the module ends."""
+    rows: list[dict] = []
+    yield rows
+    print_summary(request, "mail fault summary",
+                  ["case", "db", "faults", "alerts", "expected", "lost", "duplicates", "copies", "mislabelled"],
+                  rows)
+
+
+# the columns of the other fault suites' tables (tests/reliability/): what was expected, how the
+# case ended, and the figures that must all be 0
+FAULT_COLUMNS = ["case", "db", "faults", "expected", "ended", "lost", "duplicates", "mislabelled", "mismatched"]
+
+
+@pytest.fixture(scope="module")
+def fault_table(request):
+    """Rows of a fault suite's summary table (FAULT_COLUMNS), printed when the module ends."""
+    rows: list[dict] = []
+    yield rows
+    print_summary(request, "fault summary", FAULT_COLUMNS, rows)
 
 
 def record_case(table: list[dict], case: str, engine, server: SmtpTestServer, faults: int | str) -> MailAudit:

@@ -421,6 +421,8 @@ def test_the_plain_text_says_what_the_html_says(mail_city, smtp_server):
     text = b1.text()
     assert "<" not in text and "&" not in text
     assert text.startswith(b1.subject)
+    # a Chinese body: no English sentence (the footer included) in either part
+    assert "This message" not in text and "This message" not in b1.html()
     assert "月度监测（2025年2月）发现贵局辖区新增预警 3 条（严重1条、关注1条、提醒1条）" in text
     lines = [line for line in text.splitlines() if line[:3] in ("1. ", "2. ", "3. ")]
     assert len(lines) == 3  # one alert per line, most severe first

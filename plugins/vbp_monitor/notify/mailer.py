@@ -756,8 +756,9 @@ def _message(mail: Outgoing, sender: tuple[str, str], message: str, folder: Path
     from vbp_monitor.outputs.spreadsheets import write_xlsx
 
     paths = [write_xlsx(folder / mail.xlsx_name, mail.sheets), *mail.files]
+    # names come from platform files: a CR/LF in one must not start a header of its own
     return mime.build_message(
-        subject=mail.subject, sender=sender, to=mail.recipients, text=mail.text, html=mail.html,
+        subject=" ".join(mail.subject.split()), sender=sender, to=mail.recipients, text=mail.text, html=mail.html,
         message_id=message, attachments=[mime.Attachment.of(path) for path in paths],
         headers={"X-VBP-Audience": mail.audience})
 

@@ -29,7 +29,6 @@ p.footer { color: #777; font-size: 12px; }
 """
 FOOTER_ZH = ("本邮件由集采监管监测系统（vbp-monitor）自动发送，请勿直接回复；"
              "同一预警只通知一次（操作人员要求重发时除外）。如对数据有疑问，请联系市医保局数据组。")
-FOOTER_EN = "This message was sent automatically by vbp-monitor."
 TEXT_RULE = "-" * 40
 
 
@@ -119,7 +118,7 @@ def html(page: Page) -> str:
         if heading:
             parts.append(f"<h3>{escape(heading)}</h3>")
         parts.append(_block_html(block))
-    parts.append(f'<p class="footer">{escape(FOOTER_ZH)}<br>{escape(FOOTER_EN)}</p>')
+    parts.append(f'<p class="footer">{escape(FOOTER_ZH)}</p>')
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -188,5 +187,5 @@ def text(page: Page) -> str:
         if heading:
             lines += [f"【{heading}】"]
         lines += [*_block_text(block), ""]
-    lines += [TEXT_RULE, FOOTER_ZH, FOOTER_EN]
+    lines += [TEXT_RULE, FOOTER_ZH]
     return "\n".join(lines) + "\n"

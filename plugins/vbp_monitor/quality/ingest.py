@@ -42,6 +42,11 @@ log = logging.getLogger(__name__)
 
 EXTENSIONS = (".csv", ".xlsx")
 QUARANTINE_CHUNK_ROWS = 2000
+# a field may be this long in a CSV (csv's default, 128 KiB, raised an error that stopped the
+# ingest); a text longer than an XLSX cell (MAX_TEXT_CHARS) is then quarantined with its row
+MAX_CSV_FIELD_CHARS = 64 * 1024 * 1024
+MAX_TEXT_CHARS = 32_767
+PLAUSIBLE_YEARS = (2000, 2099)  # dates and times outside are typing errors (0001, 1900, 2999, 9999)
 # A file is read, validated, typed and loaded this many rows at a time (memory is bounded by
 # the chunk, not the file), unless its suite has a figure of the whole file.
 CHUNK_ROWS = 100_000
@@ -57,27 +62,67 @@ class ContractFileError(ValueError):
 
 # ---------------------------------------------------------------- reading
 def find_contract_file(landing: Path, name: str) -> Path | None:
-    """``NAME.csv`` or ``NAME.xlsx``; when both are there the newer one (CSV on a tie)."""
-    found = [landing / f"{name}{ext}" for ext in EXTENSIONS if (landing / f"{name}{ext}").is_file()]
+    """``NAME.csv`` or ``NAME.xlsx`` (in any letter case: ``ORDERS.CSV``, as a Windows export
+    names it); when both are there the newer one (CSV on a tie)."""
+    wanted = {f"{name}{ext}" for ext in EXTENSIONS}
+    found = sorted(path for path in landing.iterdir() if path.name.lower() in wanted and path.is_file())
     if not found:
         return None
     if len(found) > 1:
         log.warning("both %s present: using the newer one", " and ".join(p.name for p in found))
-        found.sort(key=lambda p: (-p.stat().st_mtime, p.suffix != ".csv"))
+        found.sort(key=lambda p: (-p.stat().st_mtime, p.suffix.lower() != ".csv"))
     return found[0]
 
 
 def decode_csv(data: bytes) -> str:
-    """UTF-8 (with or without BOM) strictly, else GB18030 (platform exports are often GBK)."""
+    """UTF-8 (with or without BOM) strictly, else GB18030 (platform exports are often GBK).
+
+    A file that is neither raises ``ContractFileError`` (without the file's name) naming the
+    line and column of the first byte that does not read: a UTF-16 file, or a UTF-8 file with
+    one row in GB18030 or Latin-1 (most of its lines with non-ASCII text read as UTF-8: decoding
+    it all as GB18030 would garble the good rows)."""
+    import codecs
+
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ContractFileError("第 1 行开头是 UTF-16 的字节顺序标记（BOM）：数据契约只接受 UTF-8（可带 BOM）"
+                                "或 GB18030 编码，请另存为 UTF-8 后重新投递")
     try:
         return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as error:
+        utf8_error = error
+    utf8_lines = bad_lines = 0
+    for line in data.splitlines():
+        if not line.isascii():
+            try:
+                line.decode("utf-8-sig")
+                utf8_lines += 1
+            except UnicodeDecodeError:
+                bad_lines += 1
+    if utf8_lines > bad_lines:
+        raise _undecodable(data, utf8_error.start, "UTF-8")
+    try:
         return data.decode("gb18030")
+    except UnicodeDecodeError as error:
+        raise _undecodable(data, error.start, "UTF-8 或 GB18030") from None
+
+
+def _undecodable(data: bytes, position: int, encodings: str) -> ContractFileError:
+    """The error naming the line and column (by counting separators) of a byte that does not read."""
+    line_start = max(data.rfind(b"\n", 0, position), data.rfind(b"\r", 0, position)) + 1
+    line = data.count(b"\n", 0, position) + 1 if b"\n" in data else data.count(b"\r", 0, position) + 1
+    header = data.splitlines()[0].decode("ascii", "replace").lstrip("\ufeff").split(",") if data else []
+    field_index = data[line_start:position].count(b",")
+    where = (f"第 {line} 行 {header[field_index].strip()} 列" if field_index < len(header)
+             else f"第 {line} 行第 {field_index + 1} 个字段")
+    return ContractFileError(
+        f"{where}有无法按 {encodings} 解码的字节 0x{data[position]:02X}：整份文件须为 UTF-8（可带 BOM）"
+        f"或 GB18030 编码，不能混用")
 
 
 def csv_encoding(path: Path) -> str:
     """``utf-8-sig`` when the whole file decodes strictly as UTF-8 (with or without BOM),
-    else ``gb18030`` (``decode_csv`` without holding the file in memory)."""
+    streamed without holding the file; otherwise ``decode_csv`` judges the bytes (GB18030, or
+    ``ContractFileError`` naming where the file does not read)."""
     import codecs
 
     decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
@@ -87,6 +132,10 @@ def csv_encoding(path: Path) -> str:
                 decoder.decode(block)
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
+        try:
+            decode_csv(path.read_bytes())
+        except ContractFileError as error:
+            raise ContractFileError(f"{path.name} {error}") from None
         return "gb18030"
     return "utf-8-sig"
 
@@ -94,8 +143,13 @@ def csv_encoding(path: Path) -> str:
 def _csv_rows(path: Path) -> Iterator[list[str]]:
     import csv
 
+    csv.field_size_limit(MAX_CSV_FIELD_CHARS)
     with open(path, encoding=csv_encoding(path), newline="") as handle:
-        yield from csv.reader(handle)
+        reader = csv.reader(handle)
+        try:
+            yield from reader
+        except csv.Error as error:
+            raise ContractFileError(f"{path.name} 第 {reader.line_num} 行无法按 CSV 读取（{error}）") from None
 
 
 def _cell_text(value, kind: str | None) -> str:
@@ -119,7 +173,11 @@ def _cell_text(value, kind: str | None) -> str:
 def _xlsx_rows(path: Path, spec: contract.FileSpec) -> Iterator[list[str]]:
     from openpyxl import load_workbook
 
-    workbook = load_workbook(path, read_only=True, data_only=True)
+    try:
+        workbook = load_workbook(path, read_only=True, data_only=True)
+    except Exception as error:  # not a zip, a zip without a workbook, a broken workbook
+        raise ContractFileError(f"{path.name} 不是可读的 XLSX 工作簿，从第 1 行起无法读取"
+                                f"（{type(error).__name__}：{error}）") from None
     try:
         sheet = workbook.worksheets[0]
         rows = sheet.iter_rows(values_only=True)
@@ -142,13 +200,13 @@ def read_header(rows: Iterator[list[str]], path: Path, spec: contract.FileSpec) 
     there is none or it repeats a column."""
     first = next(rows, None)
     if first is None:
-        raise ContractFileError(f"{path.name} 是空文件，没有表头")
+        raise ContractFileError(f"{path.name} 是空文件，第 1 行没有表头")
     header = [name.strip().lstrip("\ufeff") for name in first]
     while header and header[-1] == "" and spec.columns.get("") is None:
         header.pop()  # trailing empty header cells (a trailing comma, an XLSX's blank columns)
     duplicated = sorted({name for name in header if header.count(name) > 1})
     if duplicated:
-        raise ContractFileError(f"{path.name} 的表头有重复的列：{'、'.join(duplicated)}")
+        raise ContractFileError(f"{path.name} 的表头（第 1 行）有重复的列：{'、'.join(duplicated)}")
     return header
 
 
@@ -237,25 +295,67 @@ def duplicate_keys(rows: Iterator[list[str]], header: list[str], column: str) ->
 
 
 # ---------------------------------------------------------------- typing
-def _typed_column(kind: str, series: pd.Series) -> list:
-    """Python values for the warehouse; ``None`` for missing or unparseable text."""
+class Unfit(str):
+    """A value that cannot be stored, as the reason why (e.g. "无法按 date 解析")."""
+
+
+def _number_limit(table: str, column: str) -> Decimal | int | None:
+    """The largest magnitude the warehouse column holds (numeric precision, 4-byte integer)."""
+    from sqlalchemy import Integer, Numeric
+
+    from vbp_monitor.model.schema import metadata
+
+    kind = metadata.tables[table].c[column].type
+    if isinstance(kind, Numeric) and kind.precision:
+        return Decimal(10) ** (kind.precision - (kind.scale or 0))
+    if isinstance(kind, Integer):
+        return 2 ** 31
+    return None
+
+
+def _typed_column(kind: str, series: pd.Series, limit=None) -> list:
+    """Python values for the warehouse; ``None`` for missing text, ``Unfit`` for text that
+    does not parse or does not fit (a NUL, longer than an XLSX cell, a year outside
+    PLAUSIBLE_YEARS, a number beyond the column's precision)."""
     import pandas as pd
 
     values = series.tolist()
+    low, high = PLAUSIBLE_YEARS
     if kind == contract.TEXT:
-        return [None if v is None or v != v else v for v in values]
+        return [None if v is None or v != v else
+                Unfit("含 NUL 字符（0x00）") if "\x00" in v else
+                Unfit(f"长 {len(v)} 字符，超过 {MAX_TEXT_CHARS}") if len(v) > MAX_TEXT_CHARS else v
+                for v in values]
     if kind == contract.TIMESTAMP:
         parsed = pd.to_datetime(series, format=suites.TIMESTAMP_FORMAT, errors="coerce")
-        return [None if v is pd.NaT or v is None or v != v else v for v in parsed.dt.to_pydatetime().tolist()]
+        stamps: list = []
+        for text, v in zip(values, parsed.dt.to_pydatetime().tolist()):
+            if text is None or text != text:
+                stamps.append(None)
+            elif v is pd.NaT or v is None or v != v:
+                stamps.append(Unfit(f"无法按 {kind} 解析"))
+            elif not low <= v.year <= high:
+                stamps.append(Unfit(f"年份 {v.year} 不在 {low}–{high} 之间"))
+            else:
+                stamps.append(v)
+        return stamps
 
     def parse(text: str):
         if kind == contract.DATE:
-            return dt.datetime.strptime(text, suites.DATE_FORMAT).date()
+            day = dt.datetime.strptime(text, suites.DATE_FORMAT).date()
+            if not low <= day.year <= high:
+                return Unfit(f"年份 {day.year} 不在 {low}–{high} 之间")
+            return day
+        value: int | Decimal
         if kind == contract.INT:
-            return int(text)
-        if kind == contract.BOOL:
+            value = int(text)
+        elif kind == contract.BOOL:
             return contract.parse_bool(text)
-        return Decimal(text)
+        else:
+            value = Decimal(text)
+        if limit is not None and abs(value) >= limit:
+            return Unfit(f"{text} 超出仓库列的范围（绝对值须小于 {limit}）")
+        return value
 
     cache: dict[str, object] = {}  # dates, prices and flags repeat a lot
     out: list = []
@@ -267,16 +367,23 @@ def _typed_column(kind: str, series: pd.Series) -> list:
             try:
                 cache[v] = parse(v)
             except (ValueError, ArithmeticError):
-                cache[v] = None
+                cache[v] = Unfit(f"无法按 {kind} 解析")
         out.append(cache[v])
     return out
 
 
-def _derived_columns(table: str, columns: dict[str, list]) -> dict[str, list]:
-    """``contract.derive`` of every row, column by column for the large table (orders)."""
+def _derived_columns(table: str, columns: dict[str, list], numbers: list[int],
+                     unparsed: dict[int, list[str]]) -> dict[str, list]:
+    """``contract.derive`` of every row, column by column for the large table (orders); a row
+    whose derived columns cannot be computed joins ``unparsed`` and is left out."""
     if table != "orders":
         names = list(columns)
-        rows = [contract.derive(table, dict(zip(names, values))) for values in zip(*columns.values())]
+        rows = []
+        for number, values in zip(numbers, zip(*columns.values())):
+            try:
+                rows.append(contract.derive(table, dict(zip(names, values))))
+            except (ValueError, ArithmeticError) as error:  # e.g. a cycle beyond the calendar
+                unparsed.setdefault(number, []).append(f"派生列无法计算（{error}）")
         return {name: [row[name] for row in rows] for name in (rows[0] if rows else columns)}
     order_times, responses = columns["order_time"], columns["response_time"]
     hours: list = []
@@ -295,21 +402,22 @@ def _derived_columns(table: str, columns: dict[str, list]) -> dict[str, list]:
 
 def typed_records(table: str, frame: pd.DataFrame) -> tuple[list[dict], dict[int, list[str]]]:
     """Typed and derived rows of the good rows, and reasons for rows that still fail to
-    parse (a safety net behind the suite's type expectations)."""
-    import numpy as np
-
+    parse or fit the warehouse (a safety net behind the suite's type expectations)."""
     spec = contract.FILES[table]
-    columns = {name: _typed_column(kind, frame[name]) for name, kind in spec.columns.items()}
+    columns = {name: _typed_column(kind, frame[name], _number_limit(table, name) if kind in suites.NUMERIC_KINDS
+                                   else None)
+               for name, kind in spec.columns.items()}
     numbers = frame[suites.ROW_NUMBER].tolist()
     unparsed: dict[int, list[str]] = {}
     for name, values in columns.items():
-        lost = frame[name].notna().to_numpy() & np.fromiter((v is None for v in values), bool, len(values))
-        for i in np.flatnonzero(lost).tolist():
-            unparsed.setdefault(numbers[i], []).append(f"{name} 无法按 {spec.columns[name]} 解析")
+        for i, value in enumerate(values):
+            if type(value) is Unfit:
+                unparsed.setdefault(numbers[i], []).append(f"{name} {value}")
     if unparsed:
         kept = [i for i, number in enumerate(numbers) if number not in unparsed]
         columns = {name: [values[i] for i in kept] for name, values in columns.items()}
-    columns = _derived_columns(table, columns)
+        numbers = [numbers[i] for i in kept]
+    columns = _derived_columns(table, columns, numbers, unparsed)
     names = list(columns)
     return [dict(zip(names, values)) for values in zip(*columns.values())], unparsed
 
@@ -472,7 +580,8 @@ def _quarantine_rows(raw: pd.DataFrame, frame: pd.DataFrame, spec: contract.File
     positions = [number - first_row for number in numbers]
     bad = raw.iloc[positions].drop(columns=[suites.EXTRA_FIELDS])
     key_text = frame.iloc[positions][list(spec.key)].fillna("")
-    keys = key_text.astype(str).agg(suites.KEY_SEPARATOR.join, axis=1).tolist()
+    # a NUL (which PostgreSQL text cannot hold) is shown as \x00 in the key and the alert
+    keys = key_text.astype(str).agg(suites.KEY_SEPARATOR.join, axis=1).str.replace("\x00", "\\x00").tolist()
     return [{
         "source_file": file_name, "row_number": number, "row_key": key,
         "raw_row": json.dumps(row, ensure_ascii=False), "reasons": "；".join(reasons[number]),
@@ -495,6 +604,8 @@ def _load(conn, run, table: str, path: Path, header: list[str], rows: Iterator[l
     now = dt.datetime.now(dt.UTC)
     replace_quarantine(conn, table, file_name, [])
     for raw, more in frames:
+        if not read and not more and not len(raw) and not spec.optional_file:
+            raise _FileFailure("只有表头（第 1 行），没有数据行", 0)  # a snapshot with no row: an export gone wrong
         if more and duplicates is None:
             # several chunks: uniqueness is the whole file's (one pass over the keys first)
             keys = file_rows(path, spec)
@@ -547,9 +658,12 @@ def ingest_file(engine, run, table: str, path: Path) -> dict:
         return _rejected(engine, run, file_name, 0, str(error).removeprefix(f"{file_name} "), summary)
     missing = [name for name in spec.columns if name not in header]
     if missing:
-        read = sum(1 for _ in data_rows(rows))
+        try:
+            read = sum(1 for _ in data_rows(rows))
+        except ContractFileError as error:
+            return _rejected(engine, run, file_name, 0, str(error).removeprefix(f"{file_name} "), summary)
         summary["read"] = read
-        return _rejected(engine, run, file_name, read, f"的表头缺少契约列 {'、'.join(missing)}", summary)
+        return _rejected(engine, run, file_name, read, f"的表头（第 1 行）缺少契约列 {'、'.join(missing)}", summary)
 
     try:
         with engine.begin() as conn:
@@ -572,6 +686,8 @@ def ingest_file(engine, run, table: str, path: Path) -> dict:
     except _FileFailure as failure:
         summary["read"] = failure.read
         return _rejected(engine, run, file_name, failure.read, failure.why, summary)
+    except ContractFileError as error:  # a row further on does not read (rolled back)
+        return _rejected(engine, run, file_name, 0, str(error).removeprefix(f"{file_name} "), summary)
 
     summary.update(loaded=loaded, quarantined=quarantined, seconds=round(time.perf_counter() - started, 2))
     log.info("%s: read %d, loaded %d, quarantined %d (%.1fs)", file_name, summary["read"], loaded,
