@@ -475,3 +475,18 @@ def test_a_file_of_several_chunks_failing_a_file_level_expectation_is_rejected(e
     assert counts(engine)["orders"] == 0  # the first chunk's rows were rolled back
     [alert] = dq_alerts(engine, source_file="orders.csv")
     assert "整份文件被拒收（共 13 行数据" in alert["message"] and "expect_column_to_exist" in alert["message"]
+
+
+def test_presolved_strftime_check_is_strptime():
+    import pandas as pd
+
+    from vbp_monitor.quality import ingest
+
+    texts = ["2025-01-01 00:00:00", "0000-01-01 00:00:00", "2025-2-3 4:05:06", "2025-02-29 00:00:00",
+             "2024-02-29 00:00:00", "2025-01-01 23:59:60", "1500-06-01 00:00:00", "２０２５-01-01 00:00:00",
+             "2025-01-01  00:00:00", "9999-12-31 23:59:59", "2025-01-01", "2025-13-01 00:00:00", None,
+             "2025-01-01 23:59:61", "2025-01-01 24:00:00", "2025-01-01 23:60:00", "2025-04-31 00:00:00",
+             "0001-01-01 00:00:00", "1677-09-21 00:12:43", "2262-04-12 00:00:00", "2025-04-31", "0000-01-01"]
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d"):
+        expected = sorted({t for t in texts if t is not None and ingest._strptime_fails(t, fmt)})
+        assert ingest.unparseable(pd.Series(texts, dtype=str), fmt) == expected

@@ -514,7 +514,11 @@ def unparseable(series: pd.Series, strftime_format: str) -> list[str]:
     if shape is not None and len(values):
         canonical = values.str.fullmatch(shape).fillna(False).astype(bool)
         parsed = pd.to_datetime(values.where(canonical), format=strftime_format, errors="coerce")
-        values = values[~(canonical & parsed.notna())]
+        # pandas also reads year 0000 and seconds 60 and 61, which datetime (so strptime) refuses
+        valid = canonical & parsed.notna() & (parsed.dt.year >= dt.MINYEAR)
+        if strftime_format == suites.TIMESTAMP_FORMAT:
+            valid &= values.str.slice(17, 19) < "60"
+        values = values[~valid]
     return sorted(v for v in values.unique().tolist() if _strptime_fails(v, strftime_format))
 
 
