@@ -398,9 +398,9 @@ def child(step: str, url: str, extra: str | None) -> dict:
     else:
         raise SystemExit(f"unknown step {step}")
     seconds = time.perf_counter() - started
-    import resource
-
-    maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM: this process's own peak (ru_maxrss survives exec and can show the parent's)
+    maxrss_mb = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+                     if line.startswith("VmHWM:")) / 1024
     engine.dispose()
     return {"step": step, "seconds": seconds, "maxrss_mb": maxrss_mb, "result": result}
 
@@ -596,7 +596,7 @@ def main(argv=None) -> int:
     parser.add_argument("--db", default=f"vbp_bench_{os.getpid()}", help="database name prefix")
     parser.add_argument("--keep", action="store_true", help="keep the databases")
     parser.add_argument("--reuse", action="store_true", help="reuse existing databases (no generation)")
-    parser.add_argument("--skip", default="", help="comma list of parts to skip: ingest,warm,scales,parse")
+    parser.add_argument("--skip", default="", help="comma list of parts to skip: ingest,monitoring,warm,scales,parse")
     parser.add_argument("--child")
     parser.add_argument("--url")
     parser.add_argument("--extra")
@@ -645,55 +645,61 @@ def main(argv=None) -> int:
                 created.remove(ingest_db)
 
         # --- monitoring cold and warm
-        floor = group_by_floor(url, JUDGED)
-        floor = min(floor, group_by_floor(url, JUDGED))
-        clear_facts(url, "all")
-        cold = monitoring(url, env)
-        built = len(cold["build_facts"]["result"].get("built", []))
+        cold = warm = None
+        growth: list[tuple] = []
+        by_rule: dict = {}
+        alerts: dict = {}
+        if "monitoring" not in skip:
+            floor = group_by_floor(url, JUDGED)
+            floor = min(floor, group_by_floor(url, JUDGED))
+            clear_facts(url, "all")
+            cold = monitoring(url, env)
+            built = len(cold["build_facts"]["result"].get("built", []))
 
-        def detail(steps):
-            return ", ".join(f"{name} {steps[name]['seconds']:.1f} s/{steps[name]['maxrss_mb']:.0f} MB"
-                             for name in ("validate", "build_facts", "judge", "mail"))
+            def detail(steps):
+                return ", ".join(f"{name} {steps[name]['seconds']:.1f} s/{steps[name]['maxrss_mb']:.0f} MB"
+                                 for name in ("validate", "build_facts", "judge", "mail"))
 
-        rows.append((f"monitoring {JUDGED:%Y-%m} cold ({month_lines:,} lines, {built} months built; {detail(cold)})",
-                     cold["total"], f"GROUP BY {floor:.3f} s", cold["total"] / floor, cold["maxrss_mb"]))
-        warm = None
-        if "warm" not in skip:
-            clear_facts(url, "month")
-            warm = monitoring(url, env)
-            rows.append((f"monitoring {JUDGED:%Y-%m} warm (earlier months cached; {detail(warm)})",
-                         warm["total"], f"GROUP BY {floor:.3f} s", warm["total"] / floor, warm["maxrss_mb"]))
-        alerts = cold["mail"]["result"]
-        by_rule = cold["judge"]["result"]["by_rule"]
+            label = f"monitoring {JUDGED:%Y-%m} cold ({month_lines:,} lines, {built} months built; {detail(cold)})"
+            rows.append((label,
+                         cold["total"], f"GROUP BY {floor:.3f} s", cold["total"] / floor, cold["maxrss_mb"]))
+            warm = None
+            if "warm" not in skip:
+                clear_facts(url, "month")
+                warm = monitoring(url, env)
+                rows.append((f"monitoring {JUDGED:%Y-%m} warm (earlier months cached; {detail(warm)})",
+                             warm["total"], f"GROUP BY {floor:.3f} s", warm["total"] / floor, warm["maxrss_mb"]))
+            alerts = cold["mail"]["result"]
+            by_rule = cold["judge"]["result"]["by_rule"]
 
-        # --- growth
-        growth = []
-        if "scales" not in skip and args.scales:
-            for fraction in [float(x) for x in args.scales.split(",") if x]:
-                name = f"{main_db}_s{str(fraction).replace('.', '')}"
-                scaled = max(1, int(lines * fraction))
-                scale_url = filled_db(name, args, scaled, created)
-                f_floor = min(group_by_floor(scale_url, JUDGED), group_by_floor(scale_url, JUDGED))
-                clear_facts(scale_url, "all")
-                steps = monitoring(scale_url, env)
-                growth.append((fraction, steps["total"], f_floor, steps["maxrss_mb"]))
-                if name in created and not args.keep:
-                    drop_db(name)
-                    created.remove(name)
-        growth.append((1.0, cold["total"], floor, cold["maxrss_mb"]))
-        for fraction, total, f_floor, rss in sorted(growth):
-            rows.append((f"monitoring cold at {fraction:g}× ({int(lines * fraction):,} lines a month)",
-                         total, f"GROUP BY {f_floor:.3f} s", total / f_floor, rss))
+            # --- growth
+            if "scales" not in skip and args.scales:
+                for fraction in [float(x) for x in args.scales.split(",") if x]:
+                    name = f"{main_db}_s{str(fraction).replace('.', '')}"
+                    scaled = max(1, int(lines * fraction))
+                    scale_url = filled_db(name, args, scaled, created)
+                    f_floor = min(group_by_floor(scale_url, JUDGED), group_by_floor(scale_url, JUDGED))
+                    clear_facts(scale_url, "all")
+                    steps = monitoring(scale_url, env)
+                    growth.append((fraction, steps["total"], f_floor, steps["maxrss_mb"]))
+                    if name in created and not args.keep:
+                        drop_db(name)
+                        created.remove(name)
+            growth.append((1.0, cold["total"], floor, cold["maxrss_mb"]))
+            for fraction, total, f_floor, rss in sorted(growth):
+                rows.append((f"monitoring cold at {fraction:g}× ({int(lines * fraction):,} lines a month)",
+                             total, f"GROUP BY {f_floor:.3f} s", total / f_floor, rss))
 
         # --- parse times
         parses = {} if "parse" in skip else parse_times()
 
         print(f"\n## vbp-monitor benchmark · {lines:,} lines a month × {MONTHS} months, "
               f"{args.institutions:,} institutions, {args.branches} branches · {os.cpu_count()} cores\n")
-        subjects = judged_subjects(url)
-        print(f"alerts raised in {JUDGED:%Y-%m}: {sum(by_rule.values()):,} "
-              f"({', '.join(f'{k} {v}' + share(v, subjects.get(k)) for k, v in by_rule.items())}); "
-              f"emails planned: {alerts['emails']}\n")
+        if cold:
+            subjects = judged_subjects(url)
+            print(f"alerts raised in {JUDGED:%Y-%m}: {sum(by_rule.values()):,} "
+                  f"({', '.join(f'{k} {v}' + share(v, subjects.get(k)) for k, v in by_rule.items())}); "
+                  f"emails planned: {alerts['emails']}\n")
         print("| step | the project (s) | the floor, same data, same run | ratio | peak RSS (MB) |")
         print("| --- | ---: | --- | ---: | ---: |")
         for label, seconds, floor_text, ratio, rss in rows:
@@ -703,7 +709,7 @@ def main(argv=None) -> int:
             print(f"| parse {name} (beyond import airflow.sdk; beyond Airflow's TaskFlow and timetables "
                   f"{warm_parse:.3f}) | {shown} | — | — | — |")
         peak = max(r[4] for r in rows)
-        summary = [f"monitoring cold {cold['total'] / floor:.1f}× GROUP BY"]
+        summary = [f"monitoring cold {cold['total'] / floor:.1f}× GROUP BY"] if cold else []
         if warm:
             summary.append(f"warm {warm['total'] / floor:.1f}×")
         if ingest:

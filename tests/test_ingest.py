@@ -405,3 +405,88 @@ def test_a_branch_code_that_could_leave_the_output_folder_or_a_header_is_quarant
         assert hostile not in set(conn.execute(text("SELECT branch_code FROM branches")).scalars())
     # its institution cannot reference it: quarantined too
     assert [r["row_key"] for r in quarantined(engine, "institutions.csv")] == ["H-EVIL"]
+
+
+# ---------------------------------------------------------------- large files
+def test_a_file_larger_than_a_chunk_loads_like_one_chunk(engine, tmp_path, monkeypatch):
+    from vbp_monitor.quality import ingest
+
+    data = full_city(orders=[
+        order("O-A"),                                             # row 4 (chunk 1); again in row 9 (chunk 3)
+        order("O-B", quantity="-5", amount="-2.5"),               # row 5: a bad row in chunk 2
+        order("O-1"),                                             # row 6: O-1 is row 1 (chunk 1)
+        order("O-C", order_time="2025-02-30 09:00:00"),           # row 7: not a time
+        order("O-D", cancelled="是", order_time="2025-2-20 9:00:00"),  # row 8: strptime reads it
+        order("O-A"),                                             # row 9 (chunk 3)
+    ])
+    landing = write_landing(tmp_path / "landing", data)
+
+    def outcome(run_id):
+        summary = ingest_landing(engine, run_for(run_id=run_id), landing)["files"]["orders.csv"]
+        rows = [(r["row_number"], r["row_key"], r["raw_row"], r["reasons"]) for r in quarantined(engine, "orders.csv")]
+        return ({k: v for k, v in summary.items() if k != "seconds"}, rows,
+                [(a["message"], a["metric_value"], a["status"]) for a in dq_alerts(engine, source_file="orders.csv")],
+                table_rows(engine, "orders"))
+
+    whole = outcome("manual__1")  # 9 rows: one chunk
+    monkeypatch.setattr(ingest, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(ingest, "KEY_BATCH_ROWS", 2)
+    chunked = outcome("manual__2")  # rows 1-4, 5-8, 9
+    assert chunked == whole
+
+    summary, rows, [(message, metric, status)], loaded = chunked
+    assert summary == {**summary, "read": 9, "loaded": 3, "quarantined": 6, "rejected": 0}
+    assert [(number, key) for number, key, _, _ in rows] == [
+        (1, "O-1"), (4, "O-A"), (5, "O-B"), (6, "O-1"), (7, "O-C"), (9, "O-A")]
+    reasons = {number: text for number, _, _, text in rows}
+    for number in (1, 4, 6, 9):
+        assert "expect_column_values_to_be_unique" in reasons[number]
+    assert "须大于 0" in reasons[5] and "expect_column_values_to_match_strftime_format" in reasons[7]
+    assert "expect_column_values_to_be_unique（order_id：主键 order_id（订单号）在文件内不得重复） 4 行" in message
+    assert "示例主键：O-1、O-A、O-B、O-1、O-C。" in message
+    assert Decimal(metric) == 6 and status == "open"
+    assert [row[0] for row in loaded] == ["O-2", "O-3", "O-D"]
+    assert str(loaded[2][5]).startswith("2025-02-20 09:00:00")
+
+
+def test_a_file_of_several_chunks_failing_a_file_level_expectation_is_rejected(engine, tmp_path, monkeypatch):
+    from vbp_monitor.quality import ingest
+
+    data = full_city(orders=[order(f"O-{n}") for n in range(10, 20)])
+    landing = write_landing(tmp_path / "landing", data)
+    monkeypatch.setattr(ingest, "CHUNK_ROWS", 4)
+    failing = ingest.suites.Failure("expect_column_to_exist", "order_id", "表头须有列 order_id", "file", 0,
+                                    observed=None)
+    real = ingest.validate_chunk
+    calls = []
+
+    def validate(conn, table, frame, duplicates):
+        found = real(conn, table, frame, duplicates)
+        if table == "orders":
+            calls.append(len(frame))
+            if len(calls) == 2:
+                found.failures.append(failing)
+        return found
+
+    monkeypatch.setattr(ingest, "validate_chunk", validate)
+    summary = ingest_landing(engine, run_for(), landing)["files"]["orders.csv"]
+    assert calls == [4, 4]
+    assert summary["rejected"] == 13 and summary["loaded"] == 0
+    assert counts(engine)["orders"] == 0  # the first chunk's rows were rolled back
+    [alert] = dq_alerts(engine, source_file="orders.csv")
+    assert "整份文件被拒收（共 13 行数据" in alert["message"] and "expect_column_to_exist" in alert["message"]
+
+
+def test_presolved_strftime_check_is_strptime():
+    import pandas as pd
+
+    from vbp_monitor.quality import ingest
+
+    texts = ["2025-01-01 00:00:00", "0000-01-01 00:00:00", "2025-2-3 4:05:06", "2025-02-29 00:00:00",
+             "2024-02-29 00:00:00", "2025-01-01 23:59:60", "1500-06-01 00:00:00", "２０２５-01-01 00:00:00",
+             "2025-01-01  00:00:00", "9999-12-31 23:59:59", "2025-01-01", "2025-13-01 00:00:00", None,
+             "2025-01-01 23:59:61", "2025-01-01 24:00:00", "2025-01-01 23:60:00", "2025-04-31 00:00:00",
+             "0001-01-01 00:00:00", "1677-09-21 00:12:43", "2262-04-12 00:00:00", "2025-04-31", "0000-01-01"]
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d"):
+        expected = sorted({t for t in texts if t is not None and ingest._strptime_fails(t, fmt)})
+        assert ingest.unparseable(pd.Series(texts, dtype=str), fmt) == expected

@@ -1,10 +1,14 @@
 """Warehouse connection and schema migrations."""
 from __future__ import annotations
 
+import datetime as dt
 import functools
+import math
+import operator
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +64,135 @@ def is_postgres(engine: Engine) -> bool:
 
 
 UPSERT_CHUNK_ROWS = 1000
+# From this many rows on, PostgreSQL upserts through COPY into a staging table (one
+# INSERT … SELECT … ON CONFLICT instead of pages of VALUES); fewer go as before.
+COPY_MIN_ROWS = 1000
+COPY_PAGE_ROWS = 50_000
+
+
+class _NotCopyable(Exception):
+    """A value COPY's text format would not carry exactly as the bound parameter does."""
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value) -> str:
+    """One value in COPY's text format (the text PostgreSQL parses as the bound value)."""
+    if value is None:
+        return "\\N"
+    kind = type(value)
+    if kind is str:
+        return value.translate(_COPY_ESCAPES)
+    if kind is bool:
+        return "t" if value else "f"
+    if kind is int or kind is Decimal:
+        return str(value)
+    if kind is dt.date:
+        return value.isoformat()
+    if kind is dt.datetime and value.tzinfo is None:
+        return value.isoformat(sep=" ")
+    if kind is float and math.isfinite(value):
+        return repr(value)
+    # aware datetimes (psycopg2 binds them as timestamptz), NaN, JSON, subclasses: as before
+    raise _NotCopyable(kind.__name__)
+
+
+_NULL = "\\N"
+_BOOLEAN_TEXT = {True: "t", False: "f"}
+
+
+_datetime_text = operator.methodcaller("isoformat", " ")
+
+
+def _copy_column(values: list) -> list[str]:
+    """A column's values in COPY's text format: one conversion for the column's one type
+    (C-level where it can be), value by value when types mix."""
+    kinds = set(map(type, values))
+    nullable = type(None) in kinds
+    kinds.discard(type(None))
+    if not kinds:
+        return [_NULL] * len(values)
+    if len(kinds) > 1:
+        return [_copy_text(value) for value in values]
+    kind = kinds.pop()
+    convert: Any
+    if kind is str:
+        special = "".join(filter(None, values))
+        if any(char in special for char in "\\\t\n\r"):
+            return [_copy_text(value) for value in values]
+        convert = None
+    elif kind is bool:
+        convert = _BOOLEAN_TEXT.__getitem__
+    elif kind is int or kind is Decimal:
+        convert = str
+    elif kind is dt.date:
+        convert = dt.date.isoformat
+    elif kind is dt.datetime:
+        if any(value.tzinfo is not None for value in values if value is not None):
+            raise _NotCopyable("aware datetime")
+        convert = _datetime_text
+    elif kind is float:
+        if not all(math.isfinite(value) for value in values if value is not None):
+            raise _NotCopyable("float")
+        convert = repr
+    else:
+        raise _NotCopyable(kind.__name__)
+    if convert is None:
+        return [_NULL if value is None else value for value in values] if nullable else values
+    if kind is dt.date or kind is bool or kind is int:
+        # dates and flags repeat: convert each distinct value once (not Decimals: 1.5 == 1.50)
+        text = {value: _NULL if value is None else convert(value) for value in set(values)}
+        return list(map(text.__getitem__, values))
+    if nullable:
+        return [_NULL if value is None else convert(value) for value in values]
+    return list(map(convert, values))
+
+
+def _copy_page(rows: list[dict], names: list[str]) -> str:
+    """Rows as the body of a COPY … FROM STDIN in text format."""
+    if len(names) == 1:
+        columns = [_copy_column([row[names[0]] for row in rows])]
+    else:
+        columns = [_copy_column(list(column)) for column in zip(*map(operator.itemgetter(*names), rows))]
+    return "\n".join(map("\t".join, zip(*columns))) + "\n"
+
+
+def _upsert_by_copy(conn, table, rows: list[dict], names: list[str], keys: list[str],
+                    update_columns: list[str]) -> bool:
+    """PostgreSQL: COPY the rows into a temporary staging table (same transaction, the raw
+    DBAPI connection of ``conn``), then one INSERT … SELECT … ON CONFLICT. False when a value
+    cannot go through COPY exactly (nothing was written then)."""
+    import io
+    import uuid
+
+    quote = conn.dialect.identifier_preparer.quote
+    target = quote(table.name) if table.schema is None else f"{quote(table.schema)}.{quote(table.name)}"
+    staging = f"vbp_upsert_{uuid.uuid4().hex[:12]}"
+    columns = ", ".join(quote(name) for name in names)
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(f"CREATE TEMPORARY TABLE {staging} ON COMMIT DROP AS "
+                       f"SELECT {columns} FROM {target} WITH NO DATA")
+        for start in range(0, len(rows), COPY_PAGE_ROWS):
+            try:
+                page = _copy_page(rows[start:start + COPY_PAGE_ROWS], names)
+            except _NotCopyable:
+                cursor.execute(f"DROP TABLE {staging}")
+                return False
+            cursor.copy_expert(f"COPY {staging} ({columns}) FROM STDIN", io.StringIO(page))
+        conflict = ", ".join(quote(name) for name in keys)
+        if update_columns:
+            action = "DO UPDATE SET " + ", ".join(f"{quote(name)} = EXCLUDED.{quote(name)}"
+                                                  for name in update_columns)
+        else:
+            action = "DO NOTHING"
+        cursor.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} "
+                       f"ON CONFLICT ({conflict}) {action}")
+        cursor.execute(f"DROP TABLE {staging}")
+    finally:
+        cursor.close()
+    return True
 
 
 def upsert(conn, table, rows, key_columns=None, update_columns=None) -> int:
@@ -67,7 +200,9 @@ def upsert(conn, table, rows, key_columns=None, update_columns=None) -> int:
 
     ``key_columns`` default to the primary key; ``update_columns`` default to every other
     column of the rows; an empty ``update_columns`` means DO NOTHING (insert-if-absent).
-    Rows are sent in chunks. Returns the number of rows sent.
+    On PostgreSQL, ``COPY_MIN_ROWS`` rows or more go through COPY into a temporary staging
+    table and one INSERT … SELECT … ON CONFLICT; otherwise (and on SQLite) rows are sent in
+    chunks. Returns the number of rows sent.
     """
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
@@ -79,9 +214,12 @@ def upsert(conn, table, rows, key_columns=None, update_columns=None) -> int:
     if not rows:
         return 0
     keys = list(key_columns or [column.name for column in table.primary_key.columns])
-    statement = insert(table)
     if update_columns is None:
         update_columns = [name for name in rows[0] if name not in keys]
+    if (conn.dialect.name == "postgresql" and len(rows) >= COPY_MIN_ROWS
+            and _upsert_by_copy(conn, table, rows, list(rows[0]), keys, list(update_columns))):
+        return len(rows)
+    statement = insert(table)
     if update_columns:
         statement = statement.on_conflict_do_update(
             index_elements=keys, set_={name: statement.excluded[name] for name in update_columns})

@@ -4,12 +4,19 @@ For every contract file present, in ``contract.LOAD_ORDER``:
 
 1. read it as text (CSV in UTF-8, UTF-8 with BOM or GB18030; or the first sheet of an XLSX);
 2. reject it whole when its header lacks a contract column (one DATA_QUALITY alert);
-3. validate it with its GX suite (``vbp_monitor.quality.expectations``); a failed file-level
-   expectation rejects it whole too;
-4. in one transaction: replace the file's quarantine rows with the rows that broke a
-   row-level expectation, upsert the good rows (typed, derived) by primary key, refresh what
-   depends on the table (work calendar, cycle-month calendar, monthly facts cache) and write
-   the file's DATA_QUALITY alert (or resolve the earlier one of the same day).
+3. in one transaction, ``CHUNK_ROWS`` rows at a time (memory is bounded by the chunk, not
+   the file): validate the chunk with the file's GX suite (``vbp_monitor.quality.expectations``),
+   quarantine the rows that broke a row-level expectation (the file's earlier quarantine rows
+   are replaced) and upsert the good rows (typed, derived) by primary key; a failed
+   file-level expectation rolls everything back and rejects the file whole;
+4. refresh what depends on the table (work calendar, cycle-month calendar, monthly facts
+   cache) and write the file's DATA_QUALITY alert (or resolve the earlier one of the same
+   day), in the same transaction.
+
+What the suite judges over the whole file stays whole: the key's uniqueness across chunks
+comes from one pass over the keys first (``duplicate_keys``, ``presolve``); a suite with a
+file-wide figure (the branches' one city row, the agreements' shared periods, a compound
+key) reads its file in one chunk. The outcome is the one of validating the file at once.
 
 Re-ingesting the same files changes nothing. Heavy imports stay inside functions.
 """
@@ -19,6 +26,7 @@ import datetime as dt
 import json
 import logging
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,6 +47,12 @@ QUARANTINE_CHUNK_ROWS = 2000
 MAX_CSV_FIELD_CHARS = 64 * 1024 * 1024
 MAX_TEXT_CHARS = 32_767
 PLAUSIBLE_YEARS = (2000, 2099)  # dates and times outside are typing errors (0001, 1900, 2999, 9999)
+# A file is read, validated, typed and loaded this many rows at a time (memory is bounded by
+# the chunk, not the file), unless its suite has a figure of the whole file.
+CHUNK_ROWS = 100_000
+KEY_BATCH_ROWS = 100_000
+READ_BLOCK_BYTES = 1 << 20
+MAX_EXAMPLES = 5  # example keys in a file's alert
 FACTS_SOURCES = {"orders", "products", "batches", "agreements"}
 
 
@@ -105,20 +119,37 @@ def _undecodable(data: bytes, position: int, encodings: str) -> ContractFileErro
         f"或 GB18030 编码，不能混用")
 
 
-def _csv_rows(path: Path) -> list[list[str]]:
+def csv_encoding(path: Path) -> str:
+    """``utf-8-sig`` when the whole file decodes strictly as UTF-8 (with or without BOM),
+    streamed without holding the file; otherwise ``decode_csv`` judges the bytes (GB18030, or
+    ``ContractFileError`` naming where the file does not read)."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
+    try:
+        with open(path, "rb") as handle:
+            while block := handle.read(READ_BLOCK_BYTES):
+                decoder.decode(block)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        try:
+            decode_csv(path.read_bytes())
+        except ContractFileError as error:
+            raise ContractFileError(f"{path.name} {error}") from None
+        return "gb18030"
+    return "utf-8-sig"
+
+
+def _csv_rows(path: Path) -> Iterator[list[str]]:
     import csv
-    import io
 
     csv.field_size_limit(MAX_CSV_FIELD_CHARS)
-    try:
-        text = decode_csv(path.read_bytes())
-    except ContractFileError as error:
-        raise ContractFileError(f"{path.name} {error}") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        return list(reader)
-    except csv.Error as error:
-        raise ContractFileError(f"{path.name} 第 {reader.line_num} 行无法按 CSV 读取（{error}）") from None
+    with open(path, encoding=csv_encoding(path), newline="") as handle:
+        reader = csv.reader(handle)
+        try:
+            yield from reader
+        except csv.Error as error:
+            raise ContractFileError(f"{path.name} 第 {reader.line_num} 行无法按 CSV 读取（{error}）") from None
 
 
 def _cell_text(value, kind: str | None) -> str:
@@ -139,7 +170,7 @@ def _cell_text(value, kind: str | None) -> str:
     return str(value)
 
 
-def _xlsx_rows(path: Path, spec: contract.FileSpec) -> list[list[str]]:
+def _xlsx_rows(path: Path, spec: contract.FileSpec) -> Iterator[list[str]]:
     from openpyxl import load_workbook
 
     try:
@@ -152,51 +183,115 @@ def _xlsx_rows(path: Path, spec: contract.FileSpec) -> list[list[str]]:
         rows = sheet.iter_rows(values_only=True)
         header = [_cell_text(v, None).strip() for v in next(rows, ())]
         kinds = [spec.columns.get(name) for name in header]
-        out = [header]
+        yield header
         for values in rows:
-            out.append([_cell_text(v, kinds[i] if i < len(kinds) else None) for i, v in enumerate(values)])
-        return out
+            yield [_cell_text(v, kinds[i] if i < len(kinds) else None) for i, v in enumerate(values)]
     finally:
         workbook.close()
 
 
-def read_contract_file(path: Path, spec: contract.FileSpec) -> tuple[pd.DataFrame, list[str]]:
-    """The file as text: a frame of its header's columns (values as delivered, '' when
-    empty), plus ``extra_field_count`` per row; blank lines are skipped. Also returns the
-    header as delivered."""
-    import pandas as pd
+def file_rows(path: Path, spec: contract.FileSpec) -> Iterator[list[str]]:
+    """The file's rows as text (the header first), read as they are needed."""
+    return _xlsx_rows(path, spec) if path.suffix.lower() == ".xlsx" else _csv_rows(path)
 
-    rows = _xlsx_rows(path, spec) if path.suffix.lower() == ".xlsx" else _csv_rows(path)
-    if not rows:
+
+def read_header(rows: Iterator[list[str]], path: Path, spec: contract.FileSpec) -> list[str]:
+    """The header as delivered (trailing empty cells dropped); ``ContractFileError`` when
+    there is none or it repeats a column."""
+    first = next(rows, None)
+    if first is None:
         raise ContractFileError(f"{path.name} 是空文件，第 1 行没有表头")
-    header = [name.strip().lstrip("\ufeff") for name in rows[0]]
+    header = [name.strip().lstrip("\ufeff") for name in first]
     while header and header[-1] == "" and spec.columns.get("") is None:
         header.pop()  # trailing empty header cells (a trailing comma, an XLSX's blank columns)
     duplicated = sorted({name for name in header if header.count(name) > 1})
     if duplicated:
         raise ContractFileError(f"{path.name} 的表头（第 1 行）有重复的列：{'、'.join(duplicated)}")
+    return header
+
+
+def data_rows(rows: Iterator[list[str]]) -> Iterator[list[str]]:
+    """The data rows: blank lines are skipped."""
+    for values in rows:
+        if "".join(values).strip():
+            yield values
+
+
+def _text_frame(records: list[list[str]], extra: list[int], header: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
+    frame = pd.DataFrame(records, columns=header, dtype=str) if records else pd.DataFrame(
+        {name: pd.Series([], dtype=str) for name in header})
+    frame[suites.EXTRA_FIELDS] = pd.Series(extra, dtype="int64") if extra else pd.Series([], dtype="int64")
+    return frame
+
+
+def text_frames(rows: Iterator[list[str]], header: list[str],
+                chunk_rows: int | None) -> Iterator[tuple[pd.DataFrame, bool]]:
+    """The data rows as frames of text of at most ``chunk_rows`` rows (all of them when
+    None): the header's columns (values as delivered, '' when empty) plus
+    ``extra_field_count`` per row. Each comes with whether more rows follow; at least one
+    (maybe empty) frame."""
     width = len(header)
-    records, extra = [], []
-    for values in rows[1:]:
-        if not any((v or "").strip() for v in values):
+    records: list[list[str]] = []
+    extra: list[int] = []
+    for values in data_rows(rows):
+        if chunk_rows is not None and len(records) == chunk_rows:
+            yield _text_frame(records, extra, header), True
+            records, extra = [], []
+        if len(values) == width:
+            extra.append(0)
+            records.append(values)
             continue
         tail = values[width:]
         # trailing empty fields are a trailing separator, not data
         extra.append(sum(1 for v in tail if (v or "").strip()))
         records.append((list(values[:width]) + [""] * (width - len(values)))[:width])
-    frame = pd.DataFrame(records, columns=header, dtype=str) if records else pd.DataFrame(
-        {name: pd.Series([], dtype=str) for name in header})
-    frame[suites.EXTRA_FIELDS] = pd.Series(extra, dtype="int64") if extra else pd.Series([], dtype="int64")
+    yield _text_frame(records, extra, header), False
+
+
+def read_contract_file(path: Path, spec: contract.FileSpec) -> tuple[pd.DataFrame, list[str]]:
+    """The whole file as one frame of text (see ``text_frames``) and its header as delivered."""
+    rows = file_rows(path, spec)
+    header = read_header(rows, path, spec)
+    [(frame, _)] = list(text_frames(rows, header, None))
     return frame, header
 
 
-def contract_text(frame: pd.DataFrame, spec: contract.FileSpec) -> pd.DataFrame:
-    """Contract columns stripped, '' as missing, numbered 1.. (the data row number)."""
+def contract_text(frame: pd.DataFrame, spec: contract.FileSpec, first_row: int = 1) -> pd.DataFrame:
+    """Contract columns stripped, '' as missing, numbered ``first_row``.. (the data row number)."""
     out = frame[list(spec.columns)].apply(lambda column: column.str.strip())
     out = out.mask(out == "")
     out[suites.EXTRA_FIELDS] = frame[suites.EXTRA_FIELDS].to_numpy()
-    out[suites.ROW_NUMBER] = range(1, len(out) + 1)
+    out[suites.ROW_NUMBER] = range(first_row, first_row + len(out))
     return out
+
+
+def duplicate_keys(rows: Iterator[list[str]], header: list[str], column: str) -> set[str]:
+    """The values of ``column`` (stripped, non-empty) that more than one data row carries.
+
+    Keys are gathered as UTF-8 bytes in numpy arrays (a few bytes a row, not a Python
+    string each) and sorted once: memory stays small as files grow.
+    """
+    import numpy as np
+
+    position = header.index(column)
+    parts, batch = [], []
+    for values in data_rows(rows):
+        key = values[position].strip() if position < len(values) else ""
+        if key:
+            batch.append(key.encode("utf-8") + b"|")  # the end mark keeps trailing NULs
+        if len(batch) == KEY_BATCH_ROWS:
+            parts.append(np.array(batch, dtype=bytes))
+            batch = []
+    if batch:
+        parts.append(np.array(batch, dtype=bytes))
+    if not parts:
+        return set()
+    keys = np.sort(np.concatenate(parts))
+    del parts
+    repeated = keys[1:][keys[1:] == keys[:-1]]
+    return {key.decode("utf-8")[:-1] for key in np.unique(repeated).tolist()}
 
 
 # ---------------------------------------------------------------- typing
@@ -277,6 +372,34 @@ def _typed_column(kind: str, series: pd.Series, limit=None) -> list:
     return out
 
 
+def _derived_columns(table: str, columns: dict[str, list], numbers: list[int],
+                     unparsed: dict[int, list[str]]) -> dict[str, list]:
+    """``contract.derive`` of every row, column by column for the large table (orders); a row
+    whose derived columns cannot be computed joins ``unparsed`` and is left out."""
+    if table != "orders":
+        names = list(columns)
+        rows = []
+        for number, values in zip(numbers, zip(*columns.values())):
+            try:
+                rows.append(contract.derive(table, dict(zip(names, values))))
+            except (ValueError, ArithmeticError) as error:  # e.g. a cycle beyond the calendar
+                unparsed.setdefault(number, []).append(f"派生列无法计算（{error}）")
+        return {name: [row[name] for row in rows] for name in (rows[0] if rows else columns)}
+    order_times, responses = columns["order_time"], columns["response_time"]
+    hours: list = []
+    cache: dict[float, Decimal] = {}  # response delays repeat (whole seconds)
+    for order_time, response in zip(order_times, responses):
+        if response is None:
+            hours.append(None)
+            continue
+        seconds = (response - order_time).total_seconds()
+        value = cache.get(seconds)
+        if value is None:
+            value = cache[seconds] = (Decimal(seconds) / Decimal(3600)).quantize(Decimal("0.000001"))
+        hours.append(value)
+    return {**columns, "order_date": [order_time.date() for order_time in order_times], "response_hours": hours}
+
+
 def typed_records(table: str, frame: pd.DataFrame) -> tuple[list[dict], dict[int, list[str]]]:
     """Typed and derived rows of the good rows, and reasons for rows that still fail to
     parse or fit the warehouse (a safety net behind the suite's type expectations)."""
@@ -288,18 +411,15 @@ def typed_records(table: str, frame: pd.DataFrame) -> tuple[list[dict], dict[int
     unparsed: dict[int, list[str]] = {}
     for name, values in columns.items():
         for i, value in enumerate(values):
-            if isinstance(value, Unfit):
+            if type(value) is Unfit:
                 unparsed.setdefault(numbers[i], []).append(f"{name} {value}")
-    records = []
+    if unparsed:
+        kept = [i for i, number in enumerate(numbers) if number not in unparsed]
+        columns = {name: [values[i] for i in kept] for name, values in columns.items()}
+        numbers = [numbers[i] for i in kept]
+    columns = _derived_columns(table, columns, numbers, unparsed)
     names = list(columns)
-    for i, row_values in enumerate(zip(*columns.values())):
-        if numbers[i] in unparsed:
-            continue
-        try:
-            records.append(contract.derive(table, dict(zip(names, row_values))))
-        except (ValueError, ArithmeticError) as error:  # e.g. a cycle beyond the calendar
-            unparsed.setdefault(numbers[i], []).append(f"派生列无法计算（{error}）")
-    return records, unparsed
+    return [dict(zip(names, values)) for values in zip(*columns.values())], unparsed
 
 
 # ---------------------------------------------------------------- writing
@@ -311,15 +431,18 @@ def upsert(conn, table_name: str, rows: list[dict]) -> int:
     return db.upsert(conn, metadata.tables[table_name], rows)
 
 
-def replace_quarantine(conn, table: str, source_file: str, rows: list[dict]) -> None:
+def replace_quarantine(conn, table: str, source_file: str, rows: list[dict], delete: bool = True) -> None:
     """The quarantine of a table's file is the latest delivery's: drop the earlier rows
-    (whatever the extension was) and insert this delivery's."""
-    from sqlalchemy import delete, insert
+    (whatever the extension was) and insert this delivery's (``delete=False``: add rows of
+    the same delivery)."""
+    from sqlalchemy import delete as delete_
+    from sqlalchemy import insert
 
     from vbp_monitor.model.schema import quarantine
 
-    conn.execute(delete(quarantine).where(quarantine.c.source_file.in_([f"{table}{ext}" for ext in EXTENSIONS]
-                                                                        + [source_file])))
+    if delete:
+        conn.execute(delete_(quarantine).where(
+            quarantine.c.source_file.in_([f"{table}{ext}" for ext in EXTENSIONS] + [source_file])))
     for start in range(0, len(rows), QUARANTINE_CHUNK_ROWS):
         conn.execute(insert(quarantine), rows[start:start + QUARANTINE_CHUNK_ROWS])
 
@@ -341,6 +464,97 @@ def after_load(conn, table: str) -> None:
         ensure_cycle_month_calendar(conn)
 
 
+# ---------------------------------------------------------------- validating a chunk
+UNIQUE = "expect_column_values_to_be_unique"
+STRFTIME = "expect_column_values_to_match_strftime_format"
+NOT_IN_SET = "expect_column_values_to_not_be_in_set"
+# the contract's formats in their zero-padded ASCII shape: pandas parses these at C speed
+CANONICAL_SHAPES = {
+    suites.TIMESTAMP_FORMAT: r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}",
+    suites.DATE_FORMAT: r"[0-9]{4}-[0-9]{2}-[0-9]{2}",
+}
+# suites with a figure over the whole file beyond chunkable()'s types: the agreements'
+# period_conflicts compares every agreement of an institution and batch in the file
+WHOLE_FILE_TABLES = frozenset({"agreements"})
+
+
+def chunk_rows(table: str) -> int | None:
+    """Rows per chunk for ``table``'s files, or None when its suite needs the whole file
+    (a file-wide figure, or a uniqueness over several columns)."""
+    if table in WHOLE_FILE_TABLES or not suites.chunkable(table):
+        return None
+    expectations = suites.load_suite_json(table)["expectations"]
+    if any(item["type"] == "expect_compound_columns_to_be_unique" for item in expectations):
+        return None
+    return CHUNK_ROWS
+
+
+def unique_columns(table: str) -> list[str]:
+    return [item["kwargs"]["column"] for item in suites.load_suite_json(table)["expectations"]
+            if item["type"] == UNIQUE]
+
+
+def _strptime_fails(text: str, strftime_format: str) -> bool:
+    try:
+        dt.datetime.strptime(text, strftime_format)
+    except ValueError:
+        return True
+    return False
+
+
+def unparseable(series: pd.Series, strftime_format: str) -> list[str]:
+    """The distinct values of ``series`` that ``datetime.strptime(value, strftime_format)``
+    rejects (GX's test for expect_column_values_to_match_strftime_format), found without
+    calling it on every value: what pandas parses in the zero-padded shape is valid; only
+    the rest is tried one distinct value at a time."""
+    import pandas as pd
+
+    values = series.dropna()
+    shape = CANONICAL_SHAPES.get(strftime_format)
+    if shape is not None and len(values):
+        canonical = values.str.fullmatch(shape).fillna(False).astype(bool)
+        parsed = pd.to_datetime(values.where(canonical), format=strftime_format, errors="coerce")
+        # pandas also reads year 0000 and seconds 60 and 61, which datetime (so strptime) refuses
+        valid = canonical & parsed.notna() & (parsed.dt.year >= dt.MINYEAR)
+        if strftime_format == suites.TIMESTAMP_FORMAT:
+            valid &= values.str.slice(17, 19) < "60"
+        values = values[~valid]
+    return sorted(v for v in values.unique().tolist() if _strptime_fails(v, strftime_format))
+
+
+def presolve(suite_json: dict, frame: pd.DataFrame, duplicates: dict[str, set[str]] | None) -> dict:
+    """The resolved suite with two expectations stated as an equivalent one for this chunk
+    (as ``resolve_references`` does with references; messages keep the stated type):
+
+    * ``match_strftime_format`` → ``not_in_set`` the chunk's values that do not parse (GX
+      calls strptime once per row, most of the time of a large file);
+    * ``to_be_unique`` → ``not_in_set`` the chunk's values that the whole file repeats
+      (``duplicates``, when the file is read in several chunks): uniqueness across chunks.
+    """
+    for expectation in suite_json["expectations"]:
+        kwargs = expectation.get("kwargs", {})
+        column = kwargs.get("column")
+        if expectation["type"] == STRFTIME and set(kwargs) == {"column", "strftime_format"}:
+            value_set = unparseable(frame[column], kwargs["strftime_format"])
+        elif expectation["type"] == UNIQUE and duplicates is not None and set(kwargs) == {"column"}:
+            present = frame[column].dropna()
+            value_set = sorted(set(present[present.isin(duplicates[column])].tolist()))
+        else:
+            continue
+        expectation["meta"] = {**(expectation.get("meta") or {}), "stated_type": expectation["type"]}
+        expectation["type"] = NOT_IN_SET
+        expectation["kwargs"] = {"column": column, "value_set": value_set}
+    return suite_json
+
+
+def validate_chunk(conn, table: str, frame: pd.DataFrame,
+                   duplicates: dict[str, set[str]] | None) -> suites.SuiteOutcome:
+    """``expectations.validate_frame`` for one chunk of a file (see ``presolve``)."""
+    prepared = suites.add_helper_columns(conn, table, frame)
+    resolved = suites.resolve_references(conn, suites.load_suite_json(table), prepared)
+    return suites.run_suite(table, presolve(resolved, prepared, duplicates), prepared)
+
+
 # ---------------------------------------------------------------- one file
 def _rejected(engine, run, file_name: str, rows: int, why: str, summary: dict) -> dict:
     message = (
@@ -356,75 +570,132 @@ def _rejected(engine, run, file_name: str, rows: int, why: str, summary: dict) -
     return summary
 
 
+class _FileFailure(Exception):
+    """A chunk failed a file-level expectation: the whole file is rejected."""
+
+    def __init__(self, why: str, read: int):
+        super().__init__(why)
+        self.why, self.read = why, read
+
+
+def _quarantine_rows(raw: pd.DataFrame, frame: pd.DataFrame, spec: contract.FileSpec, first_row: int,
+                     reasons: dict[int, list[str]], file_name: str, run, now: dt.datetime) -> list[dict]:
+    numbers = sorted(reasons)
+    positions = [number - first_row for number in numbers]
+    bad = raw.iloc[positions].drop(columns=[suites.EXTRA_FIELDS])
+    key_text = frame.iloc[positions][list(spec.key)].fillna("")
+    # a NUL (which PostgreSQL text cannot hold) is shown as \x00 in the key and the alert
+    keys = key_text.astype(str).agg(suites.KEY_SEPARATOR.join, axis=1).str.replace("\x00", "\\x00").tolist()
+    return [{
+        "source_file": file_name, "row_number": number, "row_key": key,
+        "raw_row": json.dumps(row, ensure_ascii=False), "reasons": "；".join(reasons[number]),
+        "run_id": run.run_id, "quarantined_at": now,
+    } for number, key, row in zip(numbers, keys, bad.to_dict("records"))]
+
+
+def _load(conn, run, table: str, path: Path, header: list[str], rows: Iterator[list[str]]) -> dict:
+    """Validate, quarantine and upsert the file chunk by chunk in ``conn``'s transaction;
+    raises ``_FileFailure`` (the caller rolls back) on a file-level failure."""
+    spec = contract.FILES[table]
+    file_name = path.name
+    size = chunk_rows(table)
+    frames = text_frames(rows, header, size)
+    duplicates: dict[str, set[str]] | None = None
+    outcomes: list[suites.SuiteOutcome] = []
+    unparsed_texts: set[str] = set()
+    examples: list[str] = []
+    read = loaded = quarantined = 0
+    now = dt.datetime.now(dt.UTC)
+    replace_quarantine(conn, table, file_name, [])
+    for raw, more in frames:
+        if not read and not more and not len(raw) and not spec.optional_file:
+            raise _FileFailure("只有表头（第 1 行），没有数据行", 0)  # a snapshot with no row: an export gone wrong
+        if more and duplicates is None:
+            # several chunks: uniqueness is the whole file's (one pass over the keys first)
+            keys = file_rows(path, spec)
+            next(keys)
+            duplicates = {column: duplicate_keys(keys, header, column) for column in unique_columns(table)}
+        first_row = read + 1
+        read += len(raw)
+        frame = contract_text(raw, spec, first_row)
+        outcome = validate_chunk(conn, table, frame, duplicates)
+        if outcome.file_failures:
+            read += sum(len(rest) for rest, _ in frames)
+            broken = "；".join(f"{f.label}，实际值 {f.observed}" for f in outcome.file_failures)
+            raise _FileFailure(f"未通过期望套件 {outcome.suite_name} 的文件级期望：{broken}", read)
+        reasons = {number: list(texts) for number, texts in outcome.row_reasons.items()}
+        good = frame[~frame[suites.ROW_NUMBER].isin(list(reasons))]
+        records, unparsed = typed_records(table, good)
+        del good
+        for number, texts in unparsed.items():
+            reasons.setdefault(number, []).extend(texts)
+            unparsed_texts.update(texts)
+        bad = _quarantine_rows(raw, frame, spec, first_row, reasons, file_name, run, now) if reasons else []
+        del raw, frame
+        replace_quarantine(conn, table, file_name, bad, delete=False)
+        examples.extend(q["row_key"] or f"第{q['row_number']}行" for q in bad[:MAX_EXAMPLES - len(examples)])
+        quarantined += len(bad)
+        loaded += upsert(conn, table, records)
+        del records, bad
+        outcome.row_reasons, outcome.row_keys = {}, {}  # written: only the failures' counts are kept
+        outcomes.append(outcome)
+    outcome = suites.merge_outcomes(table, outcomes)
+    return {"read": read, "loaded": loaded, "quarantined": quarantined, "examples": examples,
+            "failed": "；".join(filter(None, [outcome.failure_summary(), *sorted(unparsed_texts)])),
+            "suite_name": outcome.suite_name}
+
+
 def ingest_file(engine, run, table: str, path: Path) -> dict:
-    """Ingest one contract file; returns its summary (rows read/loaded/quarantined/rejected)."""
+    """Ingest one contract file; returns its summary (rows read/loaded/quarantined/rejected).
+
+    The file is read ``chunk_rows(table)`` rows at a time, in one transaction: each chunk is
+    validated, its bad rows quarantined and its good rows upserted before the next is read.
+    """
     started = time.perf_counter()
     spec = contract.FILES[table]
     file_name = path.name
     summary = {"table": table, "read": 0, "loaded": 0, "quarantined": 0, "rejected": 0}
+    rows = file_rows(path, spec)
     try:
-        raw, header = read_contract_file(path, spec)
+        header = read_header(rows, path, spec)
     except ContractFileError as error:
         return _rejected(engine, run, file_name, 0, str(error).removeprefix(f"{file_name} "), summary)
-    summary["read"] = len(raw)
     missing = [name for name in spec.columns if name not in header]
     if missing:
-        return _rejected(engine, run, file_name, len(raw), f"的表头（第 1 行）缺少契约列 {'、'.join(missing)}",
-                         summary)
-    if not len(raw) and not spec.optional_file:  # a snapshot with no row: an export that went wrong
-        return _rejected(engine, run, file_name, 0, "只有表头（第 1 行），没有数据行", summary)
+        try:
+            read = sum(1 for _ in data_rows(rows))
+        except ContractFileError as error:
+            return _rejected(engine, run, file_name, 0, str(error).removeprefix(f"{file_name} "), summary)
+        summary["read"] = read
+        return _rejected(engine, run, file_name, read, f"的表头（第 1 行）缺少契约列 {'、'.join(missing)}", summary)
 
-    frame = contract_text(raw, spec)
-    with engine.connect() as conn:
-        outcome = suites.validate_frame(conn, table, frame)
-    if outcome.file_failures:
-        broken = "；".join(f"{f.label}，实际值 {f.observed}" for f in outcome.file_failures)
-        return _rejected(engine, run, file_name, len(raw),
-                         f"未通过期望套件 {outcome.suite_name} 的文件级期望：{broken}", summary)
+    try:
+        with engine.begin() as conn:
+            done = _load(conn, run, table, path, header, rows)
+            summary["read"] = done["read"]
+            loaded, quarantined = done["loaded"], done["quarantined"]
+            if loaded:
+                after_load(conn, table)
+            candidates = []
+            if quarantined:
+                message = (
+                    f"数据质量问题：{file_name} 共 {done['read']} 行，其中 {quarantined} 行未通过期望套件 "
+                    f"{done['suite_name']} 的校验，已隔离（quarantine 表，未入库，规则不使用这些行）；"
+                    f"其余 {loaded} 行已入库。未通过的期望：{done['failed']}。示例主键：{'、'.join(done['examples'])}。"
+                    f"请数据组核对平台导出、更正后重新投递 {file_name}；当天重新投递且校验通过后本预警自动关闭。"
+                    f"依据：{suites.clause()}。"
+                )
+                candidates.append(suites.data_quality_alert(conn, file_name, message, quarantined))
+            run.store.replace(conn, ["DATA_QUALITY"], candidates, source_file=file_name)
+    except _FileFailure as failure:
+        summary["read"] = failure.read
+        return _rejected(engine, run, file_name, failure.read, failure.why, summary)
+    except ContractFileError as error:  # a row further on does not read (rolled back)
+        return _rejected(engine, run, file_name, 0, str(error).removeprefix(f"{file_name} "), summary)
 
-    reasons = {number: list(texts) for number, texts in outcome.row_reasons.items()}
-    good = frame[~frame[suites.ROW_NUMBER].isin(list(reasons))]
-    records, unparsed = typed_records(table, good)
-    for number, texts in unparsed.items():
-        reasons.setdefault(number, []).extend(texts)
-
-    now = dt.datetime.now(dt.UTC)
-    quarantined = []
-    if reasons:
-        bad = raw.iloc[[number - 1 for number in sorted(reasons)]]
-        key_text = frame.iloc[[number - 1 for number in sorted(reasons)]][list(spec.key)].fillna("")
-        # a NUL (which PostgreSQL text cannot hold) is shown as \x00 in the key and the alert
-        keys = key_text.astype(str).agg(suites.KEY_SEPARATOR.join, axis=1).str.replace("\x00", "\\x00").tolist()
-        for number, key, row in zip(sorted(reasons), keys, bad.drop(columns=[suites.EXTRA_FIELDS]).to_dict("records")):
-            quarantined.append({
-                "source_file": file_name, "row_number": number, "row_key": key,
-                "raw_row": json.dumps(row, ensure_ascii=False), "reasons": "；".join(reasons[number]),
-                "run_id": run.run_id, "quarantined_at": now,
-            })
-
-    candidates = []
-    with engine.begin() as conn:
-        replace_quarantine(conn, table, file_name, quarantined)
-        loaded = upsert(conn, table, records)
-        if loaded:
-            after_load(conn, table)
-        if quarantined:
-            examples = "、".join(q["row_key"] or f"第{q['row_number']}行" for q in quarantined[:5])
-            failed = "；".join(filter(None, [outcome.failure_summary(),
-                                            *sorted({t for texts in unparsed.values() for t in texts})]))
-            message = (
-                f"数据质量问题：{file_name} 共 {len(raw)} 行，其中 {len(quarantined)} 行未通过期望套件 "
-                f"{outcome.suite_name} 的校验，已隔离（quarantine 表，未入库，规则不使用这些行）；"
-                f"其余 {loaded} 行已入库。未通过的期望：{failed}。示例主键：{examples}。"
-                f"请数据组核对平台导出、更正后重新投递 {file_name}；当天重新投递且校验通过后本预警自动关闭。"
-                f"依据：{suites.clause()}。"
-            )
-            candidates.append(suites.data_quality_alert(conn, file_name, message, len(quarantined)))
-        run.store.replace(conn, ["DATA_QUALITY"], candidates, source_file=file_name)
-
-    summary.update(loaded=loaded, quarantined=len(quarantined), seconds=round(time.perf_counter() - started, 2))
+    summary.update(loaded=loaded, quarantined=quarantined, seconds=round(time.perf_counter() - started, 2))
     log.info("%s: read %d, loaded %d, quarantined %d (%.1fs)", file_name, summary["read"], loaded,
-             len(quarantined), summary["seconds"])
+             quarantined, summary["seconds"])
     return summary
 
 

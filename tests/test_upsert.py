@@ -1,0 +1,66 @@
+"""core.db.upsert: many rows through COPY and a staging table on PostgreSQL, the same rows
+as INSERT … ON CONFLICT in pages (the path of few rows, and SQLite's)."""
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from vbp_monitor.core import db
+from vbp_monitor.model.schema import alerts, orders
+
+
+def order_rows(count: int, shift: int = 0) -> list[dict]:
+    rows = []
+    for n in range(count):
+        ordered = dt.datetime(2025, 2, 1, 9, 0, 0) + dt.timedelta(minutes=n + shift)
+        rows.append({
+            "order_id": f"O-{n:05d}", "institution_code": ["H1", "H\t2", "H\\3", "H\n4", "医院\r5"][n % 5],
+            "product_code": "P1", "distributor_code": None if n % 3 else "D1", "channel": "platform",
+            "order_time": ordered, "quantity": Decimal(n % 7 + 1), "unit_price": Decimal("0.5") if n % 2 else
+            Decimal("0.50"), "amount": Decimal(n % 7 + 1) * Decimal("0.5"),
+            "response_time": None if n % 4 else ordered + dt.timedelta(seconds=n, microseconds=n % 2),
+            "acceptance_date": None if n % 5 else ordered.date(), "cancelled": n % 11 == 0,
+            "order_date": ordered.date(), "response_hours": None if n % 4 else Decimal(n) / Decimal(3600),
+        })
+    return rows
+
+
+def stored(engine) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(select(orders).order_by(orders.c.order_id))]
+
+
+def test_many_rows_upsert_like_few(engine, monkeypatch):
+    first, second = order_rows(2500), order_rows(3000, shift=7)
+    with engine.begin() as conn:
+        assert db.upsert(conn, orders, first) == 2500
+        assert db.upsert(conn, orders, second) == 3000  # 2500 updated, 500 new
+    by_copy = stored(engine)
+    with engine.begin() as conn:
+        conn.execute(orders.delete())
+    monkeypatch.setattr(db, "COPY_MIN_ROWS", 10**9)
+    with engine.begin() as conn:
+        db.upsert(conn, orders, first)
+        db.upsert(conn, orders, second)
+    assert stored(engine) == by_copy
+    assert len(by_copy) == 3000 and by_copy[1][1] == "H\t2" and by_copy[3][1] == "H\n4"
+
+
+def test_insert_if_absent_and_values_copy_cannot_carry(engine):
+    rows = order_rows(1500)
+    with engine.begin() as conn:
+        db.upsert(conn, orders, rows)
+        changed = [dict(row, channel="offline") for row in rows]
+        db.upsert(conn, orders, changed, update_columns=[])  # DO NOTHING: the stored rows stay
+    assert {row[4] for row in stored(engine)} == {"platform"}
+
+    now = dt.datetime(2025, 3, 1, 8, 0, tzinfo=dt.UTC)  # aware: bound as before, not copied
+    alert_rows = [{"alert_key": f"k{n}", "rule_code": "DATA_QUALITY", "severity": "high", "period": "2025-03",
+                   "branch_code": "CITY", "message": "m", "dag_id": "d", "run_id": "r", "status": "open",
+                   "first_raised_at": now, "last_raised_at": now} for n in range(1200)]
+    with engine.begin() as conn:
+        assert db.upsert(conn, alerts, alert_rows, key_columns=["alert_key"]) == 1200
+        first = conn.execute(select(alerts.c.first_raised_at).where(alerts.c.alert_key == "k7")).scalar_one()
+    assert first.replace(tzinfo=first.tzinfo or dt.UTC) == now
