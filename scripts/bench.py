@@ -78,6 +78,15 @@ def create_db(name: str) -> str:
     return db_url(name)
 
 
+def database_exists(name: str) -> bool:
+    conn = raw_conn(ADMIN_URL)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        found = cur.fetchone() is not None
+    conn.close()
+    return found
+
+
 def drop_db(name: str) -> None:
     admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -574,9 +583,9 @@ def share(count: int, subjects: int | None) -> str:
 
 
 def filled_db(name: str, args, lines: int, created: list[str]) -> str:
-    """The URL of database ``name``: as it is with --reuse, else created (noted in ``created``,
-    for the clean-up) and filled with ``lines`` order lines a month."""
-    if args.reuse:
+    """The URL of database ``name``: as it is with --reuse when it exists, else created
+    (noted in ``created``, for the clean-up) and filled with ``lines`` order lines a month."""
+    if args.reuse and database_exists(name):
         return db_url(name)
     url = create_db(name)
     created.append(name)
