@@ -347,3 +347,12 @@ def sheet_rows(path, sheet_name: str) -> list[list]:
 
     sheet = openpyxl.load_workbook(path)[sheet_name]
     return [list(row) for row in sheet.iter_rows(values_only=True)]
+
+
+def order_line(order_id: str, **changes) -> dict:
+    """One orders.csv row of the small city (H1 buys P-AML-S on the platform), as text."""
+    row = {"order_id": order_id, "institution_code": "H1", "product_code": "P-AML-S", "distributor_code": "D1",
+           "channel": "platform", "order_time": "2025-02-20 09:00:00", "quantity": "10", "unit_price": "0.5",
+           "amount": "5", "response_time": "", "acceptance_date": "", "cancelled": "false"}
+    row.update(changes)
+    return row

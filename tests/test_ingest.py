@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, insert, select, text
 
 from builders import full_city, header_of, write_csv, write_landing
+from builders import order_line as order
 from vbp_monitor.core.periods import ingest_period
 from vbp_monitor.model import contract
 from vbp_monitor.model.schema import alerts, metadata, purchase_facts_months, quarantine, work_calendar
@@ -47,14 +48,6 @@ def quarantined(engine, source_file: str) -> list[dict]:
         return [dict(row) for row in conn.execute(
             select(quarantine).where(quarantine.c.source_file == source_file).order_by(quarantine.c.row_number)
         ).mappings()]
-
-
-def order(order_id: str, **changes) -> dict:
-    row = {"order_id": order_id, "institution_code": "H1", "product_code": "P-AML-S", "distributor_code": "D1",
-           "channel": "platform", "order_time": "2025-02-20 09:00:00", "quantity": "10", "unit_price": "0.5",
-           "amount": "5", "response_time": "", "acceptance_date": "", "cancelled": "false"}
-    row.update(changes)
-    return row
 
 
 # ---------------------------------------------------------------- loading

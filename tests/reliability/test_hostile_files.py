@@ -34,6 +34,7 @@ import pytest
 from sqlalchemy import select
 
 from builders import csv_bytes, full_city, header_of, seed, write_csv
+from builders import order_line as order
 from vbp_monitor.core.periods import ingest_period
 from vbp_monitor.model import contract
 from vbp_monitor.model.schema import alerts, metadata, quarantine
@@ -58,14 +59,6 @@ BRANCH_CRLF = "南康分局\r\nBcc: evil@example.org"
 
 def run_for(run_id: str = "manual__hostile") -> RunContext:
     return RunContext.for_test("vbp_ingest", ingest_period(D), run_id=run_id)
-
-
-def order(order_id: str, **changes) -> dict:
-    row = {"order_id": order_id, "institution_code": "H1", "product_code": "P-AML-S", "distributor_code": "D1",
-           "channel": "platform", "order_time": "2025-02-20 09:00:00", "quantity": "10", "unit_price": "0.5",
-           "amount": "5", "response_time": "", "acceptance_date": "", "cancelled": "false"}
-    row.update(changes)
-    return row
 
 
 def institution(code: str, name: str, branch: str = "B1") -> dict:
