@@ -3,12 +3,47 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
-from vbp_monitor.orchestration.wiring import BACKFILL_DOC, dag_arguments, rule_tasks, schedule_of
+from vbp_monitor.orchestration.wiring import dag_arguments, dag_doc, rule_tasks, schedule_of
 
 DAG_ID = "vbp_ingest"
 
-DOC = """
-## 数据接入 · ingest the platform's exports
+ZH_PURPOSE = """读取平台导出文件（`VBP_LANDING_DIR` 中的契约文件），按数据契约与 GX 期望套件校验，隔离问题行，合格行入库。
+评判期间即运行日 D 本身（预警期间 = D）。
+"""
+
+ZH_BODY = """
+除定时运行外，**接收文件有变化时**也应运行：到货后手动 **触发**，或由外部监测（如 FileSensor DAG、平台 SFTP 钩子调用
+`airflow dags trigger vbp_ingest`）触发。每天 05:00 先于 06:00 的各规则 DAG 运行。
+
+**读取内容**：接收目录中存在的每个契约文件，按引用顺序（节假日、分局、医疗机构、批次、产品、协议、订单、线下备案、
+回款、预付、报量、年度报告、配送企业）。文件为 `NAME.csv`（UTF-8、带 BOM 的 UTF-8 或 GB18030/GBK）或 `NAME.xlsx`
+（第一个工作表），表头须符合契约。缺少的文件不改变对应数据表。
+
+**任务**：`migrate`（将数据仓库升级到最新结构）→ `ingest`（接入与校验）→ `notify`（数据质量预警发给数据组，
+`VBP_DATA_TEAM_EMAILS`）。
+
+**校验**：每个文件用其 GX 套件（`include/expectations/NAME.json`）校验：列、必填、类型、枚举、取值范围、主键唯一、
+对先入库数据表的引用，以及跨列规则（金额 = 数量 × 单价，误差 0.01 以内；响应不早于下单；验收不早于下单日；
+期间结束不早于开始；中选产品须有批次和价格；协议须为本批次中选通用名且与机构、批次的协议年度一致；备案须对应线下订单；
+分局表中恰有一行 `city`）。
+* 表头缺少契约列（或未通过文件级期望）的文件**整体拒收**：不入库任何行；一条 `DATA_QUALITY` 预警（high）指明文件和列。
+* 违反行级期望的行进入 `quarantine` 隔离表（文件、数据行号、主键、原始行、原因），不参与任何规则；合格行照常入库。
+  每个文件每次运行一条 `DATA_QUALITY` 预警（指标 = 隔离行数），列明套件、未通过的期望和示例主键。
+* 合格行按主键更新或插入：重复接入同一文件不产生变化。接入节假日会重建工作日历；订单、产品、批次或协议会使月度采购汇总缓存失效。
+
+**输出**：数据仓库各表、`quarantine` 隔离表、`DATA_QUALITY` 预警（期间 = 运行日 D，`source_file` = 文件），
+以及任务返回值：每个文件读取 / 入库 / 隔离 / 拒收的行数。
+
+**参数**：`branch_code`（只通知这个分局）、`force_resend`（重新发送）；本 DAG 无批次参数。
+
+**重新报送更正文件**：把更正后的 `NAME.csv`/`NAME.xlsx` 放入接收目录（替换旧文件）并再次触发 `vbp_ingest`。
+该文件的隔离行由新文件的结果替换；同一运行日 D 的重跑在文件通过后把此前的数据质量预警置为已解决。然后重跑受影响期间的规则 DAG。
+注意：接入读取的是接收目录**当前**的文件，与逻辑日期无关；对 vbp_ingest“回填”只会重读当前文件（日期只用于标注预警）。
+要重建历史数据，先报送文件并触发一次，再回填各规则 DAG。
+"""
+
+ENGLISH = """
+### Ingest the platform's exports · 数据接入
 
 Daily at 05:00 Asia/Shanghai (before the rule DAGs at 06:00), and **whenever the landing
 folder changes**: trigger it by hand (*Trigger DAG*) after a delivery, or let an external
@@ -52,11 +87,13 @@ Put the corrected `NAME.csv`/`NAME.xlsx` in the landing folder (replacing the ol
 trigger `vbp_ingest` again. The file's quarantine rows are replaced by the new delivery's; a
 run on the same day D resolves the file's earlier DATA_QUALITY alert once the file passes.
 Then rerun the rule DAGs of the affected periods.
-""" + BACKFILL_DOC.format(dag_id=DAG_ID) + """
+
 Ingest loads what is in the landing folder *now*, whatever the logical date: a "backfill"
 of vbp_ingest only re-reads the current files (the date only labels its alerts). To rebuild
 history, deliver the files and trigger one run, then backfill the rule DAGs.
 """
+
+DOC = dag_doc(DAG_ID, ZH_PURPOSE, ZH_BODY, ENGLISH)
 
 
 @dag(schedule=schedule_of(DAG_ID), doc_md=DOC, **dag_arguments(DAG_ID))

@@ -1,5 +1,6 @@
 """DAG integrity: every DAG imports, is documented and owned, retries, and parses fast."""
 import json
+import re
 import os
 import subprocess
 import sys
@@ -82,3 +83,35 @@ def test_dag_file_parses_fast_without_heavy_imports(dag_file):
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     assert figures["heavy"] == [], f"{dag_file.name} imports {figures['heavy']} at parse time"
     assert figures["seconds"] < 0.5, f"{dag_file.name} parsed in {figures['seconds']:.2f}s"
+
+
+CJK = re.compile(r"[\u4e00-\u9fff]")
+LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+
+
+def _first_prose_line(doc: str) -> str:
+    """The first non-blank line of a doc_md with its Markdown markers (#, *, -, >) stripped."""
+    for line in doc.splitlines():
+        text = line.strip().lstrip("#*->| ").strip()
+        if text:
+            return text
+    return ""
+
+
+def test_every_doc_md_is_chinese_first_with_the_catalogs_schedule(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        first = _first_prose_line(dag.doc_md)
+        cjk, latin = CJK.search(first), LATIN_WORD.search(first)
+        assert cjk and (not latin or cjk.start() < latin.start()), (dag_id, first)
+        assert DAGS[dag_id].schedule_zh in dag.doc_md, dag_id
+        chinese, _, english = dag.doc_md.partition("\n---\n")
+        assert english and "## English" in english, dag_id
+        for heading in ("**用途**", "**计划**", "**任务**", "**输出**", "**参数**", "### 回填"):
+            assert heading in chinese, (dag_id, heading)
+        assert "airflow backfill create" in chinese and "### Backfill" in english, dag_id
+
+
+def test_every_dag_has_a_chinese_tag(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        assert any(CJK.search(tag) for tag in dag.tags), (dag_id, dag.tags)
+        assert "集采监管" in dag.tags and DAGS[dag_id].title in dag.tags, (dag_id, dag.tags)

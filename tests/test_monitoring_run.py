@@ -248,5 +248,5 @@ def test_the_dag_builds_facts_between_validation_and_judging():
     assert upstream == {"validate": set(), "build_facts": {"validate"}, "judge": {"build_facts"},
                         "notify": {"judge"}}
     assert isinstance(dag.timetable, FirstWorkingDayTimetable)
-    assert set(dag.tags) == {"vbp", "monthly", "月度监测"} and not dag.catchup
+    assert set(dag.tags) == {"vbp", "集采监管", "monthly", "月度监测"} and not dag.catchup
     assert {"branch_code", "batch_code", "force_resend"} <= set(dag.params)

@@ -95,7 +95,7 @@ class Dag:
     @property
     def tags(self) -> list[str]:
         cadence = {"month": "monthly", "day": "daily", "ingest": "daily"}[self.period_kind]
-        return ["vbp", cadence, self.title]
+        return ["vbp", "集采监管", cadence, self.title]  # Chinese tags: the project's and the DAG's title
 
     @property
     def rules(self) -> tuple[Rule, ...]:

@@ -84,15 +84,44 @@ def dag_arguments(dag_id: str) -> dict:
     }
 
 
-BACKFILL_DOC = """
+BACKFILL_ZH = """
+### 回填
+* 界面：**Dags** → 选择 `{dag_id}` → 右上角 **触发** → **回填** → **日期范围** → **重新处理行为**
+  （一般选 **遗漏的执行**；已执行过的期间**不要**选 **所有执行**，要重跑请在 **执行记录** 标签页打开该次执行并
+  **清除**）→ **活跃执行数上限** → **执行回填**；进度见 DAG 页的 **回填** 标签页。
+  只补一期：直接 **触发**，逻辑日期选被评判月份**之后**那个月的任一天（按月 DAG），或被评判日的次日（按日 DAG）。
+* 命令行：`airflow backfill create --dag-id {dag_id} --from-date 2025-02-01 --to-date 2025-12-31 --reprocess-behavior none`，
+  或只跑一次：`airflow dags test {dag_id} 2025-03-03`。
+同一逻辑日期重跑结果相同（幂等），不会重复发送邮件。
+"""
+
+BACKFILL_EN = """
 ### Backfill
-* UI: *Trigger DAG* → choose the logical date (any day of the month **after** the month to judge
-  for monthly DAGs, the day after the judged day for daily ones), or Browse → Backfills →
-  *Backfill* a date range (Airflow 3).
-* CLI: `airflow backfill create --dag-id {dag_id} --from-date 2025-02-01 --to-date 2025-12-31`
+* UI: **Dags** → `{dag_id}` → **Trigger** (top right) → **Backfill** → **Date Range** →
+  **Reprocess Behavior** (normally **Missing Runs**; do **not** pick **All Runs** over periods
+  that already ran — to redo one, open its run in the **Runs** tab and **Clear** it) →
+  **Max Active Runs** → **Run Backfill**; progress in the DAG's **Backfills** tab.
+  One period: **Trigger** a single run with a logical date in the month **after** the month
+  to judge (monthly DAGs), or the day after the judged day (daily ones).
+* CLI: `airflow backfill create --dag-id {dag_id} --from-date 2025-02-01 --to-date 2025-12-31 --reprocess-behavior none`
   or one run: `airflow dags test {dag_id} 2025-03-03`.
 Reruns for the same logical date are idempotent and send no second email.
 """
+
+# Bilingual, Chinese first (``str.format(dag_id=…)``).
+BACKFILL_DOC = BACKFILL_ZH + BACKFILL_EN
+
+
+def dag_doc(dag_id: str, purpose_zh: str, body_zh: str, english: str) -> str:
+    """A DAG's ``doc_md``: the Chinese section first — heading, 用途, 计划 (the catalog's
+    ``schedule_zh``), ``body_zh`` (任务、输出、参数 …), 回填 — then the English text under
+    ``---`` / English, with its backfill section."""
+    from vbp_monitor.core.catalog import DAGS
+
+    entry = DAGS[dag_id]
+    return (f"\n## {entry.title}\n\n**用途**：{purpose_zh.strip()}\n\n**计划**：{entry.schedule_zh}\n\n"
+            f"{body_zh.strip()}\n" + BACKFILL_ZH.format(dag_id=dag_id)
+            + "\n---\n\n## English\n" + english + BACKFILL_EN.format(dag_id=dag_id))
 
 
 def json_safe(value) -> dict:
