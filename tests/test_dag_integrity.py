@@ -1,7 +1,7 @@
 """DAG integrity: every DAG imports, is documented and owned, retries, and parses fast."""
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path

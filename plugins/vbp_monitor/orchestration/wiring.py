@@ -90,8 +90,9 @@ BACKFILL_ZH = """
   （一般选 **遗漏的执行**；已执行过的期间**不要**选 **所有执行**，要重跑请在 **执行记录** 标签页打开该次执行并
   **清除**）→ **活跃执行数上限** → **执行回填**；进度见 DAG 页的 **回填** 标签页。
   只补一期：直接 **触发**，逻辑日期选被评判月份**之后**那个月的任一天（按月 DAG），或被评判日的次日（按日 DAG）。
-* 命令行：`airflow backfill create --dag-id {dag_id} --from-date 2025-02-01 --to-date 2025-12-31 --reprocess-behavior none`，
-  或只跑一次：`airflow dags test {dag_id} 2025-03-03`。
+* 命令行：
+  `airflow backfill create --dag-id {dag_id} --from-date 2025-02-01 --to-date 2025-12-31 --reprocess-behavior none`
+  （只在日期范围内的计划日期运行），或只跑一次：`airflow dags test {dag_id} 2025-03-03`。
 同一逻辑日期重跑结果相同（幂等），不会重复发送邮件。
 """
 
