@@ -46,7 +46,7 @@ ENGLISH = """
 ### Ingest the platform's exports · 数据接入
 
 Daily at 05:00 Asia/Shanghai (before the rule DAGs at 06:00), and **whenever the landing
-folder changes**: trigger it by hand (*Trigger DAG*) after a delivery, or let an external
+folder changes**: trigger it by hand (**Trigger**) after a delivery, or let an external
 sensor/watcher (e.g. a FileSensor DAG or the platform's SFTP hook calling
 `airflow dags trigger vbp_ingest`) trigger it.
 
