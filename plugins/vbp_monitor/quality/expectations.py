@@ -1,9 +1,9 @@
 """The data contract's GX Core 1.x expectation suites (include/expectations/<table>.json).
 
-Ingest (raw landing files) and ``validation.validate_tables`` (warehouse rows) validate the
-same kind of frame with the same suite: the contract columns as *text* exactly as the file
-carries them (warehouse values are written back in the contract's text format), a
-``row_number`` column, and helper columns computed here before validation:
+Ingest validates each landing file (in chunks) with GX on a frame: the contract columns as
+*text* exactly as the file carries them, a ``row_number`` column, and helper columns computed
+here before validation (the rule DAGs' ``validate`` runs the same suites as set-based SQL over
+the warehouse tables instead: ``quality/sql_suite.py``, with SQL versions of these helpers):
 
 * ``<column>__num`` for numeric columns (NaN when the text is not a number: the type
   expectation on the text column reports it, the range expectation on the helper skips it);
