@@ -206,22 +206,28 @@ def test_execution_report_per_branch_and_its_institution_file_sheet(engine, outp
     workbook = load_workbook(paths["B1"][0])
     assert workbook.sheetnames[:2] == ["带量执行情况", "一院一档"]
     summary = workbook["带量执行情况"]
-    header = [cell.value for cell in summary[1]]
-    rows = {row[1]: dict(zip(header, row, strict=True)) for row in summary.iter_rows(min_row=2, values_only=True)}
+    # a title block (issuing office, report and month, generated at · policy profile), then the header
+    assert summary["A1"].value == "市医保局"
+    assert summary["A2"].value == "带量执行报表·带量执行情况（2025年6月）"
+    assert summary["A3"].value.startswith("生成时间：") and "政策口径：" in summary["A3"].value
+    header = [cell.value for cell in summary[4]]
+    rows = {row[1]: dict(zip(header, row, strict=True)) for row in summary.iter_rows(min_row=5, values_only=True)}
     h1 = rows["H1"]
+    formats = {header[cell.column - 1]: cell.number_format for cell in next(summary.iter_rows(min_row=5, max_row=5))}
+    assert (formats["序时进度"], formats["中选产品采购金额（元）"], formats["约定品种数"]) == ("0.00%", "#,##0.00", "0")
     assert (h1["约定品种数"], h1["零采购品种数"], h1["低于序时进度品种数"], h1["达到序时进度品种数"],
             h1["超约定采购量品种数"], h1["采购非中选产品品规数"]) == (3, 1, 1, 0, 1, 2)
     assert h1["中选产品采购金额（元）"] == pytest.approx(400.0)
     assert h1["非中选产品采购金额（元）"] == pytest.approx(5.0)
-    assert h1["序时进度"] == pytest.approx(181 / 365, abs=1e-6)
+    assert h1["序时进度"] == pytest.approx(181 / 365, abs=1e-4)  # the 0.00% the reader sees
     assert h1["分局"] == "章贡分局" and h1["批次代码"] == "NB1"
     assert rows["H3"]["达到序时进度品种数"] == 1
     detail = workbook["一院一档"]
-    assert detail.max_row == 1 + 4  # H1's three agreements and H3's
-    detail_header = [cell.value for cell in detail[1]]
+    assert detail.max_row == 4 + 4  # title block and header, then H1's three agreements and H3's
+    detail_header = [cell.value for cell in detail[4]]
     assert "约定采购量完成率" in detail_header and "中选产品采购数量占比" in detail_header
     b2 = load_workbook(paths["B2"][0])["带量执行情况"]
-    assert [row[1] for row in b2.iter_rows(min_row=2, values_only=True)] == ["H2"]
+    assert [row[1] for row in b2.iter_rows(min_row=5, values_only=True)] == ["H2"]
 
 
 def test_validate_reads_the_judged_months_rows_cleanly(engine):

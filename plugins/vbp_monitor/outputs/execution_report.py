@@ -25,9 +25,9 @@ from vbp_monitor.core import sqlfiles
 from vbp_monitor.core.db import planner_settings
 from vbp_monitor.core.formatting import as_date, decimal_of, stored
 from vbp_monitor.core.labels import OWNERSHIP_ZH, label
-from vbp_monitor.model.reference import branch_directory
+from vbp_monitor.model.reference import branch_directory, city_branch_code
 from vbp_monitor.outputs.run_files import run_file_path, run_folder
-from vbp_monitor.outputs.spreadsheets import Sheets, write_branch_files
+from vbp_monitor.outputs.spreadsheets import BookTitle, Column, Sheets, write_branch_files
 
 if TYPE_CHECKING:  # pragma: no cover
     from vbp_monitor.orchestration.run_context import RunContext
@@ -36,18 +36,27 @@ if TYPE_CHECKING:  # pragma: no cover
 DAG_ID = "vbp_monthly_monitoring"
 REPORT_PREFIX = "执行报表"
 
+REPORT_TITLE = "带量执行报表"
+_TEXT, _DATE = "text", "date"
 SUMMARY_HEADER = [
-    "分局", "医疗机构代码", "医疗机构名称", "性质", "批次代码", "批次名称", "协议年度起", "协议年度止",
-    "统计截至", "序时进度", "约定品种数", "零采购品种数", "低于序时进度品种数", "达到序时进度品种数",
-    "超约定采购量品种数", "采购非中选产品品规数", "中选产品采购金额（元）", "非中选产品采购金额（元）",
+    Column("分局"), Column("医疗机构代码"), Column("医疗机构名称"), Column("性质"), Column("批次代码"),
+    Column("批次名称"), Column("协议年度起", _DATE), Column("协议年度止", _DATE), Column("统计截至", _DATE),
+    Column("序时进度", "percent"), Column("约定品种数", "integer"), Column("零采购品种数", "integer"),
+    Column("低于序时进度品种数", "integer"), Column("达到序时进度品种数", "integer"),
+    Column("超约定采购量品种数", "integer"), Column("采购非中选产品品规数", "integer"),
+    Column("中选产品采购金额（元）", "money"), Column("非中选产品采购金额（元）", "money"),
 ]
 FILE_HEADER = [
-    "分局", "医疗机构代码", "医疗机构名称", "批次代码", "批次名称", "通用名", "协议编号", "协议年度起",
-    "协议年度止", "统计截至", "约定采购量", "约定采购比例", "本月中选产品采购数量", "本月中选产品采购金额（元）",
-    "本月同通用名采购数量", "本月同通用名采购金额（元）", "中选产品采购数量占比", "中选产品采购金额占比",
-    "本月非中选产品采购数量", "本月非中选产品采购金额（元）", "累计中选产品采购数量", "约定采购量完成率", "序时进度",
+    Column("分局"), Column("医疗机构代码"), Column("医疗机构名称"), Column("批次代码"), Column("批次名称"),
+    Column("通用名"), Column("协议编号"), Column("协议年度起", _DATE), Column("协议年度止", _DATE),
+    Column("统计截至", _DATE), Column("约定采购量", "quantity"), Column("约定采购比例", "percent"),
+    Column("本月中选产品采购数量", "quantity"), Column("本月中选产品采购金额（元）", "money"),
+    Column("本月同通用名采购数量", "quantity"), Column("本月同通用名采购金额（元）", "money"),
+    Column("中选产品采购数量占比", "percent"), Column("中选产品采购金额占比", "percent"),
+    Column("本月非中选产品采购数量", "quantity"), Column("本月非中选产品采购金额（元）", "money"),
+    Column("累计中选产品采购数量", "quantity"), Column("约定采购量完成率", "percent"), Column("序时进度", "percent"),
 ]
-NOTES_HEADER = ["项目", "口径"]
+NOTES_HEADER = [Column("项目"), Column("口径", "long_text")]
 NOTES = [
     ["统计范围", "协议年度与本月有交集的约定采购协议；本月数据自 max(本月1日, 协议年度起) 至 min(本月末, 协议年度止)"],
     ["中选产品采购", "本机构在平台采购的、该批次中选且同通用名的产品（不含取消订单）"],
@@ -133,6 +142,12 @@ def write_branch_reports(engine, run: RunContext, eps: float) -> dict[str, list[
     ``eps``: the rules' relative tolerance, so "below time progress" here is the rules' own.
     One branch's rows are held at a time (the institution file streams in branch order).
     """
+    from vbp_monitor.core.profiles import load_profile
+
     with engine.connect() as conn:
+        # the title block: the issuing office (the city bureau), the report and its month
+        office = branch_directory(conn).get(city_branch_code(conn), {}).get("name", "")
+        title = BookTitle(office=office, title=REPORT_TITLE, period=run.period.label, profile=load_profile())
         return write_branch_files(report_folder(run.period.label), REPORT_PREFIX, run.period.label,
-                                  _branch_workbooks(conn, run, eps), scope_branch=run.scope.branch_code)
+                                  _branch_workbooks(conn, run, eps), scope_branch=run.scope.branch_code,
+                                  title=title)
