@@ -354,9 +354,15 @@ def test_ledger_spreadsheets_city_wide_and_per_branch(engine, output_dir):
     assert result.attachments == {"CITY": [city_file], "B1": [b1], "B2": [b2]}
     assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (city_file, b1, b2))
 
-    def sheet(path):
-        header, *rows = [list(r) for r in openpyxl.load_workbook(path)["预付对账台账"].iter_rows(values_only=True)]
+    def sheet(path):  # a title block (rows 1–3), then the header
+        header, *rows = [list(r) for r in openpyxl.load_workbook(path)["预付对账台账"].iter_rows(min_row=4, values_only=True)]
         return [dict(zip(header, row)) for row in rows]
+
+    ledger_sheet = openpyxl.load_workbook(city_file)["预付对账台账"]
+    assert ledger_sheet["A1"].value == "市医保局" and ledger_sheet["A2"].value == "医保基金预付款对账台账·预付对账台账（2025年3月）"
+    assert "政策口径：" in ledger_sheet["A3"].value and "default" not in ledger_sheet["A3"].value
+    assert [cell.number_format for cell in ledger_sheet[5]][10:17] == ["#,##0.00"] * 7
+    assert "政策口径" not in [cell.value for cell in ledger_sheet[4]]
 
     city_rows = sheet(city_file)
     assert [(r["分局"], r["医疗机构代码"]) for r in city_rows] == [

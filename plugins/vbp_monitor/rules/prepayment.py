@@ -320,12 +320,20 @@ def judge(engine, run: RunContext, profile: dict | None = None) -> JudgeResult:
 
 
 # ------------------------------------------------------------------ spreadsheets
-SHEET_HEADER = [
-    "分局", "医疗机构代码", "医疗机构名称", "所有制", "批次代码", "批次名称", "协议年度起", "协议年度止",
-    "节点（执行第k个月）", "节点日", "约定采购金额合计（元）", "已拨付（元）", "应拨付（元）",
-    "拨付差额（应−实，元）", "已归还（冲抵）（元）", "应归还（元）", "归还差额（应−实，元）",
-    "预警", "政策口径",
-]
+LEDGER_TITLE = "医保基金预付款对账台账"
+
+
+def _ledger_header() -> list:
+    # typed: money as #,##0.00 with exact cents, dates as date cells (outputs.spreadsheets)
+    from vbp_monitor.outputs.spreadsheets import Column
+
+    money_columns = ["约定采购金额合计（元）", "已拨付（元）", "应拨付（元）", "拨付差额（应−实，元）",
+                     "已归还（冲抵）（元）", "应归还（元）", "归还差额（应−实，元）"]
+    return [
+        *(Column(name) for name in ("分局", "医疗机构代码", "医疗机构名称", "所有制", "批次代码", "批次名称")),
+        Column("协议年度起", "date"), Column("协议年度止", "date"), Column("节点（执行第k个月）"),
+        Column("节点日", "date"), *(Column(name, "money") for name in money_columns), Column("预警"),
+    ]
 
 
 def ledger_sheet_rows(conn, run: RunContext) -> list[dict]:
@@ -367,7 +375,7 @@ def _sheet_row(row: dict, branches: dict) -> list:
         row["milestone_day"],
         *(row[name] for name in ("agreed_amount_total", "disbursed", "required_disbursement",
                                  "disbursement_gap", "recovered", "required_recovery", "recovery_gap")),
-        verdict, row["profile"],
+        verdict,
     ]
 
 
@@ -392,7 +400,7 @@ def _criteria(settings: PrepaymentSettings) -> tuple[list[str], list[list]]:
             for code, condition in conditions.items()]
     rows.append([
         "", "口径说明",
-        f"政策口径 {settings.profile_name}；适用 {'、'.join(label(OWNERSHIP_ZH, o) for o in settings.ownerships)}"
+        f"适用 {'、'.join(label(OWNERSHIP_ZH, o) for o in settings.ownerships)}"
         f"医疗机构；节点为协议年度执行第{'、'.join(str(k) for k in settings.milestones)}个月末，协议年度不足"
         f"{settings.final_milestone}个月的，最后节点为协议年度末；预付款交易按日期归入所在协议年度（早于首个年度的归首个年度，"
         f"年度间隔或末年度之后的归前一年度）", ""])
@@ -406,14 +414,19 @@ def write_workbooks(rows: list[dict], run: RunContext, settings: PrepaymentSetti
     Every workbook shows the whole month's ledger whatever the run's scope, so every file of
     the month this run does not write is stale (no ``scope_branch``).
     """
-    from vbp_monitor.outputs.spreadsheets import write_branch_files
+    from vbp_monitor.core.profiles import load_profile
+    from vbp_monitor.outputs.spreadsheets import BookTitle, write_branch_files
 
     criteria = _criteria(settings)
+    header = _ledger_header()
+    # the title block names the issuing office, the month and the policy profile (in Chinese)
+    title = BookTitle(office=branches.get(city_code, {}).get("name", ""), title=LEDGER_TITLE,
+                      period=run.period.label, profile=load_profile(settings.profile_name))
     by_audience: dict[str, list[dict]] = {city_code: rows} if rows else {}
     for row in rows:
         by_audience.setdefault(row["branch_code"], []).append(row)
     return write_branch_files(workbook_folder(run.period.label), FILE_PREFIX, run.period.label, {
-        audience: {"预付对账台账": (SHEET_HEADER, [_sheet_row(row, branches) for row in audience_rows]),
+        audience: {"预付对账台账": (header, [_sheet_row(row, branches) for row in audience_rows]),
                    "对账口径": criteria}
         for audience, audience_rows in by_audience.items()
-    })
+    }, title=title)
