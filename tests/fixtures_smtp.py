@@ -368,9 +368,11 @@ def _alerts_in(mail: ReceivedMail) -> dict[str, str]:
     """alert_key → period of the alerts the email's alert workbook lists."""
     from openpyxl import load_workbook
 
+    from vbp_monitor.notify.mailer import ALERT_WORKBOOK_PREFIX
+
     carried: dict[str, str] = {}
     for name, content in mail.attachments().items():
-        if not name.startswith("vbp_alerts_"):
+        if not name.startswith(ALERT_WORKBOOK_PREFIX):
             continue
         for sheet in load_workbook(io.BytesIO(content), read_only=True).worksheets:
             rows = sheet.iter_rows(values_only=True)
@@ -388,7 +390,7 @@ def audit_mail(engine, server: SmtpTestServer) -> MailAudit:
     from vbp_monitor.core import config, formatting
     from vbp_monitor.model.reference import branch_directory, city_branch_code
     from vbp_monitor.model.schema import alerts
-    from vbp_monitor.notify.mailer import Audiences
+    from vbp_monitor.notify.mailer import ALERT_WORKBOOK_PREFIX, Audiences
 
     with engine.connect() as conn:
         audiences = Audiences(branch_directory(conn), city_branch_code(conn), config.data_team_emails())
@@ -403,7 +405,7 @@ def audit_mail(engine, server: SmtpTestServer) -> MailAudit:
     for mail in messages:
         carried = _alerts_in(mail)
         periods = set(carried.values())
-        files = [name for name in mail.attachments() if not name.startswith("vbp_alerts_")]
+        files = [name for name in mail.attachments() if not name.startswith(ALERT_WORKBOOK_PREFIX)]
         file_periods = {period for name in files for period in _PERIOD_IN_NAME.findall(name)}
         if any(formatting.period_zh(period) not in mail.subject for period in periods) or file_periods - periods:
             mislabelled += 1

@@ -242,7 +242,7 @@ def test_a_run_mails_only_its_own_period_and_the_earlier_runs_retry_mails_its_ow
     assert "2025年2月 · 新增1条" in b1.subject
     assert "二月：第一人民医院进度滞后" in b1.html() and "一月" not in b1.html()
     assert set(b1.attachments()) == {"执行报表_B1_2025-02.xlsx",
-                                     "vbp_alerts_branch_B1_vbp_monthly_monitoring_2025-02.xlsx"}
+                                     "预警明细_月度监测_B1_2025-02.xlsx"}
     assert _unnotified(mail_city) == 1  # January's, for January's own retry
     assert "alerts of other periods are still un-notified (2025-01: 1)" in log_text(mail_log)
 
@@ -393,10 +393,10 @@ def test_every_email_is_multipart_alternative_with_typed_attachments_and_chinese
     assert len(smtp_server.messages) == 4  # B2's two addresses share one
     for mail in smtp_server.messages:
         types = check_mime(mail)  # every email, every attachment
-        assert any(name.startswith("vbp_alerts_") for name in types)
+        assert any(name.startswith("预警明细_") for name in types)
     b1 = check_mime(_one(smtp_server, B1))
     assert b1 == {
-        "vbp_alerts_branch_B1_vbp_monthly_monitoring_2025-02.xlsx":
+        "预警明细_月度监测_B1_2025-02.xlsx":
             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         "执行报表_B1_2025-02.xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         "延迟响应清单_B1_2025-02.csv": "text/csv",

@@ -123,6 +123,17 @@ def branch_audience(branch_code: str) -> str:
     return f"branch:{branch_code}"
 
 
+# The email's own workbook of the alerts it lists: a Chinese name the reader recognises.
+ALERT_WORKBOOK_PREFIX = "预警明细"
+
+
+def alert_workbook_name(audience: str, dag_id: str, period_label: str) -> str:
+    """「预警明细_月度监测_360702_2025-08.xlsx」: the DAG, the branch (全市 / 数据组), the period."""
+    who = {CITY: "全市", DATA_TEAM: "数据组"}.get(audience, audience.removeprefix("branch:"))
+    parts = (dag_title(dag_id), who, period_label)
+    return "_".join([ALERT_WORKBOOK_PREFIX, *map(safe_name_part, parts)]) + ".xlsx"
+
+
 def address_key(audience: str, address: str) -> str:
     """``alert_deliveries.audience`` of one address of an audience (a claim or a partial delivery)."""
     return f"{audience}{ADDRESS_SEPARATOR}{address.strip().lower()}"
@@ -454,7 +465,7 @@ def _compose(audience: str, recipients: list[str], rows: list[dict], run, audien
     name = audiences.name(audience)
     severity_note = _severity_counts_zh(rows)
     resend_note = ["（应操作人员要求重新发送本期预警。）"] if run.force_resend else []
-    xlsx_name = f"vbp_alerts_{safe_name_part(audience)}_{run.dag_id}_{safe_name_part(run.period.label)}.xlsx"
+    xlsx_name = alert_workbook_name(audience, run.dag_id, run.period.label)
 
     if audience == DATA_TEAM:
         subject = f"{DQ_SUBJECT_TAG}{dag_zh} · {when} · {len(rows)}条数据质量问题"
