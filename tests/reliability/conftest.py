@@ -175,3 +175,24 @@ def airflow_stack(tmp_path, demo_landing):
         time.sleep(1)
         for name in databases:
             pg_database(name, drop=True)
+
+
+@pytest.fixture(scope="module")
+def demo_warehouse(tmp_path_factory, warehouse_templates):
+    """(a PostgreSQL template database with the demo data set ingested, its landing folder)."""
+    from vbp_demo import generator as demo_data
+    from vbp_monitor.core import db
+    from vbp_monitor.core.periods import ingest_period
+    from vbp_monitor.orchestration.run_context import RunContext
+    from vbp_monitor.quality.ingest import ingest_landing
+
+    landing = tmp_path_factory.mktemp("demo") / "landing"
+    demo_data.generate(landing)
+    name = f"vbp_demo_{uuid.uuid4().hex[:10]}"
+    engine = db.get_engine(pg_database(name, template=warehouse_templates("postgresql")))
+    ingest_landing(engine, RunContext.for_test("vbp_ingest", ingest_period(demo_data.DEMO_RUNS["vbp_ingest"][0]),
+                                               run_id="manual__demo"), landing)
+    engine.dispose()
+    db.get_engine.cache_clear()
+    yield name, landing
+    pg_database(name, drop=True)

@@ -39,21 +39,6 @@ def busiest_day(dag_id: str) -> str:
     return planted.most_common(1)[0][0] if planted else demo_data.DEMO_RUNS[dag_id][0]
 
 
-@pytest.fixture(scope="module")
-def demo_warehouse(tmp_path_factory, warehouse_templates):
-    """(template database with the demo data set ingested, its landing folder)."""
-    landing = tmp_path_factory.mktemp("demo") / "landing"
-    demo_data.generate(landing)
-    name = f"vbp_demo_{uuid.uuid4().hex[:10]}"
-    engine = db.get_engine(pg_database(name, template=warehouse_templates("postgresql")))
-    ingest_landing(engine, RunContext.for_test("vbp_ingest", ingest_period(demo_data.DEMO_RUNS["vbp_ingest"][0]),
-                                               run_id="manual__demo"), landing)
-    engine.dispose()
-    db.get_engine.cache_clear()
-    yield name, landing
-    pg_database(name, drop=True)
-
-
 def everything(engine) -> dict[str, list[tuple]]:
     out = {}
     with engine.connect() as conn:

@@ -31,14 +31,12 @@ from sqlalchemy import select
 
 from builders import pg_database
 from fixtures_smtp import DATA_TEAM_EMAIL, SmtpTestServer, audit_mail
-from vbp_demo import generator as demo_data
 from vbp_monitor.core import db, formatting
-from vbp_monitor.core.periods import ingest_period, judged_month
+from vbp_monitor.core.periods import judged_month
 from vbp_monitor.core.profiles import load_profile
 from vbp_monitor.model.schema import alert_deliveries, alerts, metadata
 from vbp_monitor.notify.mailer import notify_run
 from vbp_monitor.orchestration.run_context import RunContext
-from vbp_monitor.quality.ingest import ingest_landing
 from vbp_monitor.rules import monitoring
 
 DAG = "vbp_monthly_monitoring"
@@ -107,25 +105,11 @@ def subject_periods(server: SmtpTestServer) -> list[str]:
     return out
 
 
-@pytest.fixture(scope="module")
-def loaded_template(tmp_path_factory, warehouse_templates):
-    """A PostgreSQL template warehouse with the demo data set ingested."""
-    landing = tmp_path_factory.mktemp("demo") / "landing"
-    demo_data.generate(landing)
-    name = f"vbp_twelve_{uuid.uuid4().hex[:10]}"
-    engine = db.get_engine(pg_database(name, template=warehouse_templates("postgresql")))
-    ingest_landing(engine, RunContext.for_test("vbp_ingest", ingest_period(demo_data.DEMO_RUNS["vbp_ingest"][0]),
-                                               run_id="manual__demo"), landing)
-    engine.dispose()
-    db.get_engine.cache_clear()
-    yield name
-    pg_database(name, drop=True)
-
-
 @pytest.mark.e2e
 def test_twelve_monthly_runs_in_twelve_processes_give_the_tables_of_the_runs_one_by_one(
-        loaded_template, smtp_server, tmp_path, monkeypatch, fault_table):
+        demo_warehouse, smtp_server, tmp_path, monkeypatch, fault_table):
     names = [f"vbp_seq_{uuid.uuid4().hex[:10]}", f"vbp_par_{uuid.uuid4().hex[:10]}"]
+    loaded_template, _landing = demo_warehouse
     sequential_url, parallel_url = (pg_database(name, template=loaded_template) for name in names)
     parallel_smtp = SmtpTestServer().start()
     try:
