@@ -105,13 +105,12 @@ def _file_row(row: dict, branch_name: str) -> list:
     ]
 
 
-def _branch_workbooks(conn, run: RunContext, eps: float) -> Iterator[tuple[str, Sheets]]:
+def _branch_workbooks(conn, run: RunContext, eps: float, branches: dict) -> Iterator[tuple[str, Sheets]]:
     """(branch code, sheets) of each branch in the scope, one branch's rows at a time.
 
     The institution-file rows (one per agreement: the bulk) stream from the database in
     branch order; the summary (one row per institution × batch × agreement year) is read
-    first and grouped by branch."""
-    branches = branch_directory(conn)
+    first and grouped by branch. ``branches``: model.reference.branch_directory."""
     summary: dict[str, list[dict]] = {}
     # (the facts × institution-file join on institution and generic: see write_institution_file)
     with planner_settings(conn, work_mem="64MB", enable_mergejoin="off"):
@@ -146,8 +145,9 @@ def write_branch_reports(engine, run: RunContext, eps: float) -> dict[str, list[
 
     with engine.connect() as conn:
         # the title block: the issuing office (the city bureau), the report and its month
-        office = branch_directory(conn).get(city_branch_code(conn), {}).get("name", "")
+        branches = branch_directory(conn)
+        office = branches.get(city_branch_code(conn), {}).get("name", "")
         title = BookTitle(office=office, title=REPORT_TITLE, period=run.period.label, profile=load_profile())
         return write_branch_files(report_folder(run.period.label), REPORT_PREFIX, run.period.label,
-                                  _branch_workbooks(conn, run, eps), scope_branch=run.scope.branch_code,
+                                  _branch_workbooks(conn, run, eps, branches), scope_branch=run.scope.branch_code,
                                   title=title)

@@ -41,15 +41,19 @@ class Where:
     def __repr__(self) -> str:
         return f"Where({self.sql!r}, {self.params!r})"
 
+    def values(self, run=None) -> dict:
+        """The parameters' values: the run's period days (when a run is given), then its own."""
+        values = {name: getattr(run.period, name) for name in PERIOD_PARAMS} if run is not None else {}
+        values.update(self.params)
+        return values
+
     def clause(self, run):
         import datetime as dt
 
         from sqlalchemy import Date, bindparam, text
 
-        values = {name: getattr(run.period, name) for name in PERIOD_PARAMS}
-        values.update(self.params)
         binds = []
-        for name, value in values.items():
+        for name, value in self.values(run).items():
             if f":{name}" not in self.sql:
                 continue
             kind = Date() if isinstance(value, dt.date) and not isinstance(value, dt.datetime) else None
@@ -58,10 +62,8 @@ class Where:
 
     def describe(self, run=None) -> str:
         """The scope as a person reads it: parameters (and the run's period days) filled in."""
-        values = {name: getattr(run.period, name) for name in PERIOD_PARAMS} if run is not None else {}
-        values.update(self.params)
         text = self.sql
-        for name, value in sorted(values.items(), key=lambda item: -len(item[0])):
+        for name, value in sorted(self.values(run).items(), key=lambda item: -len(item[0])):
             text = text.replace(f":{name}", str(value))
         return text
 
