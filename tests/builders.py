@@ -155,6 +155,9 @@ def full_city(**extra) -> dict[str, list[dict]]:
         ],
         distributors=[{"distributor_code": "D1", "distributor_name": "国药配送", "emails": "d1@example.org"}],
         holidays=[{"day": "2025-02-08", "is_workday": "是"}],
+        supplier_sanctions=[{"manufacturer": "乙药业", "sanction_start": "2024-06-01", "sanction_end": "",
+                             "reason": "拒不履行供货协议"}],
+        baseline_prices=[{"batch_code": "NB1", "generic_name": "氨氯地平", "baseline_price": "0.80"}],
     )
     for key, rows in extra.items():
         data.setdefault(key, []).extend(rows)

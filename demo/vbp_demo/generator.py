@@ -451,11 +451,25 @@ class _Generator:
                          money(p.price) if selected else ""])
         self._write_small("products", rows, encoding="utf-8-sig")
         self._write_small("distributors", [list(d) for d in DISTRIBUTORS])
+        self._write_small("supplier_sanctions", self.sanction_rows())
+        self._write_small("baseline_prices", self.baseline_price_rows())
         # 2027 is not in the statutory package yet: how an operator would add it
         self._write_small("holidays", [
             ["2027-01-01", "false"], ["2027-02-05", "false"], ["2027-02-08", "false"],
             ["2027-02-09", "false"], ["2027-02-10", "false"], ["2027-02-11", "false"],
             ["2027-02-20", "true"]])
+
+    def sanction_rows(self) -> list[list]:
+        """失信企业名单 (supplier_sanctions.csv)."""
+        return [["江西省某医药科技有限公司", "2024-03-01", "", "未按约定供应中选产品"]]
+
+    def baseline_price_rows(self) -> list[list]:
+        """集采前基期价格 (baseline_prices.csv), per batch and selected generic name: the highest
+        price of the generic name before the batch; the last generic name has none (the
+        assessment says it cannot estimate its savings)."""
+        rows = [[info["batch"], name, money(max(p.price for p in self.products if p.generic == name))]
+                for name, info in self.generics.items() if info["batch"]]
+        return rows[:-1]
 
     # -- agreements ------------------------------------------------------------------
     def _agreement_plan(self) -> list[dict]:

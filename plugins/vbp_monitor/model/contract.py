@@ -78,13 +78,21 @@ FILES: dict[str, FileSpec] = {spec.name: spec for spec in [
         "distributor_code": TEXT, "distributor_name": TEXT, "emails": TEXT,
     }, frozenset({"emails"}), optional_file=True),
     FileSpec("holidays", ("day",), {"day": DATE, "is_workday": BOOL}, optional_file=True),
+    # 失信企业名单 (seed 004 §二(二)); a blank sanction_end means the profile's sanction_years
+    FileSpec("supplier_sanctions", ("manufacturer", "sanction_start"), {
+        "manufacturer": TEXT, "sanction_start": DATE, "sanction_end": DATE, "reason": TEXT,
+    }, frozenset({"sanction_end", "reason"}), optional_file=True),
+    # 集采前基期价格, for the savings-retention estimate (DAG 8)
+    FileSpec("baseline_prices", ("batch_code", "generic_name"), {
+        "batch_code": TEXT, "generic_name": TEXT, "baseline_price": MONEY,
+    }, optional_file=True),
 ]}
 
 # Load order: referenced tables first.
 LOAD_ORDER = (
     "holidays", "branches", "institutions", "batches", "products", "agreements", "orders",
     "offline_filings", "payments", "prepayments", "volume_reports", "annual_reports",
-    "distributors",
+    "distributors", "supplier_sanctions", "baseline_prices",
 )
 
 TRUE_VALUES = {"true", "1", "是", "t", "yes", "y"}

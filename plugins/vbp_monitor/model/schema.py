@@ -93,10 +93,13 @@ volume_reports = _inbound("volume_reports")
 annual_reports = _inbound("annual_reports")
 distributors = _inbound("distributors")
 holidays = _inbound("holidays")
+supplier_sanctions = _inbound("supplier_sanctions")
+baseline_prices = _inbound("baseline_prices")
 
 INBOUND_TABLES = (
     branches, institutions, batches, products, agreements, orders, offline_filings,
     payments, prepayments, volume_reports, annual_reports, distributors, holidays,
+    supplier_sanctions, baseline_prices,
 )
 
 # ---------------------------------------------------------------- ingest bookkeeping
