@@ -27,10 +27,18 @@ and citations in the profile's ``[monitoring]``, title/severity/routing in the c
 * ``deadlines``: OFFLINE_NOT_FILED (0 / 1), OFFLINE_FILED_LATE (the working day the filing
   fell on / ``offline_filing_working_days``), PAYMENT_OVERDUE (amount unpaid by the
   deadline / 0).
+* ``supply``: SELECTED_PRICE_EXCEEDED (highest unit price paid in M / the selected price,
+  lines dated inside the batch's cycle), SANCTIONED_SUPPLIER_PURCHASE (public institutions'
+  amount bought in M from a maker sanctioned on the order day / 0; a blank sanction end is
+  ``sanction_years`` after its start).
+* ``rectification``: RECTIFICATION_OVERDUE (consecutive months ending with M with an open
+  alert of the agreement, price or online-rate rules / ``rectification_months``), read
+  from the alerts table by a second store write after the others, in the same transaction.
 
 Scope: a branch filter judges that branch's institutions (and its branch-level rate); a
 batch filter judges only the batch-bearing rules (the two agreement rules) for that batch
-and skips the others, which keep their alerts.
+and skips the others, which keep their alerts (RECTIFICATION_OVERDUE too: the next
+unfiltered run of M re-reads the alerts).
 """
 from __future__ import annotations
 
@@ -41,7 +49,7 @@ from itertools import chain
 from typing import TYPE_CHECKING
 
 from vbp_monitor.alerts.candidates import one_per_key
-from vbp_monitor.alerts.store import JudgeResult
+from vbp_monitor.alerts.store import JudgeResult, WriteResult
 from vbp_monitor.core import sqlfiles
 from vbp_monitor.core.catalog import DAGS
 from vbp_monitor.core.db import planner_settings
@@ -56,6 +64,8 @@ from vbp_monitor.rules.monitoring.deadlines import (
 )
 from vbp_monitor.rules.monitoring.online import online_candidates
 from vbp_monitor.rules.monitoring.prices import non_evaluated_candidates, price_candidates
+from vbp_monitor.rules.monitoring.rectification import RECTIFICATION, rectification_candidates
+from vbp_monitor.rules.monitoring.supply import price_exceeded_candidates, sanctioned_candidates
 from vbp_monitor.rules.purchase_facts import FactsCoverage, ensure_facts, refresh_planner_statistics
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -70,11 +80,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CODES = DAGS[DAG_ID].rule_codes
+# RECTIFICATION_OVERDUE reads the month's other alerts: written by a second store write.
+FIRST_CODES = tuple(code for code in CODES if code != RECTIFICATION)
 # Rules whose subject carries a batch: the only ones a batch-filtered run judges.
 BATCH_CODES = (PROGRESS, SHARE)
 # The families of institution × month and order rules (no batch in their subject).
 OTHER_FAMILIES = (price_candidates, online_candidates, filing_candidates,
-                  non_evaluated_candidates, payment_candidates)
+                  non_evaluated_candidates, payment_candidates,
+                  price_exceeded_candidates, sanctioned_candidates)
 # Filing deadlines (7 working days by default) never reach back more than ~3 weeks, even
 # across Spring Festival: orders this far before M cover any profile's filing window.
 FILING_LOOKBACK_DAYS = 45
@@ -108,6 +121,7 @@ def validation_scope(run: RunContext, profile: dict | None = None) -> dict[str, 
         "payments": Where("payment_date >= :accept_from AND payment_date <= :last_day",
                           accept_from=accept_from),
         "holidays": None,
+        "supplier_sanctions": None,
     }
 
 
@@ -141,6 +155,12 @@ def write_institution_file(conn, run: RunContext, coverage: FactsCoverage) -> No
 
 
 # ------------------------------------------------------------------ the run
+def merged(first: WriteResult, second: WriteResult) -> WriteResult:
+    """The figures of two store writes of one run, as one."""
+    return WriteResult(raised=first.raised + second.raised, new=first.new + second.new,
+                       resolved=first.resolved + second.resolved, by_rule=first.by_rule + second.by_rule)
+
+
 def judge(engine, run: RunContext, profile: dict | None = None, write_reports: bool = True) -> JudgeResult:
     """Judge month M: institution file, the rule codes, the branches' execution reports."""
     settings = MonitoringSettings.from_profile(profile or load_profile())
@@ -156,7 +176,13 @@ def judge(engine, run: RunContext, profile: dict | None = None, write_reports: b
             # Generators: each rule's query runs when the store reaches it, so one rule's
             # result rows at a time are held (besides the alert rows the store collects).
             groups += [family(conn, run, settings) for family in OTHER_FAMILIES]
-        written = run.store.replace(conn, codes, chain.from_iterable(groups), scope=run.scope)
+        written = run.store.replace(conn, BATCH_CODES if batch_only else FIRST_CODES,
+                                    chain.from_iterable(groups), scope=run.scope)
+        if not batch_only:
+            # after the store wrote M's other alerts, in the same transaction: it reads them
+            followed = run.store.replace(conn, (RECTIFICATION,), rectification_candidates(conn, run, settings),
+                                         scope=run.scope)
+            written = merged(written, followed)
     attachments = write_branch_reports(engine, run, eps=EPS) if write_reports else {}
     result = JudgeResult(period=run.period.label, rule_codes=codes, written=written,
                          attachments=attachments, details={"facts": coverage.as_dict()})

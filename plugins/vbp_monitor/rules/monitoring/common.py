@@ -30,6 +30,10 @@ class MonitoringSettings:
     filing_working_days: int
     min_evaluated_manufacturers: int
     private_payment_days: int
+    # a blank sanction_end: the sanction lasts this many years (seed 004 §二(二): two)
+    sanction_years: int
+    # RECTIFICATION_OVERDUE after this many consecutive months with an open alert
+    rectification_months: int
     profile: dict[str, Any] = field(repr=False, compare=False)
 
     @classmethod
@@ -38,6 +42,11 @@ class MonitoringSettings:
         rule = section.get("public_payment_rule", "end_of_next_month")
         if rule != "end_of_next_month":
             raise ValueError(f"profile [monitoring] public_payment_rule {rule!r} is not supported")
+        # runs of months are counted back at most 12 months (domain.md RECTIFICATION_OVERDUE)
+        if not 1 <= int(section.get("rectification_months", 3)) <= 12:
+            raise ValueError("profile [monitoring] rectification_months must be between 1 and 12")
+        if int(section.get("sanction_years", 2)) < 1:
+            raise ValueError("profile [monitoring] sanction_years must be at least 1")
         return cls(
             warning_ratio=decimal_of(section["progress_warning_ratio"]),
             high_ratio=decimal_of(section["progress_high_ratio"]),
@@ -47,6 +56,8 @@ class MonitoringSettings:
             filing_working_days=int(section["offline_filing_working_days"]),
             min_evaluated_manufacturers=int(section["min_evaluated_manufacturers"]),
             private_payment_days=int(section["private_payment_days"]),
+            sanction_years=int(section.get("sanction_years", 2)),
+            rectification_months=int(section.get("rectification_months", 3)),
             profile=profile,
         )
 
