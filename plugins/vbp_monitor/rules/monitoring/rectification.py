@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # pragma: no cover
 RECTIFICATION = "RECTIFICATION_OVERDUE"
 # A run of months is counted back at most this far (domain.md).
 LOOKBACK_MONTHS = 12
+# A month's codes are listed in the catalog's order.
+ORDER = list(RULES).index
 
 
 def month_labels(run: RunContext) -> dict[str, str]:
@@ -51,7 +53,7 @@ def rectification_candidates(conn, run: RunContext, settings: MonitoringSettings
         run_months = int(first["run_months"])
         by_month = {period: [row["rule_code"] for row in month_rows]
                     for period, month_rows in groupby(listed, key=lambda row: row["period"])}
-        months = "；".join(f"{period_zh(period)}：{'、'.join(RULES[code].title for code in codes)}"
+        months = "；".join(f"{period_zh(period)}：{'、'.join(RULES[code].title for code in sorted(codes, key=ORDER))}"
                           for period, codes in by_month.items())
         if first["subject_kind"] == "category":
             what, subject = f"{label(CATEGORY_ZH, first['subject_name'])}网采率", {"category": first["subject_name"]}
