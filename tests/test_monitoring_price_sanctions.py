@@ -175,3 +175,19 @@ def test_the_order_day_against_a_blank_end(engine, start, raised):
                             orders=[b.order("H1-Y", "H1", 1, order_day, product="P-Y", price="1.00")]))
     judge(engine, b.run_for("2026-05"), PROFILE)
     assert bool(alerts_of(engine, SANCTIONED)) is raised
+
+
+def test_the_monthly_validation_reads_the_sanction_list(engine):
+    """The run validates the sanction rows it reads: an end before the start is a data-quality
+    failure (suite vbp_supplier_sanctions, sanction_length_days), a blank end is not."""
+    from vbp_monitor.rules.monitoring import validate
+
+    with engine.begin() as conn:
+        b.seed(conn, b.city(supplier_sanctions=[sanction("乙制药", "2025-06-01", "2025-05-01"),
+                                                sanction("丁制药", "2025-06-01")]))
+    report = validate(engine, b.run_for("2025-06"), PROFILE)["supplier_sanctions"]
+    assert (report["rows"], report["failed_rows"]) == (2, 1)
+    assert [(f["column"], f["examples"]) for f in report["failed_expectations"]] == [
+        ("sanction_length_days", ["乙制药|2025-06-01"])]
+    [alert] = b.open_alerts(engine, "DATA_QUALITY")
+    assert alert["source_file"] == "supplier_sanctions" and "vbp_supplier_sanctions" in alert["message"]

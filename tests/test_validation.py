@@ -148,6 +148,12 @@ def messy_rows() -> dict[str, list[dict]]:
                            {"branch_code": "B1", "report_year": "2023", "submitted_at": "2024-01-10 16:20:00",
                             "file_name": "annual_reports/B1_2023.DOCX"}],
         "baseline_prices": [{"batch_code": "NB9", "generic_name": "氨氯地平", "baseline_price": "0"}],
+        # ends before it starts (fails); a blank end and a one-day sanction pass
+        "supplier_sanctions": [
+            {"manufacturer": "乙药业", "sanction_start": "2025-06-01", "sanction_end": "2025-05-01"},
+            {"manufacturer": "丙药业", "sanction_start": "2025-01-01", "sanction_end": ""},
+            {"manufacturer": "丁药业", "sanction_start": "2025-03-01", "sanction_end": "2025-03-01"},
+        ],
     }
 
 
@@ -201,7 +207,7 @@ def test_the_sql_suites_give_the_verdicts_of_the_gx_suites(city_engine):
     assert failing == {"holidays": 0, "branches": 1, "institutions": 1, "batches": 1, "products": 5,
                        "agreements": 6, "orders": 8, "offline_filings": 2, "payments": 2, "prepayments": 1,
                        "volume_reports": 1, "annual_reports": 1, "distributors": 0,
-                       "supplier_sanctions": 0, "baseline_prices": 1}
+                       "supplier_sanctions": 1, "baseline_prices": 1}
 
 
 def test_the_alert_gives_the_counts_of_the_sql_pass(city_engine):

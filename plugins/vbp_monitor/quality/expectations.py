@@ -11,7 +11,7 @@ the warehouse tables instead: ``quality/sql_suite.py``, with SQL versions of the
 * cross-column figures with a plain column expectation on them in the suite:
   ``amount_deviation``, ``response_after_order_hours``, ``acceptance_after_order_days``,
   ``period_length_days``, ``batch_generic``, ``period_conflicts``, ``is_city``,
-  ``extra_field_count``.
+  ``sanction_length_days``, ``extra_field_count``.
 
 References to other tables are stored in the suite files as markers, e.g.
 ``"value_set": {"$ref": "institutions.institution_code"}`` or
@@ -138,6 +138,9 @@ def add_helper_columns(conn, table: str, frame: pd.DataFrame) -> pd.DataFrame:
         out["period_length_days"] = (dates(frame["period_end"]) - dates(frame["period_start"])).dt.days
         out["batch_generic"] = _joined(frame, ["batch_code", "generic_name"])
         out["period_conflicts"] = _period_conflicts(conn, frame)
+    elif table == "supplier_sanctions":
+        # NaN when sanction_end is blank (the profile's sanction_years): nothing to check
+        out["sanction_length_days"] = (dates(frame["sanction_end"]) - dates(frame["sanction_start"])).dt.days
     return out
 
 

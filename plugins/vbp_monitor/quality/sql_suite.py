@@ -168,6 +168,10 @@ def _period_length_days(rows: Rows):
     return _days_between(rows, "period_end", "period_start")
 
 
+def _sanction_length_days(rows: Rows):
+    return _days_between(rows, "sanction_end", "sanction_start")
+
+
 def _period_conflicts(rows: Rows):
     """1 when the row's agreement year is an odd one out among the agreements of its
     institution and batch, else 0: ``expectations._period_conflicts`` in SQL over the whole
@@ -235,6 +239,7 @@ HELPERS: dict[tuple[str, str], Callable[[Rows], Any]] = {
     ("orders", "acceptance_after_order_days"): _acceptance_after_order_days,
     ("agreements", "period_length_days"): _period_length_days,
     ("agreements", "period_conflicts"): _period_conflicts,
+    ("supplier_sanctions", "sanction_length_days"): _sanction_length_days,
 }
 # Helper columns that join several columns with KEY_SEPARATOR (compared column by column).
 COMPOUND_HELPERS: dict[tuple[str, str], tuple[str, ...]] = {
