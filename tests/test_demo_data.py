@@ -388,6 +388,13 @@ class Oracle:
                              r["txn_type"], D(r["amount"])) for r in tables["prepayments"]]
         self.reports = tables["volume_reports"]
         self.annual_rows = {r["branch_code"]: r for r in tables["annual_reports"]}
+        # sanction spans (a blank end: start + 2 years − 1 day, the default profile)
+        self.sanctions = [(r["manufacturer"], dt.date.fromisoformat(r["sanction_start"]),
+                           dt.date.fromisoformat(r["sanction_end"]) if r["sanction_end"] else
+                           add_months(dt.date.fromisoformat(r["sanction_start"]), 24) - dt.timedelta(days=1))
+                          for r in tables.get("supplier_sanctions", [])]
+        # per judged month: the subjects of the alerts RECTIFICATION_OVERDUE watches
+        self.watched: dict[dt.date, set] = {}
 
     # helpers
     def covers(self, batch_code, first, last) -> bool:
@@ -513,6 +520,31 @@ class Oracle:
                 paid = sum((amount for day, amount in self.payments[o["id"]] if day <= deadline), DEC0)
                 if paid < o["amount"]:
                     out.append(("PAYMENT_OVERDUE", dict(institution_code=o["inst"], order_id=o["id"])))
+        # above the selected price, on days inside the batch's cycle
+        for o in month_orders:
+            p = o["product"]
+            if p["selected"] and p["price"] is not None and o["price"] > p["price"]:
+                b = self.batches[p["batch"]]
+                if b["start"] <= o["day"] < add_months(b["start"], b["months"]):
+                    out.append(("SELECTED_PRICE_EXCEEDED", dict(institution_code=o["inst"], generic_name=p["generic"])))
+        # public institutions buying from a maker sanctioned on the order day
+        for o in month_orders:
+            if self.inst[o["inst"]]["ownership"] == "public" and any(
+                    maker == o["product"]["maker"] and start <= o["day"] <= end for maker, start, end in self.sanctions):
+                out.append(("SANCTIONED_SUPPLIER_PURCHASE",
+                            dict(institution_code=o["inst"], generic_name=o["product"]["generic"])))
+        # urged and not rectified: the same subject in each of 3 consecutive judged months
+        watched = {(s["institution_code"], s.get("generic_name") if code != "ONLINE_RATE_LOW" else s["category"])
+                   for code, s in out if code in ("PROGRESS_BEHIND", "SELECTED_SHARE_LOW", "NON_SELECTED_HIGH_PRICE",
+                                                  "ONLY_NON_SELECTED", "ONLINE_RATE_LOW")}
+        self.watched[first] = watched
+        for inst, what in sorted(watched):
+            months = 0
+            while months < 12 and (inst, what) in self.watched.get(add_months(first, -months), ()):
+                months += 1
+            if months >= 3:
+                key = "category" if what in ("drug", "high_value_consumable") else "generic_name"
+                out.append(("RECTIFICATION_OVERDUE", {"institution_code": inst, key: what}))
         return out
 
     # DAG 3

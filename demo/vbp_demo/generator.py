@@ -460,8 +460,12 @@ class _Generator:
             ["2027-02-20", "true"]])
 
     def sanction_rows(self) -> list[list]:
-        """失信企业名单 (supplier_sanctions.csv)."""
-        return [["江西省某医药科技有限公司", "2024-03-01", "", "未按约定供应中选产品"]]
+        """失信企业名单 (supplier_sanctions.csv). 江西赣江制药 (its non-evaluated 氨氯地平) from
+        2023-05-31 with a blank end: two years under the default profile, to 2025-05-30, so the
+        planted May 2025 purchase of 信丰县人民医院 (NON_EVALUATED_PURCHASE) is one too.
+        The other maker has no product in the demo (a sanction that matches nothing)."""
+        return [["江西赣江制药有限公司", SANCTION_START, "", "中选后不按协议供应，拒不承担药品替换费用"],
+                ["江西省某医药科技有限公司", "2024-03-01", "", "未按约定供应中选产品"]]
 
     def baseline_price_rows(self) -> list[list]:
         """集采前基期价格 (baseline_prices.csv), per batch and selected generic name: the highest
@@ -853,6 +857,20 @@ class _Generator:
             for day, qty in _RJ1_ROSUVASTATIN:
                 self._write_order(rj1, product, rj1.distributors[0], "platform", idx(day), hms("09:00:00"), qty,
                                   product.price, hms("09:00:00") + 5 * 3600, True, cancelled=False)
+        # seed 002 §二(五): two selected lines above the selected price (paid on time, by hand:
+        # no draw from the generator's random stream, so the other files stay as they were)
+        zgq = inst_of(I_ZGQ)
+        if zgq:
+            product = zgq.usage["阿托伐他汀"][1]
+            price = product.price * 11 // 10 // 100 * 100
+            for day, qty in _ABOVE_SELECTED_PRICE:
+                accepted = idx(day) + 2
+                order_id = self._write_order(zgq, product, zgq.distributors[0], "platform", idx(day),
+                                             hms("10:00:00"), qty, price, hms("10:00:00") + 3 * 3600, True,
+                                             cancelled=False, acceptance=accepted, pay=False)
+                self._payments.writerow([f"FK{order_id[1:]}01", order_id, days.text[accepted + 20],
+                                         money(qty * price)])
+                self.counts["payments"] += 1
         # rows that break the contract (quarantined at ingest; nothing refers to them)
         gz = inst_of("H3607020003")
         if gz:
@@ -955,6 +973,10 @@ _EXTRA: dict[tuple[str, str, dt.date], tuple[str, float]] = {
     (I_NK1, "氨氯地平", dt.date(2025, 3, 1)): ("H", 0.05),
     (I_XF1, "氨氯地平", dt.date(2025, 5, 1)): ("N", 0.08),
 }
+# 失信企业: the sanction of 江西赣江制药 starts then (blank end: to 2025-05-30 under the default profile)
+SANCTION_START = "2023-05-31"
+# SELECTED_PRICE_EXCEEDED: 章贡区人民医院's selected 阿托伐他汀 at 10 % above the selected price
+_ABOVE_SELECTED_PRICE = (("2025-10-15", 200), ("2025-10-22", 100))
 # examples.md 2: 12,000 selected boxes between 2025-04-10 and 2025-08-31, then catching up
 _RJ1_ROSUVASTATIN = (
     ("2025-04-15", 900), ("2025-04-25", 850), ("2025-05-08", 1250), ("2025-05-22", 1250),

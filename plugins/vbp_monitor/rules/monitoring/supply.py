@@ -46,7 +46,8 @@ def price_exceeded_candidates(conn, run: RunContext, settings: MonitoringSetting
             "请核实采购价格，督促中选企业、配送企业按中选价供应，并向市医疗保障局报告不按协议供应的企业。"
         )
         yield candidate(PRICE_EXCEEDED, row, settings.message(PRICE_EXCEEDED, institution_label(row), body),
-                        highest, selected_price, product_code=row["product_code"])
+                        highest, selected_price, product_code=row["product_code"],
+                        generic_name=row["generic_name"])
 
 
 def sanction_window(period: JudgedPeriod, years: int) -> dict:
@@ -102,4 +103,4 @@ def sanctioned_candidates(conn, run: RunContext, settings: MonitoringSettings) -
             "请督促医疗机构立即停止采购该企业产品，改为采购其他企业的中选或挂网产品。"
         )
         yield candidate(SANCTIONED, row, settings.message(SANCTIONED, institution_label(row), body),
-                        amount, Decimal(0), product_code=row["product_code"])
+                        amount, Decimal(0), product_code=row["product_code"], generic_name=row["generic_name"])
