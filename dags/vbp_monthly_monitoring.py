@@ -8,7 +8,7 @@ from vbp_monitor.orchestration.wiring import dag_arguments, dag_doc, rule_tasks,
 
 DAG_ID = "vbp_monthly_monitoring"
 
-ZH_PURPOSE = """按月监测、一院一档（seed 002 §二(三)(四)，seed 001 §五(一)(三)，seed 004 §二(一)）：评判运行月份的**上一个自然月** M，
+ZH_PURPOSE = """按月监测、一院一档（seed 002 §二(三)(四)(五)，seed 001 §五(一)(三)，seed 004 §二(一)(二)）：评判运行月份的**上一个自然月** M，
 使用 M 月最后一天及之前的记录。阈值取自政策配置 `[monitoring]`（`VBP_POLICY_PROFILE`）。
 """
 
@@ -24,6 +24,11 @@ ZH_BODY = f"""
 * `OFFLINE_NOT_FILED` / `OFFLINE_FILED_LATE`：备案期限（`offline_filing_working_days`，7 个工作日）在 M 月，M 月末仍未备案 / 逾期备案。
 * `NON_EVALUATED_PURCHASE`：药品，已有 ≥ `min_evaluated_manufacturers`（3）家企业通过一致性评价，仍采购未过评产品。
 * `PAYMENT_OVERDUE`：回款期限在 M 月（公立：验收次月月底；军队、民营：验收后 `private_payment_days`，30 天）未结清。
+* `SELECTED_PRICE_EXCEEDED`：M 月采购中选产品（订单日在批次采购周期内）单价高于中选价（seed 002 §二(五)）。
+* `SANCTIONED_SUPPLIER_PURCHASE`：公立机构 M 月采购失信企业名单（`supplier_sanctions`）处理期内企业的产品；
+  未写结束日的，处理期为 `sanction_years`（2）年（seed 004 §二(二)）。
+* `RECTIFICATION_OVERDUE`：同一机构 × 通用名（或品类网采率）截至 M 月连续 `rectification_months`（3）个月均有未整改的
+  进度、占比、高价非中选或网采率预警，移交行风主管部门和纪检监察部门（seed 002 §二(三)；在本月其他预警写入后评判）。
 
 恰好等于阈值不预警。
 
@@ -58,8 +63,13 @@ online rate below `online_rate_thresholds` (drugs 0.90, high-value consumables 0
 7 working days) in M, not filed by the end of M / filed late; `NON_EVALUATED_PURCHASE` —
 drugs: non-evaluated products bought where ≥ `min_evaluated_manufacturers` (3) makers
 passed; `PAYMENT_OVERDUE` — payment deadline in M (public: end of next month;
-military/private: `private_payment_days`, 30 days) not met. A value exactly at a threshold
-does not alert.
+military/private: `private_payment_days`, 30 days) not met; `SELECTED_PRICE_EXCEEDED` —
+selected products bought above the selected price on days inside the batch's cycle;
+`SANCTIONED_SUPPLIER_PURCHASE` — public institutions buying from a maker on the sanction
+list on the order day (a blank end: `sanction_years`, 2); `RECTIFICATION_OVERDUE` — the
+same institution × generic name (or category) with an open progress, share, price or
+online-rate alert in each of `rectification_months` (3) consecutive months ending with M,
+judged after M's other alerts are written. A value exactly at a threshold does not alert.
 
 **Tasks**: `validate` (expectation suites on what the run reads) → `build_facts` (one
 aggregation pass over M's order lines into `purchase_facts`, plus earlier months the
