@@ -67,7 +67,7 @@ def test_examples_10_three_months_in_a_row_with_different_codes(engine):
     # month by month, the codes raised (March: the share and the price rule of the data)
     assert ("2025年1月：中选产品采购数量占比低于约定比例；2025年2月：采购高价非中选产品；"
             "2025年3月：中选产品采购数量占比低于约定比例、采购高价非中选产品") in message
-    assert "移交同级行风主管部门和纪检监察部门" in message and "赣市医保字〔2023〕28号 二(三)" in message
+    assert "下一步：移交行风主管部门和纪检监察部门" in message and "赣市医保字〔2023〕28号 二(三)" in message
 
 
 def test_runs_month_by_month_and_a_rerun_does_not_count_its_own(engine):

@@ -62,7 +62,7 @@ def rectification_candidates(conn, run: RunContext, settings: MonitoringSettings
         since = period_zh(min(by_month))
         body = (
             f"{what}自{since}起连续 {run_months} 个月（不少于 {needed} 个月）均有未整改的按月监测预警（{months}），"
-            "经督促仍未整改，视为拒不整改。下一步：将有关线索移交同级行风主管部门和纪检监察部门。"
+            "经督促仍未整改，视为拒不整改。下一步：移交行风主管部门和纪检监察部门（将有关线索移交同级行风主管部门、纪检监察部门）。"
         )
         yield candidate(RECTIFICATION, first,
                         settings.message(RECTIFICATION, institution_label(first), body),
