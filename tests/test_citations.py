@@ -212,3 +212,17 @@ def test_sweep_and_review_messages_cite_their_clause_under_each_profile(engine, 
     assert assert_cited_as_applied(rows, ownership, profile_name) == {
         "ENTRY_NOT_PURCHASED", "ENTRY_BEHIND_AGREEMENT", "REPORT_BELOW_80_NO_EXPLANATION", "REPORT_BELOW_80",
         "REPORT_BELOW_HISTORY", "HISTORY_NOT_REPORTED"}
+
+
+def assert_demo_citations(warehouse_url: str, profile_name: str = "default") -> set[str]:
+    """Every alert of a warehouse (the demo year's: tests/test_e2e_demo.py) cites as applied."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(warehouse_url)
+    try:
+        with engine.connect() as conn:
+            rows = [dict(row) for row in conn.execute(select(alerts)).mappings()]
+            ownership = dict(conn.execute(select(institutions.c.institution_code, institutions.c.ownership)).all())
+    finally:
+        engine.dispose()
+    return assert_cited_as_applied(rows, ownership, profile_name)
