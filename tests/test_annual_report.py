@@ -335,6 +335,9 @@ def _seed_year_of_figures(engine):
         conn.execute(insert(institution_file_metrics), [
             _metrics_row("A-H1", "H1", "B1", "2024-12", 1000, 1100, "1.1", "1.0"),
             _metrics_row("A-H1", "H1", "B1", "2024-11", 1000, 900, "0.9", "0.9"),
+            # two more of B1's agreements (years from July): one on track, one behind
+            _metrics_row("A-H1-2", "H1", "B1", "2024-12", 5000, 3000, "0.6", "0.5"),
+            _metrics_row("A-H1-3", "H1", "B1", "2024-12", 80, 20, "0.25", "0.5"),
             _metrics_row("A-H2", "H2", "B2", "2024-12", 3000, 600, "0.2", "1.0"),
         ])
         conn.execute(insert(prepayment_ledger), [
@@ -369,12 +372,19 @@ def test_first_reminder_attaches_a_draft_with_the_branchs_own_figures(engine, pr
     assert check.complete, check  # the draft itself passes the heading check
     text, document = _docx_text(b1_path)
     assert "加强集采监管工作落实情况报告（2024年度）" in text
-    assert "单位落款（盖章）" in text and "（概括一年来加强集采监管工作总体情况）" in text
+    assert "（概括一年来加强集采监管工作总体情况）" in text
+    # 单位落款 signed by the branch, dated in the year it submits
+    assert "单位落款" not in text and text.splitlines()[-2:] == ["章贡分局（盖章）", "2025年　　月　　日"]
     assert "章贡分局" in text
     assert "1,234.56" not in text and "1,334.56" in text  # B1's overdue amount (two orders), not 2023's
     assert "5,555.55" not in text
     assert "货款逾期未结清预警2条" in text
-    assert "总体完成率110.00%" in text and "1份已完成约定采购量" in text  # December, not November
+    # agreements counted, never quantities summed across generic names (different units)
+    assert ("有约定采购量的协议3份，其中已完成约定采购量1份，达到序时进度1份，低于序时进度1份" in text)  # December
+    assert "总体完成率" not in text and "合计约定采购量" not in text and "6,080" not in text
+    # the payment clause per ownership, each naming whom it applies to
+    assert ("公立医疗机构：集采常态化制度化责任清单 第11项；陕西省医用耗材集中带量采购和使用工作实施方案 五(五)；"
+            "军队、民营医疗机构：宁政办规发〔2019〕11号 五(三)9") in text
     assert "药品网采率90.00%" in text  # 450 platform / 500 total
     assert "已拨付3,000.00元" in text and "已归还（冲抵）1,000.00元" in text
     assert "1. 货款逾期未结清：全年预警2条" in text  # the top problem

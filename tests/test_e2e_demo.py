@@ -86,6 +86,12 @@ def test_demo_year_through_airflow(airflow_home, e2e_warehouse, smtp, tmp_path):
         assert not foreign, (mail.subject, foreign)
     assert any(name.startswith("执行报表_") for m in branch_mails for name in m.attachments())
     assert list(output.rglob("*.xlsx")) and list(output.rglob("*.docx"))
+    # issue 8: every workbook prints (formats, set-up, ≤ 6 pages a branch report); every
+    # message cites the clause of its rule as applied to its case (ownership), no other
+    from test_citations import assert_demo_citations
+    from test_output_formats import assert_demo_outputs
+    assert_demo_outputs(output)
+    assert assert_demo_citations(e2e_warehouse) == set(RULES)
 
     # a rerun through the real CLI: identical alerts, no email
     before, sent = _alert_rows(e2e_warehouse), len(smtp.messages)

@@ -239,11 +239,11 @@ def test_branch_sweep_lists_every_swept_agreement_with_its_verdict(engine, outpu
     assert b1 == output_dir / "vbp_entry_sweep" / "2025-03" / "进院排查_B1_2025-03.xlsx"
     assert result.attachments == {"B1": [b1], "B2": [b2]}
 
-    header, *rows = sheet_rows(b1, "进院排查")
+    header, *rows = list_rows(b1, "进院排查")
     code, verdict = header.index("医疗机构代码"), header.index("排查结论")
     assert [(r[code], r[verdict]) for r in rows] == [
         ("H3", "中选产品未进院采购"), ("H1", "已进院，进度符合要求")]  # highest severity first
-    header, *rows = sheet_rows(b2, "进院排查")
+    header, *rows = list_rows(b2, "进院排查")
     assert [(r[code], r[verdict]) for r in rows] == [("H2", "未按协议量采购")]
     assert Decimal(str(rows[0][header.index("中选产品平台采购量")])) == 100
 
@@ -252,6 +252,55 @@ def test_branch_sweep_lists_every_swept_agreement_with_its_verdict(engine, outpu
         conn.execute(delete(agreements_table))
     result = judge(engine, run_for(run_id="withdrawn"), load_profile("default"))
     assert result.attachments == {} and not b1.exists() and not b2.exists()
+
+
+def list_rows(path, sheet_name: str) -> list[list]:
+    """The header and rows of a list (below its three-row title block)."""
+    return sheet_rows(path, sheet_name)[3:]
+
+
+def test_sweep_list_is_typed_titled_and_prints(engine):
+    # H2 bought 719.99 of 3,650: completion 19.7259 %, just below the line 0.8 × 90/365 = 19.7260 %.
+    # Rounded half up the rate would read 19.73 %, the line itself; in the list it reads 19.72 %.
+    import openpyxl
+
+    with engine.begin() as conn:
+        seed(conn, city(agreements=[agreement("A1", "H1"), agreement("A2", "H2")],
+                        orders=[purchase("O1", "H1", 3650), purchase("O2", "H2", "719.99")]))
+    judge(engine, run_for(), load_profile("ningxia_2019"))
+
+    book = openpyxl.load_workbook(workbook_path("2025-03", "B2"))
+    sheet = book["进院排查"]
+    assert sheet["A1"].value == "市医保局"
+    assert sheet["A2"].value == "中选产品进院排查清单·进院排查（2025年3月）"
+    assert "政策口径：宁夏口径" in sheet["A3"].value and "ningxia" not in sheet["A3"].value
+    header = [cell.value for cell in sheet[4]]
+    assert header[9] == "排查节点（执行第3个月末）"
+    row = dict(zip(header, sheet[5], strict=True))
+    assert row["排查结论"].value == "未按协议量采购"
+    # the rate that fell below the line is rounded down; the line and the progress half up
+    assert (row["约定采购量完成率"].value, row["约定采购量完成率"].number_format) == (0.1972, "0.00%")
+    assert (row["预警线（比例×序时进度）"].value, row["预警线（比例×序时进度）"].number_format) == (0.1973, "0.00%")
+    assert row["序时进度"].value == 0.2466
+    assert (row["约定采购量"].value, row["约定采购量"].number_format) == (3650, "#,##0")
+    assert isinstance(row["约定采购量"].value, int)
+    assert (row["中选产品平台采购量"].value, row["中选产品平台采购量"].number_format) == (719.99, "#,##0.####")
+    for name in ("协议年度起", "协议年度止", "排查节点（执行第3个月末）", "首次采购日期"):
+        assert row[name].number_format == "yyyy-mm-dd" and isinstance(row[name].value, dt.datetime), name
+    assert row["排查节点（执行第3个月末）"].value == dt.datetime(2025, 3, 31)
+    assert row["处理要求"].alignment.wrap_text
+    # frozen header with a filter; A4 landscape, one page wide, header repeated, page numbers
+    assert sheet.freeze_panes == "A5" and sheet.auto_filter.ref.startswith("A4:")
+    assert (sheet.page_setup.orientation, sheet.page_setup.paperSize) == ("landscape", 9)
+    assert (sheet.page_setup.fitToWidth, sheet.page_setup.fitToHeight) == (1, 0)
+    assert sheet.sheet_properties.pageSetUpPr.fitToPage and sheet.print_title_rows == "$4:$4"
+    assert "&P" in sheet.oddFooter.center.text
+    criteria = book["排查口径"]
+    assert criteria.print_title_rows == "$4:$4" and criteria["A2"].value.startswith("中选产品进院排查清单")
+    # a purchase rounded the other way is never "below": H1 on track
+    on_track = {name: cell.value for name, cell in zip(header, openpyxl.load_workbook(
+        workbook_path("2025-03", "B1"))["进院排查"][5], strict=True)}
+    assert (on_track["约定采购量完成率"], on_track["排查结论"]) == (1, "已进院，进度符合要求")
 
 
 def test_branch_email_carries_its_sweep_list(engine, smtp_server):

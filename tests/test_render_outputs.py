@@ -49,8 +49,9 @@ def _row(number: int) -> list:
             Decimal("0.89996"), Decimal("0.2465753")]
 
 
-def _render(*files: Path, out: Path, env: dict | None = None) -> dict[str, tuple[int, str, Path]]:
-    """{file name: (pages, page size, png)} as the script reports them."""
+def render(*files: Path, out: Path, env: dict | None = None) -> dict[str, tuple[int, str, Path]]:
+    """{file name: (pages, page size, png)} as the script reports them (also used by the
+    acceptance of the demo's outputs, tests/test_output_formats.py)."""
     result = subprocess.run(["bash", str(SCRIPT), "--out", str(out), *map(str, files)],
                             capture_output=True, text=True, timeout=240,
                             env={**os.environ, **(env or {})})
@@ -75,7 +76,7 @@ def test_a_200_row_report_prints_one_page_wide_and_a_docx_opens(tmp_path):
     document.save(tmp_path / "output" / "年度报告_B1_2024.docx")
 
     # without file arguments: the largest file of each kind under VBP_OUTPUT_DIR
-    reported = _render(out=tmp_path / "img", env={"VBP_OUTPUT_DIR": str(tmp_path / "output")})
+    reported = render(out=tmp_path / "img", env={"VBP_OUTPUT_DIR": str(tmp_path / "output")})
     assert set(reported) == {"执行报表_B1_2025-03.xlsx", "年度报告_B1_2024.docx"}
 
     pages, size, png = reported["执行报表_B1_2025-03.xlsx"]
@@ -95,7 +96,7 @@ def test_a_one_row_list_prints_on_one_page(tmp_path):
         [["O-0001", "赣州市人民医院", "江西某某医药有限公司", dt.datetime(2025, 2, 28, 9, 30),
           dt.datetime(2025, 3, 2, 9, 30), Decimal("21966.708"), "配送企业未在48小时内响应订单，请于24小时内反馈。"]],
     )}, title=BookTitle(office="章贡分局", title="延迟响应清单", period="2025-03-02"))
-    ((pages, size, png),) = _render(path, out=tmp_path / "img").values()
+    ((pages, size, png),) = render(path, out=tmp_path / "img").values()
     assert (pages, size) == (1, A4_LANDSCAPE)
     assert png == tmp_path / "img" / "延迟响应清单_B1_2025-03-02.png" and png.is_file()
 
@@ -104,3 +105,45 @@ def test_a_file_that_does_not_exist_fails(tmp_path):
     result = subprocess.run(["bash", str(SCRIPT), "--out", str(tmp_path), str(tmp_path / "无.xlsx")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "no such file" in result.stderr
+
+
+@pytest.mark.usefixtures("output_dir")
+def test_the_sweep_list_the_review_list_and_the_draft_report_print(engine, tmp_path):
+    """The files the rules write on the small city, as LibreOffice prints them: each list on
+    one A4 landscape page, the draft annual report on A4 portrait pages."""
+    from builders import city, seed
+    from test_annual_report import _seed_year_of_figures
+    from test_entry_sweep import agreement
+    from test_entry_sweep import purchase as sweep_purchase
+    from test_volume_review import purchase as history_purchase
+    from test_volume_review import report
+    from vbp_monitor.core.periods import judged_day, judged_month
+    from vbp_monitor.core.profiles import load_profile
+    from vbp_monitor.orchestration.run_context import RunContext
+    from vbp_monitor.rules import annual_report, entry_sweep, volume_review
+
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the files are the same on both databases (their tests say so): rendered once")
+    _seed_year_of_figures(engine)
+    with engine.begin() as conn:
+        more = city(
+            agreements=[agreement("A1", "H1"), agreement("A2", "H2")],
+            orders=[sweep_purchase("O-S1", "H2", "719.99"), history_purchase("O-H1", "H1", 1000),
+                    history_purchase("O-M1", "M1", 1000)],
+            volume_reports=[report("R1", "H1", 500, explanation="病区合并，门诊量下降约三成；" * 4)],
+        )
+        seed(conn, {table: more[table] for table in ("agreements", "orders", "volume_reports")})
+    profile = load_profile("default")
+    swept = entry_sweep.judge(engine, RunContext.for_test(entry_sweep.DAG_ID, judged_month(dt.date(2025, 4, 1))),
+                              profile)
+    reviewed = volume_review.judge(
+        engine, RunContext.for_test(volume_review.DAG_ID, judged_month(dt.date(2024, 12, 2))), profile)
+    drafted = annual_report.judge(
+        engine, RunContext.for_test(annual_report.DAG_ID, judged_day(dt.date(2025, 1, 5))), profile)
+    files = [swept.attachments["B2"][0], reviewed.attachments["B1"][0], drafted.attachments["B1"][0]]
+
+    reported = render(*files, out=tmp_path / "img")
+    sweep, review, draft = (reported[path.name] for path in files)
+    # each list on one page, its criteria sheet on another
+    assert sweep[:2] == (2, A4_LANDSCAPE) and review[:2] == (2, A4_LANDSCAPE)
+    assert draft[1] == "595x842" and 2 <= draft[0] <= 4  # A4 portrait, the template's four sections

@@ -226,10 +226,10 @@ def test_the_alert_gives_the_counts_of_the_sql_pass(city_engine):
     [alert] = dq_alerts(city_engine)
     assert Decimal(alert["metric_value"]) == 302
     assert alert["message"].startswith(
-        "数据质量问题：仓库表 orders（范围：order_date >= 2025-02-01 AND order_date <= 2025-02-28）共读取 305 行，"
-        "302 行未通过期望套件 vbp_orders 的校验（vbp_monthly_monitoring 2025-02）。未通过的期望："
-        "expect_column_values_to_be_in_set（product_code：product_code（产品代码）须为 products 中已有的产品） 2 行；"
-        "expect_column_values_to_be_between（quantity__num：quantity（数量）须大于 0） 301 行。"
+        "数据质量问题：仓库表 orders（范围：order_date（下单日期） >= 2025-02-01 且 order_date（下单日期） <= 2025-02-28）"
+        "共读取 305 行，302 行未通过期望套件 vbp_orders 的校验（月度监测 2025年2月）。未通过的期望："
+        "expect_column_values_to_be_in_set（product_code（产品代码）须为 products 中已有的产品） 2 行；"
+        "expect_column_values_to_be_between（quantity（数量）须大于 0） 301 行。"
         "示例主键：O-BOTH、O-GHOST、O-NEG-000、O-NEG-001、O-NEG-002。这些行仍在仓库中，相关预警可能不准确。")
 
 

@@ -203,15 +203,56 @@ def test_branch_workbooks_list_every_subject_of_their_own_branch(engine):
     assert b1.name == "报量审核_B1_2024-11.xlsx" and b1.parent.name == "2024-11"
     assert result.attachments == {"B1": [b1], "B2": [b2]}
 
-    header, *rows_b1 = sheet_rows(b1, "报量审核")
+    header, *rows_b1 = sheet_rows(b1, "报量审核")[3:]  # below the title block
     institution_col, verdict_col = header.index("医疗机构代码"), header.index("审核结论")
     assert {(r[institution_col], r[verdict_col]) for r in rows_b1} == {
         ("M1", "有历史采购量而未报量"), ("H1", "符合要求（不低于上一年度实际采购量）")}
-    header, *rows_b2 = sheet_rows(b2, "报量审核")
+    header, *rows_b2 = sheet_rows(b2, "报量审核")[3:]
     assert [r[institution_col] for r in rows_b2] == ["H2"]
     assert rows_b2[0][header.index("填报说明")] == "门诊量下降"
     ratio_col = header.index("报量/历史采购量")
     assert Decimal(str(rows_b2[0][ratio_col])) == Decimal("0.7")
+
+
+def test_review_list_is_typed_titled_and_prints(engine):
+    # H2 reported 2,399.99 of a 3,000 history: 79.9997 %, just below the 80 % floor. Rounded
+    # half up it would read 80.00 %, the floor itself; in the list it reads 79.99 %.
+    import openpyxl
+
+    orders = [purchase("O1", "H1", 1000), purchase("O2", "H2", 3000), purchase("O3", "M1", 1000)]
+    reports = [report("R1", "H1", 1000), report("R2", "H2", "2399.99", explanation="门诊量下降")]
+    with engine.begin() as conn:
+        seed(conn, city(orders=orders, volume_reports=reports))
+    judge(engine, run_for(), load_profile("default"))
+
+    book = openpyxl.load_workbook(workbook_path("2024-11", "B2"))
+    sheet = book["报量审核"]
+    assert sheet["A1"].value == "市医保局" and sheet["A2"].value == "集采报量审核清单·报量审核（2024年11月）"
+    assert "政策口径：默认口径" in sheet["A3"].value and "default" not in sheet["A3"].value
+    header = [cell.value for cell in sheet[4]]
+    row = dict(zip(header, sheet[5], strict=True))
+    assert row["审核结论"].value == "报量低于历史采购量预警线（已说明，需审核）"
+    assert (row["报量/历史采购量"].value, row["报量/历史采购量"].number_format) == (0.7999, "0.00%")
+    assert (row["上一年度实际采购量"].value, row["上一年度实际采购量"].number_format) == (3000, "#,##0")
+    assert (row["报量"].value, row["报量"].number_format) == (2399.99, "#,##0.####")
+    for name in ("报量截止日", "报量日期"):
+        assert row[name].number_format == "yyyy-mm-dd" and isinstance(row[name].value, dt.datetime), name
+    assert row["报量截止日"].value == dt.datetime(2024, 11, 20)
+    assert row["填报说明"].alignment.wrap_text and row["处理要求"].alignment.wrap_text
+    assert sheet.freeze_panes == "A5" and sheet.auto_filter.ref.startswith("A4:")
+    assert (sheet.page_setup.orientation, sheet.page_setup.paperSize) == ("landscape", 9)
+    assert (sheet.page_setup.fitToWidth, sheet.page_setup.fitToHeight) == (1, 0)
+    assert sheet.sheet_properties.pageSetUpPr.fitToPage and sheet.print_title_rows == "$4:$4"
+    assert "&P" in sheet.oddFooter.center.text
+    criteria = [cell.value for row in book["审核口径"].iter_rows() for cell in row if isinstance(cell.value, str)]
+    assert not any("history_floor_ratio" in text for text in criteria)
+
+    # B1: M1 has a history and no report (text where a figure would be), H1 at 100 % (half up)
+    sheet = openpyxl.load_workbook(workbook_path("2024-11", "B1"))["报量审核"]
+    rows = {r[1]: r for r in sheet.iter_rows(min_row=5, values_only=True)}
+    assert (rows["M1"][header.index("报量")], rows["M1"][header.index("报量/历史采购量")]) == ("未报量", "—")
+    assert rows["M1"][header.index("报量日期")] is None
+    assert rows["H1"][header.index("报量/历史采购量")] == 1
 
 
 def test_no_deadline_in_month_raises_nothing_and_writes_no_workbook(engine, output_dir):

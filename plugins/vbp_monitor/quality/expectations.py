@@ -25,6 +25,7 @@ Heavy imports (pandas, great_expectations) happen inside functions only.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import os
@@ -54,6 +55,59 @@ MAX_EXAMPLES = 5
 
 class SuiteError(RuntimeError):
     """A suite could not be evaluated (a bug or a broken suite file, not bad data)."""
+
+
+# ---------------------------------------------------------------- names people read
+# Columns the suites check that are no contract column (helper and derived columns): what
+# they are, in Chinese, for the data team's messages (a reader never sees ``quantity__num``).
+DERIVED_COLUMN_LABELS = {
+    EXTRA_FIELDS: "行尾多余字段数",
+    "is_city": "level = city（市本级）的行数",
+    "amount_deviation": "amount − quantity × unit_price（金额与数量×单价之差）",
+    "response_after_order_hours": "response_time − order_time（响应距下单小时数）",
+    "acceptance_after_order_days": "acceptance_date − order_time（验收距下单天数）",
+    "period_length_days": "period_end − period_start（协议年度天数）",
+    "batch_generic": "batch_code + generic_name（批次 + 通用名）",
+    "period_conflicts": "与同一医疗机构、批次、通用名其他协议年度重叠的协议数",
+    ROW_NUMBER: "行号",
+    "order_date": "order_date（下单日期）",  # a warehouse column of orders
+}
+# The contract's kinds of value, as a reason reads them ("无法按 日期（YYYY-MM-DD）解析").
+KIND_LABELS = {
+    contract.TEXT: "文本", contract.DATE: "日期（YYYY-MM-DD）", contract.TIMESTAMP: "时间（YYYY-MM-DD HH:MM:SS）",
+    contract.INT: "整数", contract.MONEY: "金额", contract.QUANTITY: "数量", contract.RATIO: "比例",
+    contract.BOOL: "是/否（true/false）",
+}
+
+
+@functools.cache
+def _contract_column_labels() -> dict[str, str]:
+    """``{column: 'quantity（数量）'}`` from the suites' own header expectations ("表头须有列
+    quantity（数量）"): the suites are where the contract's Chinese names are kept."""
+    labels: dict[str, str] = {}
+    for table in contract.FILES:
+        for item in load_suite_json(table)["expectations"]:
+            column = (item.get("kwargs") or {}).get("column")
+            text = item.get("description") or ""
+            if item["type"] == "expect_column_to_exist" and column and f" {column}（" in text:
+                labels.setdefault(column, text[text.index(f" {column}（") + 1:])
+    return labels
+
+
+def column_label(column: str) -> str:
+    """A suite's column as the data team reads it: the contract column with its Chinese name
+    (``quantity__num`` → quantity（数量）), a derived column as what it is; ``a+b`` (a compound
+    key) → both."""
+    if "+" in column:
+        return " + ".join(column_label(part) for part in column.split("+"))
+    if column in DERIVED_COLUMN_LABELS:
+        return DERIVED_COLUMN_LABELS[column]
+    base = column.removesuffix("__num").removesuffix("__bool")
+    return _contract_column_labels().get(base, base)
+
+
+def kind_label(kind: str) -> str:
+    return KIND_LABELS.get(kind, kind)
 
 
 # ---------------------------------------------------------------- suite files
@@ -269,7 +323,12 @@ class Failure:
 
     @property
     def label(self) -> str:
-        return f"{self.expectation_type}（{self.column}：{self.description}）"
+        """「期望（列：说明）」; the column as its Chinese label, left out where the
+        description already names it."""
+        shown = column_label(self.column) if self.column else ""
+        if not shown or shown in self.description:
+            return f"{self.expectation_type}（{self.description}）"
+        return f"{self.expectation_type}（{shown}：{self.description}）"
 
 
 @dataclass
@@ -430,7 +489,7 @@ def run_suite(table: str, suite_json: dict, frame: pd.DataFrame) -> SuiteOutcome
             numbers_.append(number)
             if len(examples) < MAX_EXAMPLES and row_key not in examples:
                 examples.append(row_key)
-            shown = [f"{name.removesuffix('__num')} = {_plain(unexpected.get(name))!r}"
+            shown = [f"{column_label(name)} = {_plain(unexpected.get(name))!r}"
                      for name in column.split("+") if name in unexpected]
             reason = f"{description}（{stated_type}"
             reason += f"；{'，'.join(shown)}）" if shown else "）"

@@ -333,7 +333,7 @@ def _typed_column(kind: str, series: pd.Series, limit=None) -> list:
             if text is None or text != text:
                 stamps.append(None)
             elif v is pd.NaT or v is None or v != v:
-                stamps.append(Unfit(f"无法按 {kind} 解析"))
+                stamps.append(Unfit(f"无法按 {suites.kind_label(kind)} 解析"))
             elif not low <= v.year <= high:
                 stamps.append(Unfit(f"年份 {v.year} 不在 {low}–{high} 之间"))
             else:
@@ -367,7 +367,7 @@ def _typed_column(kind: str, series: pd.Series, limit=None) -> list:
             try:
                 cache[v] = parse(v)
             except (ValueError, ArithmeticError):
-                cache[v] = Unfit(f"无法按 {kind} 解析")
+                cache[v] = Unfit(f"无法按 {suites.kind_label(kind)} 解析")
         out.append(cache[v])
     return out
 
@@ -412,7 +412,7 @@ def typed_records(table: str, frame: pd.DataFrame) -> tuple[list[dict], dict[int
     for name, values in columns.items():
         for i, value in enumerate(values):
             if type(value) is Unfit:
-                unparsed.setdefault(numbers[i], []).append(f"{name} {value}")
+                unparsed.setdefault(numbers[i], []).append(f"{suites.column_label(name)} {value}")
     if unparsed:
         kept = [i for i, number in enumerate(numbers) if number not in unparsed]
         columns = {name: [values[i] for i in kept] for name, values in columns.items()}

@@ -12,15 +12,21 @@ table-level expectation, stops the task.
 from __future__ import annotations
 
 import logging
+import re
 import time
 
+from vbp_monitor.core.catalog import dag_title
+from vbp_monitor.core.formatting import period_zh
 from vbp_monitor.model import contract
-from vbp_monitor.quality.expectations import clause, data_quality_alert
+from vbp_monitor.quality.expectations import clause, column_label, data_quality_alert
 from vbp_monitor.quality.sql_suite import run_table_suite
 
 log = logging.getLogger(__name__)
 
 PERIOD_PARAMS = ("first_day", "last_day")
+# How a scope's SQL reads in Chinese: its words, its columns with their Chinese names.
+_SQL_WORDS = {"AND": "且", "OR": "或", "NOT": "非", "IS NULL": "为空", "IS NOT NULL": "不为空"}
+_SQL_TOKENS = re.compile(r"\bIS NOT NULL\b|\bIS NULL\b|\b(?:AND|OR|NOT)\b|(?<![:\w])[a-z][a-z0-9_]*\b")
 
 
 class DataQualityError(RuntimeError):
@@ -61,8 +67,10 @@ class Where:
         return text(self.sql).bindparams(*binds)
 
     def describe(self, run=None) -> str:
-        """The scope as a person reads it: parameters (and the run's period days) filled in."""
-        text = self.sql
+        """The scope as a person reads it: parameters (and the run's period days) filled in,
+        columns by their Chinese names, AND/OR in Chinese."""
+        text = _SQL_TOKENS.sub(lambda match: _SQL_WORDS.get(match.group(0)) or column_label(match.group(0)),
+                               self.sql)
         for name, value in sorted(self.values(run).items(), key=lambda item: -len(item[0])):
             text = text.replace(f":{name}", str(value))
         return text
@@ -98,9 +106,9 @@ def validate_table(engine, run, table: str, where: Where | str | None = None) ->
         missing = _missing_columns(conn, table)
     if missing:
         message = (
-            f"数据质量问题：仓库表 {table} 缺少契约列 {'、'.join(missing)}，本次评判（{run.dag_id} "
-            f"{run.period.label}）已停止，不根据该表计算任何预警。请数据组检查仓库迁移（alembic upgrade）"
-            f"后重跑。依据：{clause()}。"
+            f"数据质量问题：仓库表 {table} 缺少契约列 {'、'.join(map(column_label, missing))}，本次评判"
+            f"（{dag_title(run.dag_id)} {period_zh(run.period.label)}）已停止，不根据该表计算任何预警。"
+            f"请数据组检查仓库迁移（alembic upgrade）后重跑。依据：{clause()}。"
         )
         _alert(engine, run, table, message, 0)
         raise DataQualityError(f"table {table} lacks contract columns {missing}")
@@ -125,7 +133,7 @@ def validate_table(engine, run, table: str, where: Where | str | None = None) ->
         )
         message = (
             f"数据质量问题：仓库表 {table}{scope}共读取 {read} 行，{failed_rows} 行未通过期望套件 "
-            f"{outcome.suite_name} 的校验（{run.dag_id} {run.period.label}）。未通过的期望："
+            f"{outcome.suite_name} 的校验（{dag_title(run.dag_id)} {period_zh(run.period.label)}）。未通过的期望："
             f"{outcome.failure_summary()}。示例主键：{examples}。{consequence}。"
             f"请数据组更正数据（重新投递相应文件）后重跑本次任务；重跑校验通过后本预警自动关闭。依据：{clause()}。"
         )

@@ -46,7 +46,6 @@ from vbp_monitor.core.formatting import (
     decimal_of,
     money,
     percent,
-    quantity,
     share,
 )
 from vbp_monitor.core.labels import CATEGORY_ZH, ONLINE_CATEGORIES, OWNERSHIP_ZH
@@ -404,12 +403,12 @@ def overview_paragraphs(name: str, year: int, figures: BranchFigures, profile: d
     comp = figures.completion
     if comp:
         as_of = date_zh(comp["as_of_date"]) if comp["as_of_date"] else comp["period"]
+        # counted, never summed: the generic names' quantities are in different units
         second = (f"约定采购量完成情况（一院一档，截至{as_of}）："
-                  f"{_int(comp, 'agreements_with_quantity')}份有约定采购量的协议合计约定采购量"
-                  f"{quantity(comp['agreed_quantity'])}，累计采购中选产品{quantity(comp['selected_quantity'])}，"
-                  f"总体完成率{share(comp['selected_quantity'], comp['agreed_quantity'], none=NO_DATA)}；"
-                  f"其中{_int(comp, 'agreements_completed')}份已完成约定采购量，"
-                  f"{_int(comp, 'agreements_behind_time')}份完成率低于序时进度。")
+                  f"有约定采购量的协议{_int(comp, 'agreements_with_quantity')}份，"
+                  f"其中已完成约定采购量{_int(comp, 'agreements_completed')}份，"
+                  f"达到序时进度{_int(comp, 'agreements_on_track')}份，"
+                  f"低于序时进度{_int(comp, 'agreements_behind_time')}份。")
     else:
         second = f"约定采购量完成情况（一院一档）：{NO_DATA}。"
     thresholds = profile["monitoring"]["online_rate_thresholds"]
@@ -438,9 +437,19 @@ def _count_phrase(figures: BranchFigures, code: str, with_institutions: bool = T
 
 def _citations(profile: dict, codes) -> str:
     """The clauses of ``codes``, each once. A clause that depends on the institution's
-    ownership (the payment deadline) is cited for every ownership: the year's alerts cover
-    them all."""
-    return "；".join(dict.fromkeys(cite(profile, code, ownership) for code in codes for ownership in OWNERSHIP_ZH))
+    ownership (the payment deadline) is cited per ownership, each naming whom it applies
+    to (公立医疗机构：…；军队、民营医疗机构：…): the year's alerts cover them all."""
+    clauses: dict[str, list[str]] = {}
+    for code in codes:
+        by_ownership: dict[str, list[str]] = {}
+        for ownership, name in OWNERSHIP_ZH.items():
+            by_ownership.setdefault(cite(profile, code, ownership), []).append(name)
+        for clause, owners in by_ownership.items():
+            clauses.setdefault(clause, [])
+            if len(by_ownership) > 1:
+                clauses[clause].extend(owners)
+    return "；".join(f"{'、'.join(owners)}医疗机构：{clause}" if owners else clause
+                    for clause, owners in clauses.items())
 
 
 def _codes(dag_id: str, *excluded: str) -> list[str]:
@@ -550,6 +559,9 @@ def build_draft(row: dict, season: Season, figures: BranchFigures, settings: Ann
         note=(f"（草稿：{name}。由市医保局集采监管系统根据{year}年度监测数据于{date_zh(season.run_day)}"
               f"预填，请核实、补充后于{date_zh(season.deadline)}前报送）"),
         sections=sections,
+        # the template's 单位落款（盖章） and date line: the branch signs and dates it when it submits
+        signature=f"{name}（盖章）",
+        date_line=f"{season.deadline.year}年　　月　　日",
         author=AUTHOR,
         subject=f"{name} {year}年度加强集采监管工作落实情况报告（草稿）",
         keywords=f"{row['branch_code']};{year}",

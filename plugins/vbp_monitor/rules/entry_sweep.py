@@ -31,9 +31,9 @@ from vbp_monitor.core.labels import SEVERITY_ORDER
 from vbp_monitor.core.prc_calendar import add_months
 from vbp_monitor.core.profiles import cite, load_profile
 from vbp_monitor.model.calendar_tables import ensure_cycle_month_calendar
-from vbp_monitor.model.reference import branch_directory
+from vbp_monitor.model.reference import branch_directory, city_branch_code
 from vbp_monitor.outputs.run_files import criteria_sheet, run_file_path, run_folder
-from vbp_monitor.outputs.spreadsheets import Sheets, write_branch_files
+from vbp_monitor.outputs.spreadsheets import BookTitle, Column, Sheets, write_branch_files
 from vbp_monitor.quality.validation import Where
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,6 +49,7 @@ QUANTITY_EPS = 1e-6
 # A ratio in a sheet cell: two decimals as a percentage.
 RATE_CELL = Decimal("0.0001")
 FILE_PREFIX = "进院排查"
+LIST_TITLE = "中选产品进院排查清单"
 ACTIONS = {
     NOT_PURCHASED: "督促医疗机构尽快落实中选产品进院采购、履行采购协议",
     BEHIND: "督促医疗机构按协议量进行采购",
@@ -176,20 +177,34 @@ def judge(engine, run: RunContext, profile: dict | None = None) -> JudgeResult:
                                  rank=more_severe_then_shorter)
         written = run.store.replace(conn, RULE_CODES, candidates, scope=run.scope)
         branches = branch_directory(conn)
+        office = branches.get(city_branch_code(conn), {}).get("name", "")
     # The sweep lists show every swept agreement of the branch, even under a batch filter.
+    # Title block: the issuing office (the city bureau), the list and its month, the profile.
+    title = BookTitle(office=office, title=LIST_TITLE, period=run.period.label, profile=profile)
     attachments = write_branch_files(
         run_folder(DAG_ID, run.period.label), FILE_PREFIX, run.period.label,
-        branch_workbooks(swept, branches, sweep_criteria(month, ratio)), scope_branch=run.scope.branch_code)
+        branch_workbooks(swept, branches, sweep_criteria(month, ratio), month),
+        scope_branch=run.scope.branch_code, title=title)
     return JudgeResult(period=run.period.label, rule_codes=RULE_CODES, written=written,
                        attachments=attachments, details={"swept": len(in_scope)})
 
 
 # ------------------------------------------------------------------ spreadsheets
-SHEET_HEADER = [
-    "分局", "医疗机构代码", "医疗机构名称", "批次代码", "批次名称", "通用名", "协议编号",
-    "协议年度起", "协议年度止", "排查节点（执行第k个月末）", "约定采购量", "中选产品平台采购量",
-    "首次采购日期", "约定采购量完成率", "序时进度", "预警线（比例×序时进度）", "排查结论", "处理要求",
-]
+def sheet_header(month: int) -> list[Column]:
+    """The list's columns, typed (outputs.spreadsheets): quantities, rates as percentages,
+    dates as date cells; the milestone names the profile's cycle month."""
+    return [
+        Column("分局"), Column("医疗机构代码"), Column("医疗机构名称"), Column("批次代码"), Column("批次名称"),
+        Column("通用名"), Column("协议编号"), Column("协议年度起", "date"), Column("协议年度止", "date"),
+        Column(f"排查节点（执行第{month}个月末）", "date"), Column("约定采购量", "quantity"),
+        Column("中选产品平台采购量", "quantity"), Column("首次采购日期", "date"),
+        # rounded row by row before the cell (the one rounding rule: see _sheet_row)
+        Column("约定采购量完成率", "percent"), Column("序时进度", "percent"),
+        Column("预警线（比例×序时进度）", "percent"), Column("排查结论"), Column("处理要求", "long_text"),
+    ]
+
+
+SHEET_HEADER = sheet_header(3)
 
 
 def workbook_path(period_label: str, branch_code: str) -> Path:
@@ -213,9 +228,10 @@ def _sheet_row(row: dict, branches: dict) -> list:
         branches.get(row["branch_code"], {}).get("name", row["branch_code"]),
         row["institution_code"], row["institution_name"], row["batch_code"],
         row["batch_name"], row["generic_name"], row["agreement_id"], row["period_start"],
-        row["period_end"], f"第{row['cycle_month']}个月末 {date_iso(row['milestone_day'])}",
+        row["period_end"], row["milestone_day"],
         row["agreed_quantity"], row["selected_quantity"], row["first_order_date"] or "无",
-        # the completion rate that fell below the line is rounded down, the line half up
+        # the completion rate that fell below the line is rounded down (never reads as the
+        # line), the line and every other rate half up (core.formatting's one rule)
         rounded(row["completion_rate"], RATE_CELL, "below" if row["verdict"] == BEHIND else None),
         rounded(row["time_progress"], RATE_CELL), rounded(row["required_rate"], RATE_CELL),
         rule_title(row["verdict"]) if row["verdict"] else "已进院，进度符合要求",
@@ -228,9 +244,10 @@ def _sort_key(row: dict):
     return (severity, row["institution_code"], row["batch_code"], row["generic_name"], row["agreement_id"])
 
 
-def branch_workbooks(swept: list[dict], branches: dict, criteria: tuple) -> dict[str, Sheets]:
+def branch_workbooks(swept: list[dict], branches: dict, criteria: tuple, month: int = 3) -> dict[str, Sheets]:
     """Per branch: every swept agreement, the most severe verdicts first, and the criteria."""
     listed: dict[str, list[list]] = {}
     for row in sorted(swept, key=_sort_key):
         listed.setdefault(row["branch_code"], []).append(_sheet_row(row, branches))
-    return {branch: {"进院排查": (SHEET_HEADER, rows), "排查口径": criteria} for branch, rows in listed.items()}
+    header = sheet_header(month)
+    return {branch: {"进院排查": (header, rows), "排查口径": criteria} for branch, rows in listed.items()}

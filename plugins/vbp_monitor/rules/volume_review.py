@@ -32,9 +32,9 @@ from vbp_monitor.core.formatting import (
 )
 from vbp_monitor.core.labels import SEVERITY_ORDER
 from vbp_monitor.core.profiles import cite, load_profile
-from vbp_monitor.model.reference import branch_directory
+from vbp_monitor.model.reference import branch_directory, city_branch_code
 from vbp_monitor.outputs.run_files import criteria_sheet, run_file_path, run_folder
-from vbp_monitor.outputs.spreadsheets import Sheets, write_branch_files
+from vbp_monitor.outputs.spreadsheets import BookTitle, Column, Sheets, write_branch_files
 from vbp_monitor.quality.validation import Where
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,6 +50,7 @@ BLANK_CHARACTERS = {"tab": "\t", "cr": "\r", "lf": "\n", "wide_space": "\u3000"}
 # A ratio in a sheet cell: two decimals as a percentage.
 RATE_CELL = Decimal("0.0001")
 FILE_PREFIX = "报量审核"
+LIST_TITLE = "集采报量审核清单"
 # What the branch must have the institution do (seed 002 §二(一)).
 ACTIONS = {
     BELOW_FLOOR_UNEXPLAINED: "要求医疗机构作出说明；说明依据不充分或填报明显不合理的，退回医疗机构重新填报",
@@ -168,11 +169,14 @@ def judge(engine, run: RunContext, profile: dict | None = None) -> JudgeResult:
         candidates = [candidate_of(row, ratio, profile) for row in in_scope if row["verdict"]]
         written = run.store.replace(conn, RULE_CODES, candidates, scope=run.scope)
         branches = branch_directory(conn)
+        office = branches.get(city_branch_code(conn), {}).get("name", "")
     # The workbooks show the whole month of each branch, even under a batch filter.
+    # Title block: the issuing office (the city bureau), the list and its month, the profile.
+    title = BookTitle(office=office, title=LIST_TITLE, period=run.period.label, profile=profile)
     attachments = write_branch_files(
         run_folder(DAG_ID, run.period.label), FILE_PREFIX, run.period.label,
         branch_workbooks(subjects, branches, review_criteria(ratio, history_year(run.period.first_day))),
-        scope_branch=run.scope.branch_code)
+        scope_branch=run.scope.branch_code, title=title)
     return JudgeResult(period=run.period.label, rule_codes=RULE_CODES, written=written,
                        attachments=attachments,
                        details={"batches": sorted({row["batch_code"] for row in subjects}),
@@ -180,9 +184,13 @@ def judge(engine, run: RunContext, profile: dict | None = None) -> JudgeResult:
 
 
 # ------------------------------------------------------------------ spreadsheets
+# Typed (outputs.spreadsheets): quantities, the ratio as a percentage (rounded row by row
+# before the cell: see _sheet_row), dates as date cells, long texts wrapped.
 SHEET_HEADER = [
-    "分局", "医疗机构代码", "医疗机构名称", "批次代码", "批次名称", "报量截止日", "通用名",
-    "上一年度实际采购量", "报量", "报量/历史采购量", "填报说明", "报量日期", "审核结论", "处理要求",
+    Column("分局"), Column("医疗机构代码"), Column("医疗机构名称"), Column("批次代码"), Column("批次名称"),
+    Column("报量截止日", "date"), Column("通用名"), Column("上一年度实际采购量", "quantity"),
+    Column("报量", "quantity"), Column("报量/历史采购量", "percent"), Column("填报说明", "long_text"),
+    Column("报量日期", "date"), Column("审核结论"), Column("处理要求", "long_text"),
 ]
 
 
@@ -201,7 +209,7 @@ def review_criteria(ratio: Decimal, year: int) -> tuple[list[str], list[list]]:
     }
     return criteria_sheet(conditions, ACTIONS,
                           f"历史采购量 = 该医疗机构{year}年同通用名产品采购量（含线下，不含取消订单）；"
-                          f"以报量截止日前最新一次填报为准；{percent(ratio)}系数取自政策参数 history_floor_ratio")
+                          f"以报量截止日前最新一次填报为准；{percent(ratio)}系数取自政策口径（报量下限比例）")
 
 
 def _verdict_text(row: dict) -> str:
@@ -214,7 +222,7 @@ def _verdict_text(row: dict) -> str:
 
 def _sheet_row(row: dict, branches: dict) -> list:
     history, reported = row["history_quantity"], row["reported_quantity"]
-    # below the history (a verdict) → rounded down, so it never reads as the limit
+    # below the history (a verdict) → rounded down, so it never reads as the limit; else half up
     ratio = (rounded(reported / history, RATE_CELL, "below" if row["verdict"] else None)
              if reported is not None and history else None)
     return [
@@ -222,7 +230,7 @@ def _sheet_row(row: dict, branches: dict) -> list:
         row["institution_code"], row["institution_name"], row["batch_code"], row["batch_name"],
         row["report_deadline"], row["generic_name"], history,
         reported if reported is not None else "未报量", ratio if ratio is not None else "—",
-        row["explanation"] or "", row["report_date"] or "", _verdict_text(row),
+        row["explanation"] or None, row["report_date"], _verdict_text(row),
         ACTIONS.get(row["verdict"], "无需处理"),
     ]
 
