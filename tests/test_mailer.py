@@ -59,6 +59,18 @@ def _xlsx(mail):
     return load_workbook(io.BytesIO(content))
 
 
+def _header_row(sheet) -> int:
+    """The header's row: under the title block, the row above the frozen panes."""
+    return int(sheet.freeze_panes[1:]) - 1
+
+
+def _table(sheet) -> tuple[list, list[tuple]]:
+    """(header, rows) of a sheet written under a title block."""
+    row = _header_row(sheet)
+    header = [cell.value for cell in sheet[row]]
+    return header, list(sheet.iter_rows(min_row=row + 1, values_only=True))
+
+
 def _one(server, address):
     mails = server.to(address)
     assert len(mails) == 1, [m.subject for m in mails]
@@ -92,11 +104,15 @@ def test_one_email_per_audience_each_branch_only_its_own_institutions(mail_city,
     b1_html = b1.html()
     assert all(name in b1_html for name in B1_INSTITUTIONS)
     assert not any(name in b1_html for name in B2_INSTITUTIONS)
-    b1_sheet = _xlsx(b1).active
-    header = [cell.value for cell in b1_sheet[1]]
-    codes = {row[header.index("机构代码")] for row in b1_sheet.iter_rows(min_row=2, values_only=True)}
+    b1_book = _xlsx(b1)
+    header, rows = _table(b1_book.active)
+    codes = {row[header.index("医疗机构代码")] for row in rows}
     assert codes == {"H1", "M1"}
-    assert "alert_key" in header
+    # internal identifiers only in the last sheet, named as such
+    assert "alert_key" not in header and "规则代码" not in header
+    assert b1_book.sheetnames == ["预警明细", "技术信息（供数据组）"]
+    technical_header, technical_rows = _table(b1_book["技术信息（供数据组）"])
+    assert "alert_key" in technical_header and len(technical_rows) == 3
 
     b2 = _one(smtp_server, B2)
     assert b2.message["To"] == f"{B2}, {B2B}"  # one email to both addresses of the branch
@@ -116,7 +132,7 @@ def test_one_email_per_audience_each_branch_only_its_own_institutions(mail_city,
     assert "南康区人民医院氨氯地平完成率10%" not in city_html
     assert "orders.csv" not in city_html
     summary = _xlsx(city)["汇总"]
-    counts = {(row[0], row[1]): row[-1] for row in summary.iter_rows(min_row=2, values_only=True)}
+    counts = {(row[0], row[1]): row[-1] for row in _table(summary)[1]}
     assert counts[("B1 章贡分局", "约定采购量完成进度滞后（PROGRESS_BEHIND）")] == 1
     assert counts[("B2 南康分局", "货款逾期未结清（PAYMENT_OVERDUE）")] == 1
     assert counts[("合计", None)] == 6
@@ -301,13 +317,14 @@ def test_xlsx_attachment_stores_formula_like_names_as_text(mail_city, smtp_serve
     notify_run(mail_city, run)
 
     sheet = _xlsx(_one(smtp_server, B1)).active
-    header = [cell.value for cell in sheet[1]]
-    name_cell = sheet.cell(row=2, column=header.index("医疗机构") + 1)
+    header, _ = _table(sheet)
+    first = _header_row(sheet) + 1
+    name_cell = sheet.cell(row=first, column=header.index("医疗机构") + 1)
     assert name_cell.data_type == "s" and name_cell.value == "'" + evil
-    message_cell = sheet.cell(row=2, column=header.index("说明") + 1)
+    message_cell = sheet.cell(row=first, column=header.index("说明") + 1)
     assert message_cell.value == "'@SUM(1+1) 进度滞后"
     assert not [cell for row in sheet.iter_rows() for cell in row if cell.data_type == "f"]
-    assert sheet.freeze_panes == "A2"
+    assert sheet.freeze_panes == "A6"  # title block (4 rows), header
     # the HTML shows it escaped, not as markup
     assert "=HYPERLINK(&quot;http://evil.example/x&quot;" in _one(smtp_server, B1).html()
 
@@ -349,7 +366,7 @@ def test_a_long_list_is_cut_in_the_body_but_complete_in_the_attachment(mail_city
     html = b1.html()
     assert html.count('data-severity="warning"') == MAX_HTML_ROWS
     assert "其余 5 条见附件" in html
-    assert _xlsx(b1).active.max_row == MAX_HTML_ROWS + 5 + 1
+    assert len(_table(_xlsx(b1).active)[1]) == MAX_HTML_ROWS + 5
 
 
 def test_a_metric_just_past_its_threshold_never_reads_as_the_threshold(mail_city, smtp_server):
@@ -499,7 +516,8 @@ def test_every_figure_of_the_table_carries_its_unit(mail_city, smtp_server, case
     notify_run(mail_city, run)
 
     b1 = _one(smtp_server, B1)
-    assert re.findall(r'<td class="num">([^<]*)</td>', b1.html()) == [metric, threshold]
+    alert_table = b1.html().split("</table>")[0]  # (a delay list's distributors follow in a table of their own)
+    assert re.findall(r'<td class="num">([^<]*)</td>', alert_table) == [metric, threshold]
     line = next(line for line in b1.text().splitlines() if line.startswith("1. "))
     assert f"指标值：{metric}；" in line
     assert (f"阈值：{threshold}；" in line) == bool(threshold)  # a flag has no threshold
