@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import groupby
@@ -390,8 +389,9 @@ def send_to_distributors(profile: dict) -> bool:
 
 def delay_list_workbooks(overdue: list[dict], escalated: list[dict], settings: ResponseSettings,
                          mailed: bool = True) -> dict[str, Sheets]:
-    """Per branch: J's delay list in sections by distributor, a count per distributor, and the
-    orders escalated on J. ``mailed``: the system sends each distributor with an address its part."""
+    """Per branch: J's delay list in sections by distributor (each heading names it, its contact
+    and its count of orders), and the orders escalated on J. ``mailed``: the system sends each
+    distributor with an address its part."""
     workbooks: dict[str, Sheets] = {}
     for branch_code in sorted({row["branch_code"] for row in overdue + escalated}):
         delay = [r for r in overdue if r["branch_code"] == branch_code]
@@ -399,13 +399,6 @@ def delay_list_workbooks(overdue: list[dict], escalated: list[dict], settings: R
         sheets: Sheets = {}
         if delay:
             sheets[LIST_TITLE] = (_columns(settings, DELAY_HOURS_TITLE), _sections(delay, mailed))
-            counts = Counter(Distributor.of(row) for row in delay)
-            sheets["按配送企业汇总"] = (
-                [Column("配送企业代码"), Column("配送企业名称"), Column("联系邮箱"),
-                 Column("延迟响应订单数", "integer"), Column("清单送达方式")],
-                [[who.code, who.name, "；".join(who.emails), count,
-                  "系统直接发送，抄送分局" if (mailed and who.emails) else "分局自行联系送达"]
-                 for who, count in sorted(counts.items(), key=lambda item: item[0].code or "\uffff")])
         if late:
             sheets["督促后仍未响应（上报市局）"] = (_columns(settings, "未响应小时数（截至升级判定日终）"),
                                          _sections(late, mailed))
