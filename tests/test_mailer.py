@@ -618,3 +618,56 @@ def test_the_failure_email_has_a_plain_text_part_too(smtp_server):
     assert mail.message["From"].addresses[0].display_name == "集采监管监测系统"
     text = mail.text()
     assert "用尽重试次数" in text and "清除（Clear）该任务重跑" in text and "RuntimeError: SMTP 550" in text
+
+
+def test_the_alert_workbook_is_typed_with_a_title_block_and_ids_only_in_the_last_sheet(mail_city, smtp_server):
+    from vbp_monitor.core.formatting import XLSX_DATETIME, XLSX_MONEY, XLSX_PERCENT, XLSX_QUANTITY
+
+    run = _run()
+    raise_alerts(mail_city, run, [
+        alert("NON_SELECTED_HIGH_PRICE", "H1", "B1", "warning", generic_name="氨氯地平", metric_value="1234.5",
+              threshold_value="0.3", message="高价"),
+        alert("SELECTED_SHARE_LOW", "H1", "B1", "warning", batch_code="NB1", generic_name="硝苯地平",
+              metric_value="0.123456", threshold_value="0.7", message="占比低"),
+        alert("HISTORY_NOT_REPORTED", "M1", "B1", "high", batch_code="NB1", generic_name="氨氯地平",
+              metric_value="0", threshold_value="12000", message="未报量"),
+        alert("OFFLINE_NOT_FILED", "H1", "B1", "high", order_id="O-2", metric_value="0", threshold_value="1",
+              message="未备案"),
+    ])
+    notify_run(mail_city, run)
+
+    book = _xlsx(_one(smtp_server, B1))
+    assert book.sheetnames == ["预警明细", "技术信息（供数据组）"]  # the technical sheet last
+    sheet = book["预警明细"]
+    title = [sheet.cell(row=n, column=1).value for n in range(1, 5)]
+    assert title[0] == "市医保局" and title[1] == "月度监测·预警明细（2025年2月）"
+    assert "生成时间" in title[2] and title[3] == "发送对象：章贡分局"
+    header, rows = _table(sheet)
+    assert not {"alert_key", "预警编号", "规则代码", "分局代码", "DAG"} & set(header)
+    assert not [value for row in rows for value in row if isinstance(value, str)
+                and re.fullmatch(r"[A-Z_]{6,}|[0-9a-f]{32,}", value)]  # no rule codes, no keys
+    first = _header_row(sheet) + 1
+    by_message = {}
+    for offset, row in enumerate(rows):
+        by_message[row[header.index("说明")]] = {name: sheet.cell(row=first + offset, column=index + 1)
+                                                for index, name in enumerate(header)}
+    money = by_message["高价"]
+    assert (money["指标值"].value, money["指标值"].number_format) == (1234.5, XLSX_MONEY)
+    assert (money["阈值"].value, money["阈值"].number_format) == (0.3, XLSX_MONEY)
+    assert money["计量单位"].value == "元/元/单位"
+    share = by_message["占比低"]
+    # rounded to what 0.00% shows, away from its threshold (below it: down), no float tail
+    assert (share["指标值"].value, share["指标值"].number_format) == (0.1234, XLSX_PERCENT)
+    assert (share["阈值"].value, share["阈值"].number_format) == (0.7, XLSX_PERCENT)
+    assert share["计量单位"].value is None
+    count = by_message["未报量"]
+    assert (count["阈值"].value, count["阈值"].number_format) == (12000, XLSX_QUANTITY)
+    assert isinstance(count["阈值"].value, int) and count["计量单位"].value == "单位"
+    flag = by_message["未备案"]
+    assert (flag["指标值"].value, flag["阈值"].value) == ("否", None)
+    assert money["首次发现时间"].number_format == XLSX_DATETIME
+    assert "NON_SELECTED_HIGH_PRICE" not in money["预警规则"].value
+    technical_header, technical_rows = _table(book["技术信息（供数据组）"])
+    assert technical_header[:4] == ["预警编号", "alert_key", "期间", "规则代码"]
+    assert {row[3] for row in technical_rows} == {
+        "NON_SELECTED_HIGH_PRICE", "SELECTED_SHARE_LOW", "HISTORY_NOT_REPORTED", "OFFLINE_NOT_FILED"}

@@ -424,7 +424,6 @@ def _actions(table: dict[str, str], rows: list[dict]) -> list[str]:
 # The alert workbook of every email (issue 8): typed columns and a title block like the other
 # reports; each figure typed by its rule's unit (money #,##0.00, ratios as percentages, counts as
 # integers when whole); identifiers only the data team uses in the last sheet.
-ALERT_WORKBOOK_TITLE = "预警明细"
 XLSX_ALERT_HEADER = [
     Column("严重程度"), Column("期间"), Column("分局"), Column("预警规则"), Column("医疗机构代码"),
     Column("医疗机构"), Column("批次"), Column("通用名"), Column("产品代码"), Column("订单号"), Column("类别"),
@@ -497,7 +496,8 @@ def _alert_sheets(named: dict[str, list[dict]], everything: list[dict], audience
 
 def _workbook_title(audience: str, run, audiences: Audiences) -> BookTitle:
     """Issued by the city bureau (the system's office), for the audience, of the run's period."""
-    return BookTitle(office=audiences.name(CITY), title=f"{ALERT_WORKBOOK_TITLE}·{dag_title(run.dag_id)}",
+    # each sheet's title line: 「月度监测·预警明细（2025年2月）」
+    return BookTitle(office=audiences.name(CITY), title=dag_title(run.dag_id),
                      period=run.period.label, profile=audiences.profile or None,
                      notes=(f"发送对象：{audiences.name(audience)}",))
 
