@@ -9,7 +9,10 @@ shown to people):
   rule to what the format shows, so a cell never carries a binary float's tail
   (667.449999999999) and the printed figure is the cell's value;
 * an optional **title block** above the header (issuing office, title and period, generation
-  time in Asia/Shanghai, the policy profile's Chinese title);
+  time in Asia/Shanghai, the policy profile's Chinese title, then any ``notes`` lines);
+* **section rows** (``SectionRow``: a bold heading merged across the table, e.g. one per
+  distributor above its orders) and cells typed on their own (``TypedValue``: a column of
+  figures whose unit varies by row);
 * a bold, wrapped, frozen header row with a filter; column widths fitted (CJK counted
   double), long text wrapped at a capped width;
 * a **page set-up that prints**: A4 landscape, one page wide, the header row repeated on
