@@ -27,8 +27,11 @@ J 日超时的订单构成 J 的延迟响应清单。分局须在时限当日之
 **任务**：`validate`（校验本次读取的数据）→ `judge`（评判）→ `notify`（通知）。
 
 **输出**：预警（期间 `YYYY-MM-DD` = J，对象为订单）；各分局 `<VBP_OUTPUT_DIR>/vbp_order_response/<J>/延迟响应清单_<分局>_<J>.xlsx`：
-按配送企业分组的 J 日延迟响应清单（配送企业、订单、机构、产品、下单时间、时限、清单日、督促期满日）、各配送企业计数，
-以及 J 日上报的订单；作为该分局邮件附件。
+可直接发送的 J 日延迟响应清单（标题区：分局、日期、48小时规则与24小时期限；每家配送企业一节：名称、联系邮箱、订单数，
+其下为订单、机构、产品、下单时间、时限、清单日、督促期满日），以及 J 日上报的订单；作为该分局邮件附件。
+每家配送企业另有只含本企业订单的清单（`配送企业清单/<分局>/延迟响应清单_<分局>_<配送企业>_<J>.xlsx`）：
+`distributors.csv` 登记了邮箱且配置 `[order_response] send_to_distributors`（默认 true）时，系统直接发给该企业并抄送分局；
+否则随分局邮件附上，分局邮件列出需自行联系的配送企业。
 
 **参数**：`branch_code` 只重跑一个分局；`force_resend` 重新发送已通知的预警；本 DAG 无批次参数。
 """
@@ -58,10 +61,14 @@ fallback calendar is noted in the message; every message cites the clause the pr
 for its rule (`[order_response.citations]`).
 
 **Outputs**: alerts (period `YYYY-MM-DD` = J; subject = the order), and per branch
-`<VBP_OUTPUT_DIR>/vbp_order_response/<J>/延迟响应清单_<branch>_<J>.xlsx`: J's delay list
-grouped by distributor (distributor, order, institution, product, order time, mark, list day,
-escalation day), a per-distributor count, and the orders escalated on J; attached to the
-branch's email. Param `branch_code` restricts a rerun to one branch.
+`<VBP_OUTPUT_DIR>/vbp_order_response/<J>/延迟响应清单_<branch>_<J>.xlsx`: J's delay list as a
+document the branch can send (title block with the 48-hour rule and the 24-hour deadline; one
+section per distributor with its name, addresses and count, then its orders), and the orders
+escalated on J; attached to the branch's email. Each distributor's own part
+(`配送企业清单/<branch>/延迟响应清单_<branch>_<distributor>_<J>.xlsx`) is emailed to it, the branch
+in copy, when `distributors.csv` has its address and `[order_response] send_to_distributors`
+(default true); otherwise it comes with the branch's email, which names the distributors the
+branch must contact itself. Param `branch_code` restricts a rerun to one branch.
 """
 
 DOC = dag_doc(DAG_ID, ZH_PURPOSE, ZH_BODY, ENGLISH)

@@ -376,7 +376,11 @@ def _alerts_in(mail: ReceivedMail) -> dict[str, str]:
             continue
         for sheet in load_workbook(io.BytesIO(content), read_only=True).worksheets:
             rows = sheet.iter_rows(values_only=True)
-            header = list(next(rows, ()))
+            header: list = []
+            for _ in range(8):  # the header is under the title block (row 4 or later)
+                header = list(next(rows, ()))
+                if "alert_key" in header:
+                    break
             if "alert_key" not in header:
                 continue
             for row in rows:

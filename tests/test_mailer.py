@@ -59,6 +59,18 @@ def _xlsx(mail):
     return load_workbook(io.BytesIO(content))
 
 
+def _header_row(sheet) -> int:
+    """The header's row: under the title block, the row above the frozen panes."""
+    return int(sheet.freeze_panes[1:]) - 1
+
+
+def _table(sheet) -> tuple[list, list[tuple]]:
+    """(header, rows) of a sheet written under a title block."""
+    row = _header_row(sheet)
+    header = [cell.value for cell in sheet[row]]
+    return header, list(sheet.iter_rows(min_row=row + 1, values_only=True))
+
+
 def _one(server, address):
     mails = server.to(address)
     assert len(mails) == 1, [m.subject for m in mails]
@@ -92,11 +104,15 @@ def test_one_email_per_audience_each_branch_only_its_own_institutions(mail_city,
     b1_html = b1.html()
     assert all(name in b1_html for name in B1_INSTITUTIONS)
     assert not any(name in b1_html for name in B2_INSTITUTIONS)
-    b1_sheet = _xlsx(b1).active
-    header = [cell.value for cell in b1_sheet[1]]
-    codes = {row[header.index("机构代码")] for row in b1_sheet.iter_rows(min_row=2, values_only=True)}
+    b1_book = _xlsx(b1)
+    header, rows = _table(b1_book.active)
+    codes = {row[header.index("医疗机构代码")] for row in rows}
     assert codes == {"H1", "M1"}
-    assert "alert_key" in header
+    # internal identifiers only in the last sheet, named as such
+    assert "alert_key" not in header and "规则代码" not in header
+    assert b1_book.sheetnames == ["预警明细", "技术信息（供数据组）"]
+    technical_header, technical_rows = _table(b1_book["技术信息（供数据组）"])
+    assert "alert_key" in technical_header and len(technical_rows) == 3
 
     b2 = _one(smtp_server, B2)
     assert b2.message["To"] == f"{B2}, {B2B}"  # one email to both addresses of the branch
@@ -116,7 +132,7 @@ def test_one_email_per_audience_each_branch_only_its_own_institutions(mail_city,
     assert "南康区人民医院氨氯地平完成率10%" not in city_html
     assert "orders.csv" not in city_html
     summary = _xlsx(city)["汇总"]
-    counts = {(row[0], row[1]): row[-1] for row in summary.iter_rows(min_row=2, values_only=True)}
+    counts = {(row[0], row[1]): row[-1] for row in _table(summary)[1]}
     assert counts[("B1 章贡分局", "约定采购量完成进度滞后（PROGRESS_BEHIND）")] == 1
     assert counts[("B2 南康分局", "货款逾期未结清（PAYMENT_OVERDUE）")] == 1
     assert counts[("合计", None)] == 6
@@ -301,13 +317,14 @@ def test_xlsx_attachment_stores_formula_like_names_as_text(mail_city, smtp_serve
     notify_run(mail_city, run)
 
     sheet = _xlsx(_one(smtp_server, B1)).active
-    header = [cell.value for cell in sheet[1]]
-    name_cell = sheet.cell(row=2, column=header.index("医疗机构") + 1)
+    header, _ = _table(sheet)
+    first = _header_row(sheet) + 1
+    name_cell = sheet.cell(row=first, column=header.index("医疗机构") + 1)
     assert name_cell.data_type == "s" and name_cell.value == "'" + evil
-    message_cell = sheet.cell(row=2, column=header.index("说明") + 1)
+    message_cell = sheet.cell(row=first, column=header.index("说明") + 1)
     assert message_cell.value == "'@SUM(1+1) 进度滞后"
     assert not [cell for row in sheet.iter_rows() for cell in row if cell.data_type == "f"]
-    assert sheet.freeze_panes == "A2"
+    assert sheet.freeze_panes == "A6"  # title block (4 rows), header
     # the HTML shows it escaped, not as markup
     assert "=HYPERLINK(&quot;http://evil.example/x&quot;" in _one(smtp_server, B1).html()
 
@@ -349,7 +366,7 @@ def test_a_long_list_is_cut_in_the_body_but_complete_in_the_attachment(mail_city
     html = b1.html()
     assert html.count('data-severity="warning"') == MAX_HTML_ROWS
     assert "其余 5 条见附件" in html
-    assert _xlsx(b1).active.max_row == MAX_HTML_ROWS + 5 + 1
+    assert len(_table(_xlsx(b1).active)[1]) == MAX_HTML_ROWS + 5
 
 
 def test_a_metric_just_past_its_threshold_never_reads_as_the_threshold(mail_city, smtp_server):
@@ -499,7 +516,8 @@ def test_every_figure_of_the_table_carries_its_unit(mail_city, smtp_server, case
     notify_run(mail_city, run)
 
     b1 = _one(smtp_server, B1)
-    assert re.findall(r'<td class="num">([^<]*)</td>', b1.html()) == [metric, threshold]
+    alert_table = b1.html().split("</table>")[0]  # (a delay list's distributors follow in a table of their own)
+    assert re.findall(r'<td class="num">([^<]*)</td>', alert_table) == [metric, threshold]
     line = next(line for line in b1.text().splitlines() if line.startswith("1. "))
     assert f"指标值：{metric}；" in line
     assert (f"阈值：{threshold}；" in line) == bool(threshold)  # a flag has no threshold
@@ -600,3 +618,56 @@ def test_the_failure_email_has_a_plain_text_part_too(smtp_server):
     assert mail.message["From"].addresses[0].display_name == "集采监管监测系统"
     text = mail.text()
     assert "用尽重试次数" in text and "清除（Clear）该任务重跑" in text and "RuntimeError: SMTP 550" in text
+
+
+def test_the_alert_workbook_is_typed_with_a_title_block_and_ids_only_in_the_last_sheet(mail_city, smtp_server):
+    from vbp_monitor.core.formatting import XLSX_DATETIME, XLSX_MONEY, XLSX_PERCENT, XLSX_QUANTITY
+
+    run = _run()
+    raise_alerts(mail_city, run, [
+        alert("NON_SELECTED_HIGH_PRICE", "H1", "B1", "warning", generic_name="氨氯地平", metric_value="1234.5",
+              threshold_value="0.3", message="高价"),
+        alert("SELECTED_SHARE_LOW", "H1", "B1", "warning", batch_code="NB1", generic_name="硝苯地平",
+              metric_value="0.123456", threshold_value="0.7", message="占比低"),
+        alert("HISTORY_NOT_REPORTED", "M1", "B1", "high", batch_code="NB1", generic_name="氨氯地平",
+              metric_value="0", threshold_value="12000", message="未报量"),
+        alert("OFFLINE_NOT_FILED", "H1", "B1", "high", order_id="O-2", metric_value="0", threshold_value="1",
+              message="未备案"),
+    ])
+    notify_run(mail_city, run)
+
+    book = _xlsx(_one(smtp_server, B1))
+    assert book.sheetnames == ["预警明细", "技术信息（供数据组）"]  # the technical sheet last
+    sheet = book["预警明细"]
+    title = [sheet.cell(row=n, column=1).value for n in range(1, 5)]
+    assert title[0] == "市医保局" and title[1] == "月度监测·预警明细（2025年2月）"
+    assert "生成时间" in title[2] and title[3] == "发送对象：章贡分局"
+    header, rows = _table(sheet)
+    assert not {"alert_key", "预警编号", "规则代码", "分局代码", "DAG"} & set(header)
+    assert not [value for row in rows for value in row if isinstance(value, str)
+                and re.fullmatch(r"[A-Z_]{6,}|[0-9a-f]{32,}", value)]  # no rule codes, no keys
+    first = _header_row(sheet) + 1
+    by_message = {}
+    for offset, row in enumerate(rows):
+        by_message[row[header.index("说明")]] = {name: sheet.cell(row=first + offset, column=index + 1)
+                                                for index, name in enumerate(header)}
+    money = by_message["高价"]
+    assert (money["指标值"].value, money["指标值"].number_format) == (1234.5, XLSX_MONEY)
+    assert (money["阈值"].value, money["阈值"].number_format) == (0.3, XLSX_MONEY)
+    assert money["计量单位"].value == "元/元/单位"
+    share = by_message["占比低"]
+    # rounded to what 0.00% shows, away from its threshold (below it: down), no float tail
+    assert (share["指标值"].value, share["指标值"].number_format) == (0.1234, XLSX_PERCENT)
+    assert (share["阈值"].value, share["阈值"].number_format) == (0.7, XLSX_PERCENT)
+    assert share["计量单位"].value is None
+    count = by_message["未报量"]
+    assert (count["阈值"].value, count["阈值"].number_format) == (12000, XLSX_QUANTITY)
+    assert isinstance(count["阈值"].value, int) and count["计量单位"].value == "单位"
+    flag = by_message["未备案"]
+    assert (flag["指标值"].value, flag["阈值"].value) == ("否", None)
+    assert money["首次发现时间"].number_format == XLSX_DATETIME
+    assert "NON_SELECTED_HIGH_PRICE" not in money["预警规则"].value
+    technical_header, technical_rows = _table(book["技术信息（供数据组）"])
+    assert technical_header[:4] == ["预警编号", "alert_key", "期间", "规则代码"]
+    assert {row[3] for row in technical_rows} == {
+        "NON_SELECTED_HIGH_PRICE", "SELECTED_SHARE_LOW", "HISTORY_NOT_REPORTED", "OFFLINE_NOT_FILED"}

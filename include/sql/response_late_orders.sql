@@ -12,7 +12,7 @@
 -- microseconds, so a bound value equals a stored one under neither = nor <=.
 SELECT o.order_id, o.institution_code, i.institution_name, i.branch_code,
        o.product_code, p.generic_name, p.specification, p.manufacturer,
-       o.distributor_code, d.distributor_name,
+       o.distributor_code, d.distributor_name, d.emails AS distributor_emails,
        o.quantity, o.amount, o.order_time, o.response_time, o.response_hours
 FROM orders o
 JOIN institutions i ON i.institution_code = o.institution_code

@@ -90,15 +90,22 @@ from vbp_monitor.core.catalog import (
 )
 from vbp_monitor.core.db import upsert
 from vbp_monitor.core.labels import CATEGORY_ZH, SEVERITY_ORDER, SEVERITY_ZH, label
-from vbp_monitor.model.reference import branch_directory, city_branch_code
-from vbp_monitor.model.schema import alert_deliveries, alerts, batches, institutions
+from vbp_monitor.model.reference import (
+    branch_directory,
+    city_branch_code,
+    distributor_audience,
+    distributor_directory,
+    distributor_of_audience,
+)
+from vbp_monitor.model.schema import alert_deliveries, alerts, batches, institutions, orders, products
 from vbp_monitor.notify import mime
 from vbp_monitor.notify import templates as mail_templates
-from vbp_monitor.outputs.spreadsheets import safe_name_part
+from vbp_monitor.outputs.spreadsheets import TECHNICAL_SHEET, BookTitle, Column, TypedValue, safe_name_part
 
 log = logging.getLogger(__name__)
 
 SUBJECT_TAG = "【集采监管预警】"
+DISTRIBUTOR_SUBJECT_TAG = "【配送响应督促】"
 DQ_SUBJECT_TAG = "【集采数据质量】"
 FAILURE_SUBJECT_TAG = "【集采监管系统】"
 DEFAULT_FROM = "vbp-monitor@localhost"
@@ -154,9 +161,14 @@ def _pending_alerts(conn: Connection, run) -> list[dict]:
     source = (
         alerts.outerjoin(institutions, institutions.c.institution_code == alerts.c.institution_code)
         .outerjoin(batches, batches.c.batch_code == alerts.c.batch_code)
+        .outerjoin(orders, orders.c.order_id == alerts.c.order_id)
+        .outerjoin(products, products.c.product_code == alerts.c.product_code)
     )
     query = (
-        select(alerts, institutions.c.institution_name, batches.c.batch_name)
+        # the order's distributor and figures: what a distributor's email lists
+        select(alerts, institutions.c.institution_name, batches.c.batch_name, orders.c.distributor_code,
+               orders.c.order_time, orders.c.response_time, orders.c.quantity.label("order_quantity"),
+               orders.c.amount.label("order_amount"), products.c.specification)
         .select_from(source)
         .where(and_(*_run_conditions(run)))
     )
@@ -204,13 +216,27 @@ def _ledger(conn: Connection, alert_ids: Iterable[int]) -> Ledger:
     return ledger
 
 
+# The rules whose alerts make up a delay list (延迟响应清单, DAG 6): each such alert also goes to
+# the order's distributor, when it has an address and the profile sends to distributors.
+DELAY_LIST_RULES = frozenset({"ORDER_RESPONSE_OVERDUE"})
+UNREGISTERED_DISTRIBUTOR = "未登记配送企业"
+
+
+def sends_to_distributors(profile: dict) -> bool:
+    """``[order_response] send_to_distributors`` (default true)."""
+    return bool(profile.get("order_response", {}).get("send_to_distributors", True))
+
+
 @dataclass
 class Audiences:
-    """Who receives what: the branch directory and the data team's addresses."""
+    """Who receives what: the branch directory, the data team's addresses and the distributors."""
 
     directory: dict[str, dict]
     city_code: str
     data_team: list[str]
+    distributors: dict[str, dict] = field(default_factory=dict)  # reference.distributor_directory
+    send_to_distributors: bool = False
+    profile: dict = field(default_factory=dict)  # the policy profile: the hours and clause a distributor reads
 
     def of(self, alert: dict) -> list[str]:
         """Every audience an alert is meant for (routing of operations.md)."""
@@ -218,14 +244,27 @@ class Audiences:
             return [DATA_TEAM]
         branch = self.directory.get(alert["branch_code"])
         if branch and branch["level"] == "branch":
-            return [branch_audience(alert["branch_code"]), CITY]
+            return [branch_audience(alert["branch_code"]), *self._distributor(alert), CITY]
         return [CITY]
+
+    def _distributor(self, alert: dict) -> list[str]:
+        if self.send_to_distributors and alert["rule_code"] in DELAY_LIST_RULES and alert.get("distributor_code"):
+            return [distributor_audience(alert["branch_code"], alert["distributor_code"])]
+        return []
 
     def recipients(self, audience: str) -> list[str]:
         if audience == DATA_TEAM:
             return list(self.data_team)
+        distributor = distributor_of_audience(audience)
+        if distributor:
+            return list(self.distributors.get(distributor[1], {}).get("emails", []))
         code = self.city_code if audience == CITY else audience.split(":", 1)[1]
         return list(self.directory.get(code, {}).get("emails", []))
+
+    def copied(self, audience: str) -> list[str]:
+        """The Cc of an audience's email: a distributor's email goes to its branch in copy."""
+        distributor = distributor_of_audience(audience)
+        return self.recipients(branch_audience(distributor[0])) if distributor else []
 
     def required(self, alert: dict) -> set[str]:
         """The audiences an alert must reach before it counts as notified (those with an address)."""
@@ -234,8 +273,18 @@ class Audiences:
     def name(self, audience: str) -> str:
         if audience == DATA_TEAM:
             return "数据组"
+        distributor = distributor_of_audience(audience)
+        if distributor:
+            return self.distributor_name(distributor[1])
         code = self.city_code if audience == CITY else audience.split(":", 1)[1]
         return self.directory.get(code, {}).get("name") or code
+
+    def distributor_name(self, code: str | None) -> str:
+        return self.distributors.get(code, {}).get("name") or UNREGISTERED_DISTRIBUTOR
+
+    def mailed_directly(self, alert: dict) -> bool:
+        """Whether the alert's distributor receives it itself (else the branch must contact it)."""
+        return any(self.recipients(audience) for audience in self._distributor(alert))
 
     def is_branch(self, code: str | None) -> bool:
         return self.directory.get(code, {}).get("level") == "branch"
@@ -249,7 +298,7 @@ class Audiences:
             routed_to_city(alert["rule_code"], alert["severity"])
             or alert["branch_code"] == self.city_code
             # nobody else would see it in detail: an unknown branch, or one without an address
-            or self.required(alert) == {CITY}
+            or {a for a in self.required(alert) if not distributor_of_audience(a)} == {CITY}
         )
 
 
@@ -261,7 +310,9 @@ def _data_team_only(rule_code: str) -> bool:
 def _audience_order(audience: str) -> tuple:
     if audience.startswith("branch:"):
         return (0, audience)
-    return (1 if audience == CITY else 2, audience)
+    if distributor_of_audience(audience):
+        return (1, audience)
+    return (2 if audience == CITY else 3, audience)
 
 
 # ---------------------------------------------------------------- display
@@ -370,26 +421,85 @@ def _actions(table: dict[str, str], rows: list[dict]) -> list[str]:
     return [sentence for actor, sentence in table.items() if actor in present]
 
 
+# The alert workbook of every email (issue 8): typed columns and a title block like the other
+# reports; each figure typed by its rule's unit (money #,##0.00, ratios as percentages, counts as
+# integers when whole); identifiers only the data team uses in the last sheet.
 XLSX_ALERT_HEADER = [
-    "严重程度", "期间", "分局代码", "分局", "规则代码", "预警规则", "机构代码", "医疗机构", "批次代码", "批次",
-    "通用名", "产品代码", "订单号", "类别", "执行月份", "数据文件", "指标值", "阈值", "说明", "首次发现时间",
-    "alert_key",
+    Column("严重程度"), Column("期间"), Column("分局"), Column("预警规则"), Column("医疗机构代码"),
+    Column("医疗机构"), Column("批次"), Column("通用名"), Column("产品代码"), Column("订单号"), Column("类别"),
+    Column("执行月份", "integer"), Column("数据文件"), Column("指标值"), Column("阈值"), Column("计量单位"),
+    Column("说明", "long_text"), Column("首次发现时间", "datetime"),
 ]
+XLSX_TECHNICAL_HEADER = [
+    Column("预警编号", "integer"), Column("alert_key"), Column("期间"), Column("规则代码"), Column("分局代码"),
+    Column("批次代码"), Column("DAG"), Column("运行"),
+]
+# unit (catalog ``unit``) → the cell's kind; the unit column names what the format does not show
+_UNIT_KINDS = {formatting.MONEY_UNIT: "money", formatting.UNIT_PRICE_UNIT: "money",
+               formatting.PERCENT_UNIT: "percent", formatting.HOURS_UNIT: "decimal"}
+_UNIT_SHOWN_BY_FORMAT = {formatting.PERCENT_UNIT, formatting.FLAG_UNIT}
+
+
+def _typed_figure(value, unit: str, breach: formatting.Breach):
+    number = formatting.decimal_of(value)
+    if number is None:
+        return None
+    if unit == formatting.FLAG_UNIT:
+        return "是" if number else "否"
+    return TypedValue(number, _UNIT_KINDS.get(unit, "quantity"), breach)
+
+
+def _xlsx_figures(row: dict) -> tuple:
+    """(metric cell, threshold cell, unit) of an alert: typed by its rule's units, the metric
+    rounded away from its threshold (as in the email's text)."""
+    metric_unit, threshold_unit = rule_units(row["rule_code"])
+    metric = formatting.decimal_of(row.get("metric_value"))
+    threshold = formatting.decimal_of(row.get("threshold_value"))
+    breach: formatting.Breach = None
+    if metric is not None and threshold is not None and metric != threshold:
+        breach = "below" if metric < threshold else "above"
+    if metric_unit == formatting.FLAG_UNIT:
+        return _typed_figure(metric, metric_unit, None), None, ""
+    unit = metric_unit if metric_unit == threshold_unit else f"{metric_unit}/{threshold_unit}".strip("/")
+    shown_unit = "" if metric_unit in _UNIT_SHOWN_BY_FORMAT else unit
+    return (_typed_figure(metric, metric_unit, breach), _typed_figure(threshold, threshold_unit, None),
+            shown_unit)
 
 
 def _xlsx_alert_rows(rows: list[dict], audiences: Audiences) -> list[list]:
     out = []
     for row in rows:
+        metric, threshold, unit = _xlsx_figures(row)
         out.append([
-            label(SEVERITY_ZH, row["severity"]), row["period"], row["branch_code"],
-            audiences.branch_name(row["branch_code"]), row["rule_code"], rule_title(row["rule_code"]),
-            row.get("institution_code"), row.get("institution_name"), row.get("batch_code"),
-            row.get("batch_name"), row.get("generic_name"), row.get("product_code"), row.get("order_id"),
-            label(CATEGORY_ZH, row.get("category")) or None, row.get("milestone_month"),
-            row.get("source_file"), row.get("metric_value"), row.get("threshold_value"), row["message"],
-            formatting.as_utc(row.get("first_raised_at")), row["alert_key"],
+            label(SEVERITY_ZH, row["severity"]), formatting.period_zh(row["period"]),
+            audiences.branch_name(row["branch_code"]), rule_title(row["rule_code"]),
+            row.get("institution_code"), row.get("institution_name"),
+            row.get("batch_name") or row.get("batch_code"), row.get("generic_name"), row.get("product_code"),
+            row.get("order_id"), label(CATEGORY_ZH, row.get("category")) or None, row.get("milestone_month"),
+            row.get("source_file"), metric, threshold, unit, row["message"],
+            formatting.as_utc(row.get("first_raised_at")),
         ])
     return out
+
+
+def _xlsx_technical_rows(rows: list[dict]) -> list[list]:
+    return [[row["alert_id"], row["alert_key"], row["period"], row["rule_code"], row["branch_code"],
+             row.get("batch_code"), row.get("dag_id"), row.get("run_id")] for row in rows]
+
+
+def _alert_sheets(named: dict[str, list[dict]], everything: list[dict], audiences: Audiences) -> dict:
+    """The alert sheets of an email, then the technical sheet (last) of every alert listed."""
+    sheets: dict = {title: (XLSX_ALERT_HEADER, _xlsx_alert_rows(rows, audiences)) for title, rows in named.items()}
+    sheets[TECHNICAL_SHEET] = (XLSX_TECHNICAL_HEADER, _xlsx_technical_rows(everything))
+    return sheets
+
+
+def _workbook_title(audience: str, run, audiences: Audiences) -> BookTitle:
+    """Issued by the city bureau (the system's office), for the audience, of the run's period."""
+    # each sheet's title line: 「月度监测·预警明细（2025年2月）」
+    return BookTitle(office=audiences.name(CITY), title=dag_title(run.dag_id),
+                     period=run.period.label, profile=audiences.profile or None,
+                     notes=(f"发送对象：{audiences.name(audience)}",))
 
 
 def _involved(rows: list[dict], audiences: Audiences) -> str:
@@ -437,9 +547,11 @@ class Outgoing:
     subject: str
     page: mail_templates.Page
     alert_ids: list[int]
-    xlsx_name: str
+    xlsx_name: str | None  # the email's own workbook (None: its files say it all)
     sheets: dict
     files: list[Path] = field(default_factory=list)
+    title: BookTitle | None = None  # the title block of its own workbook
+    cc: list[str] = field(default_factory=list)  # in copy (a distributor's branch)
 
     @property
     def html(self) -> str:
@@ -450,7 +562,144 @@ class Outgoing:
         return mail_templates.text(self.page)
 
     def attachment_names(self) -> list[str]:
-        return [self.xlsx_name, *(path.name for path in self.files)]
+        return [*([self.xlsx_name] if self.xlsx_name else []), *(path.name for path in self.files)]
+
+
+# ---------------------------------------------------------------- the delay list to distributors
+# seed 002 §二(六): the branch sends each distributor its delay list; the system sends the part of
+# every distributor with an address itself (the branch in copy) and names the others in the
+# branch's email.
+DELAY_LIST_NAME = "延迟响应清单"
+
+
+def _delay_list_rows(rows: list[dict]) -> list[dict]:
+    return [row for row in rows if row["rule_code"] in DELAY_LIST_RULES]
+
+
+def _distributor_counts(rows: list[dict], audiences: Audiences, mailed: bool) -> list[list]:
+    """[name, code, orders] of the delay list's distributors mailed directly (or not)."""
+    counts = Counter(row.get("distributor_code") or "" for row in _delay_list_rows(rows)
+                     if audiences.mailed_directly(row) == mailed)
+    return [[audiences.distributor_name(code) if code else UNREGISTERED_DISTRIBUTOR, code or "（订单未填写）", count]
+            for code, count in sorted(counts.items())]
+
+
+def _distributor_sections(rows: list[dict], audiences: Audiences) -> list[tuple[str, mail_templates.Block]]:
+    """In a branch's email: the distributors it must contact itself, and those the system mailed."""
+    sections: list[tuple[str, mail_templates.Block]] = []
+    header = ["配送企业", "配送企业代码", "延迟响应订单数"]
+    itself = _distributor_counts(rows, audiences, mailed=False)
+    if itself:
+        sections.append(("需贵局自行联系的配送企业（未登记联系邮箱，系统未直接发送）",
+                         mail_templates.Table(header, itself, {2})))
+    mailed = _distributor_counts(rows, audiences, mailed=True)
+    if mailed:
+        sections.append(("已由系统直接发送延迟响应清单的配送企业（抄送贵局）",
+                         mail_templates.Table(header, mailed, {2})))
+    return sections
+
+
+def _branch_actions(rows: list[dict], audiences: Audiences) -> list[str]:
+    actions = _actions(BRANCH_ACTIONS, rows)
+    delay = _delay_list_rows(rows)
+    if not delay:
+        return actions
+    grace = _grace_hours(audiences.profile)
+    itself = [name for name, _, _ in _distributor_counts(rows, audiences, mailed=False)]
+    if itself:
+        sentence = (f"请将延迟响应清单及时发送{'、'.join(itself)}（未登记联系邮箱；附件中已按配送企业分别生成"
+                    f"清单，可直接转发），督促其在收到清单后{grace}小时内响应、配送到位；")
+        if len(itself) < len({row.get("distributor_code") for row in delay}):
+            sentence += "其余配送企业的清单已由系统直接发送（抄送贵局）；"
+    else:
+        sentence = (f"各配送企业的延迟响应清单已由系统直接发送（抄送贵局），请督促其在收到清单后{grace}小时内"
+                    "响应、配送到位；")
+    sentence += "配送企业被督促后仍未响应的，请及时报告市医疗保障局。"
+    return [sentence if text == BRANCH_ACTIONS[DISTRIBUTOR] else text for text in actions]
+
+
+def _grace_hours(profile: dict) -> int:
+    return int(profile.get("order_response", {}).get("distributor_grace_hours", 24))
+
+
+def _citation(profile: dict, rule_code: str) -> str:
+    from vbp_monitor.core.profiles import cite
+
+    try:
+        return cite(profile, rule_code)
+    except KeyError:
+        return ""
+
+
+DISTRIBUTOR_COLUMNS = [Column("序号", "integer"), Column("订单号"), Column("医疗机构代码"), Column("医疗机构"),
+                       Column("产品代码"), Column("通用名"), Column("规格"), Column("数量", "quantity"),
+                       Column("金额（元）", "money"), Column("下单时间", "datetime"), Column("响应时限", "datetime"),
+                       Column("响应时间", "datetime"), Column("未响应小时数", "decimal", breach="above")]
+
+
+def _mark(row: dict) -> dt.datetime | None:
+    ordered = formatting.as_datetime(row.get("order_time"))
+    limit = formatting.decimal_of(row.get("threshold_value"))
+    return None if ordered is None or limit is None else ordered + dt.timedelta(hours=float(limit))
+
+
+def _compose_distributor(audience: str, recipients: list[str], rows: list[dict], run, audiences: Audiences,
+                         files: list[Path]) -> Outgoing:
+    """A distributor's part of one branch's delay list: its orders only, the branch in copy."""
+    branch_code, distributor_code = distributor_of_audience(audience) or ("", "")
+    rows = sorted(rows, key=lambda r: (str(r.get("order_time") or ""), r.get("order_id") or "", r["alert_id"]))
+    branch, name = audiences.branch_name(branch_code), audiences.distributor_name(distributor_code)
+    when = formatting.period_zh(run.period.label)
+    limit = formatting.quantity(formatting.decimal_of(rows[0].get("threshold_value")) or 48)
+    grace = _grace_hours(audiences.profile)
+    citation = _citation(audiences.profile, rows[0]["rule_code"])
+    verb = "重发" if run.force_resend else ""
+    subject = f"{DISTRIBUTOR_SUBJECT_TAG}{branch} · {DELAY_LIST_NAME} · {when} · {name} · {verb}{len(rows)}笔订单"
+    institutions_count = len({row.get("institution_code") for row in rows})
+    paragraphs = [
+        f"{name}：",
+        (f"依据{citation or '集采配送保障有关规定'}：全市各级医疗机构发送给配送企业的订单超过{limit}小时未响应的，"
+         f"医疗保障部门汇总形成延迟响应清单发送给配送企业，督促及时配送到位；被督促的配送企业无不可抗力原因再次超过"
+         f"{grace}小时仍未响应的，医疗保障部门将报告市医疗保障局，通过约谈、暂停拨付结算款、建议生产企业取消配送企业的"
+         "委托资格等方式，督促配送企业切实落实配送计划。"),
+        (f"贵公司以下 {len(rows)} 笔订单（涉及 {institutions_count} 家医疗机构）在下单后{limit}小时内未响应，"
+         f"已列入{branch}{when}延迟响应清单，明细见下表及附件 Excel。"),
+        *(["（应操作人员要求重新发送。）"] if run.force_resend else []),
+    ]
+    actions = [f"请贵公司在收到本清单后{grace}小时内响应上述订单并及时配送到位；因不可抗力等原因无法按时配送的，"
+               f"请在此期限内向{branch}书面说明。逾期仍未响应的，{branch}将报告市医疗保障局。",
+               f"本邮件已抄送{branch}；如对订单有疑问，请与{branch}或下单医疗机构联系。"]
+    body = []
+    for number, row in enumerate(rows, 1):
+        mark = _mark(row)
+        answered = row.get("response_time")
+        body.append([number, row.get("order_id") or "", _code_and_name(row.get("institution_code"),
+                                                                       row.get("institution_name")),
+                     _code_and_name(row.get("product_code"), row.get("generic_name")),
+                     formatting.datetime_local(row.get("order_time")), formatting.datetime_local(mark),
+                     f"{formatting.datetime_local(answered)} 响应" if answered else "未响应",
+                     formatting.hours(row.get("metric_value"))])
+    table = mail_templates.Table(["序号", "订单号", "医疗机构", "产品", "下单时间", f"{limit}小时响应时限",
+                                  "响应情况", "未响应小时数"], body, {0, 7}, records=True)
+    page = mail_templates.Page(subject, paragraphs, [("延迟响应订单", table)], actions)
+    xlsx_name = None
+    sheets: dict = {}
+    if not files:  # the judge wrote no part for it (an older run): the email makes its own
+        log.warning("no delay-list file for %s: the email carries a workbook of its orders", audience)
+        xlsx_name = "_".join(map(safe_name_part, (DELAY_LIST_NAME, branch_code, distributor_code,
+                                                  run.period.label))) + ".xlsx"
+        sheets = {DELAY_LIST_NAME: (DISTRIBUTOR_COLUMNS, [
+            [number, row.get("order_id"), row.get("institution_code"), row.get("institution_name"),
+             row.get("product_code"), row.get("generic_name"), row.get("specification"),
+             row.get("order_quantity"), row.get("order_amount"), row.get("order_time"), _mark(row),
+             row.get("response_time") or "未响应", row.get("metric_value")]
+            for number, row in enumerate(rows, 1)])}
+    title = BookTitle(office=branch, title=DELAY_LIST_NAME, period=run.period.label,
+                      profile=audiences.profile or None, notes=(f"致：{name}（{distributor_code}）",))
+    lowered = {address.lower() for address in recipients}
+    cc = [address for address in audiences.copied(audience) if address.lower() not in lowered]
+    return Outgoing(audience, recipients, subject, page, [row["alert_id"] for row in rows], xlsx_name, sheets,
+                    files, title=title, cc=cc)
 
 
 def _compose(audience: str, recipients: list[str], rows: list[dict], run, audiences: Audiences,
@@ -458,6 +707,8 @@ def _compose(audience: str, recipients: list[str], rows: list[dict], run, audien
     other = {row["period"] for row in rows} - {run.period.label}
     if other:  # the subject, the text and the files are the run's period: never another's alerts
         raise ValueError(f"alerts of {sorted(other)} in an email of {run.period.label}")
+    if distributor_of_audience(audience):
+        return _compose_distributor(audience, recipients, rows, run, audiences, files)
     rows = sorted(rows, key=_sort_key)
     dag_zh = dag_title(run.dag_id)
     when = formatting.period_zh(run.period.label)
@@ -480,7 +731,7 @@ def _compose(audience: str, recipients: list[str], rows: list[dict], run, audien
         ], [("数据质量问题", mail_templates.Table(header, body, {3}, [r["severity"] for r in rows],
                                                  records=True))],
             [DATA_TEAM_ACTION])
-        sheets = {"数据质量问题": (XLSX_ALERT_HEADER, _xlsx_alert_rows(rows, audiences))}
+        sheets = _alert_sheets({"数据质量问题": rows}, rows, audiences)
     elif audience == CITY:
         detail = [row for row in rows if audiences.city_detail(row)]
         subject = (f"{SUBJECT_TAG}{name} · {dag_zh} · {when} · 汇总{verb}{len(rows)}条"
@@ -500,11 +751,10 @@ def _compose(audience: str, recipients: list[str], rows: list[dict], run, audien
             overview += "本次没有需市局直接处理的预警，全部明细见附件 Excel。"
             actions = [CITY_SUMMARY_ONLY_ACTION]
         page = mail_templates.Page(subject, [f"{name}：", overview, *resend_note], sections, actions)
-        sheets = {
-            "汇总": (summary_header, summary_rows),
-            "需市局关注": (XLSX_ALERT_HEADER, _xlsx_alert_rows(detail, audiences)),
-            "全部预警": (XLSX_ALERT_HEADER, _xlsx_alert_rows(rows, audiences)),
-        }
+        counts = [Column(title, "integer") if index >= 2 else Column(title)
+                  for index, title in enumerate(summary_header)]
+        sheets = {"汇总": (counts, summary_rows),
+                  **_alert_sheets({"需市局关注": detail, "全部预警": rows}, rows, audiences)}
     else:
         subject = f"{SUBJECT_TAG}{name} · {dag_zh} · {when} · {verb}{len(rows)}条"
         paragraphs = [
@@ -513,12 +763,12 @@ def _compose(audience: str, recipients: list[str], rows: list[dict], run, audien
             "列于下表，明细见附件 Excel。",
             *resend_note,
         ]
-        page = mail_templates.Page(subject, paragraphs,
-                                   [("预警明细", _alert_table(rows, audiences, with_branch=False))],
-                                   _actions(BRANCH_ACTIONS, rows))
-        sheets = {"预警明细": (XLSX_ALERT_HEADER, _xlsx_alert_rows(rows, audiences))}
+        page = mail_templates.Page(subject, paragraphs, [
+            ("预警明细", _alert_table(rows, audiences, with_branch=False)), *_distributor_sections(rows, audiences)],
+            _branch_actions(rows, audiences))
+        sheets = _alert_sheets({"预警明细": rows}, rows, audiences)
     return Outgoing(audience, recipients, subject, page, [row["alert_id"] for row in rows], xlsx_name,
-                    sheets, files)
+                    sheets, files, title=_workbook_title(audience, run, audiences))
 
 
 def _extra_files(attachments: dict | None, key: str | None) -> list[Path]:
@@ -534,8 +784,8 @@ def _extra_files(attachments: dict | None, key: str | None) -> list[Path]:
 
 def _files_key(audience: str, audiences: Audiences) -> str:
     """The key of ``attachments`` for an audience: a branch code, the city's code, or data_team."""
-    if audience == DATA_TEAM:
-        return DATA_TEAM
+    if audience == DATA_TEAM or distributor_of_audience(audience):
+        return audience  # a distributor's part of the delay list: keyed by its audience
     return audiences.city_code if audience == CITY else audience.split(":", 1)[1]
 
 
@@ -766,12 +1016,15 @@ def _domain(address: str) -> str:
 def _message(mail: Outgoing, sender: tuple[str, str], message: str, folder: Path) -> EmailMessage:
     from vbp_monitor.outputs.spreadsheets import write_xlsx
 
-    paths = [write_xlsx(folder / mail.xlsx_name, mail.sheets), *mail.files]
+    own = [write_xlsx(folder / mail.xlsx_name, mail.sheets, title=mail.title)] if mail.xlsx_name else []
+    headers = {"X-VBP-Audience": mail.audience}
+    if mail.cc:
+        headers["Cc"] = ", ".join(mail.cc)
     # names come from platform files: a CR/LF in one must not start a header of its own
     return mime.build_message(
         subject=" ".join(mail.subject.split()), sender=sender, to=mail.recipients, text=mail.text, html=mail.html,
-        message_id=message, attachments=[mime.Attachment.of(path) for path in paths],
-        headers={"X-VBP-Audience": mail.audience})
+        message_id=message, attachments=[mime.Attachment.of(path) for path in [*own, *mail.files]],
+        headers=headers)
 
 
 @dataclass
@@ -799,7 +1052,7 @@ def _deliver(engine, session: SmtpSession, attempt: Attempt, mail: Outgoing, run
     try:
         sender = session.open()
         message = message_id(run, mail, _domain(sender[1]))
-        refused = session.send(_message(mail, sender, message, folder), mail.recipients)
+        refused = session.send(_message(mail, sender, message, folder), [*mail.recipients, *mail.cc])
     except SmtpUnreachable as exc:
         attempt.unreachable = exc
         attempt.failed |= pairs
@@ -807,8 +1060,12 @@ def _deliver(engine, session: SmtpSession, attempt: Attempt, mail: Outgoing, run
     except smtplib.SMTPRecipientsRefused as exc:
         refused = dict(exc.recipients)
     except smtplib.SMTPResponseException as exc:
-        refused = dict.fromkeys(mail.recipients, (exc.smtp_code, exc.smtp_error))
+        refused = dict.fromkeys([*mail.recipients, *mail.cc], (exc.smtp_code, exc.smtp_error))
     refused_lower = {address.lower(): reply for address, reply in refused.items()}
+    for address in mail.cc:  # a copy: the branch has its own email of these alerts
+        if address.lower() in refused_lower and address.lower() not in {a.lower() for a in mail.recipients}:
+            log.warning("%s refused the copy of %r (%s): the branch's own email carries these alerts",
+                        address, mail.subject, refused_lower[address.lower()])
     accepted = [address for address in mail.recipients if address.lower() not in refused_lower]
     for address in mail.recipients:
         if address.lower() in refused_lower:
@@ -827,17 +1084,24 @@ def _deliver(engine, session: SmtpSession, attempt: Attempt, mail: Outgoing, run
                  message)
 
 
-def notify_run(engine, run, attachments: dict[str, list[Path]] | None = None) -> dict:
+def notify_run(engine, run, attachments: dict[str, list[Path]] | None = None, profile: dict | None = None) -> dict:
     """Email the un-notified alerts of ``run``'s DAG and period (see module docs).
 
     ``attachments``: the period's files per audience: a branch_code (that branch's email) or the
-    city row's branch_code (the city's email), ``"data_team"`` for the data team's email.
+    city row's branch_code (the city's email), ``"data_team"`` for the data team's email, a
+    distributor audience (``reference.distributor_audience``) for its part of the delay list.
+    ``profile``: the policy profile (default ``load_profile()``): ``send_to_distributors``, the
+    hours and the clause a distributor's email names.
     Returns ``{"emails": n, "alerts": m, "audiences": [...]}``. Raises NotificationError when
     the SMTP server is down or refused an address (after sending everything else).
     """
     where = f"{run.dag_id} {run.period.label}"
+    from vbp_monitor.core.profiles import load_profile
+
+    profile = profile if profile is not None else load_profile()
     with engine.connect() as conn:
-        audiences = Audiences(branch_directory(conn), city_branch_code(conn), config.data_team_emails())
+        audiences = Audiences(branch_directory(conn), city_branch_code(conn), config.data_team_emails(),
+                              distributor_directory(conn), sends_to_distributors(profile), profile)
         waiting = _other_periods_waiting(conn, run)
     if waiting:
         log.warning("%s: alerts of other periods are still un-notified (%s); this run mails only its own "
@@ -865,6 +1129,10 @@ def notify_run(engine, run, attachments: dict[str, list[Path]] | None = None) ->
                         owned, attempt.held = _claim(conn, wanted, token, now)
                 if first:
                     for audience, count in unaddressed.items():
+                        if distributor_of_audience(audience):  # named in its branch's email instead
+                            log.info("%s has no email address (distributors.emails): its %d delay-list "
+                                     "orders are named in the branch's email", audience, count)
+                            continue
                         log.warning("%s has no email address (branches.emails / VBP_DATA_TEAM_EMAILS): "
                                     "%d alerts cannot be mailed to it", audience, count)
                     first = False

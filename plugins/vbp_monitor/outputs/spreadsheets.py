@@ -9,7 +9,10 @@ shown to people):
   rule to what the format shows, so a cell never carries a binary float's tail
   (667.449999999999) and the printed figure is the cell's value;
 * an optional **title block** above the header (issuing office, title and period, generation
-  time in Asia/Shanghai, the policy profile's Chinese title);
+  time in Asia/Shanghai, the policy profile's Chinese title, then any ``notes`` lines);
+* **section rows** (``SectionRow``: a bold heading merged across the table, e.g. one per
+  distributor above its orders) and cells typed on their own (``TypedValue``: a column of
+  figures whose unit varies by row);
 * a bold, wrapped, frozen header row with a filter; column widths fitted (CJK counted
   double), long text wrapped at a capped width;
 * a **page set-up that prints**: A4 landscape, one page wide, the header row repeated on
@@ -141,6 +144,9 @@ class BookTitle:
     period: str = ""
     generated_at: dt.datetime | None = None
     profile: str | Mapping | None = None
+    # lines under the generation time (a rule the reader must know, who the list is for):
+    # each a row of its own above the header
+    notes: tuple[str, ...] = ()
 
     def for_office(self, office: str) -> BookTitle:
         return dataclasses.replace(self, office=office)
@@ -161,7 +167,25 @@ class BookTitle:
         if self.profile:
             shown = profile_title(dict(self.profile)) if isinstance(self.profile, Mapping) else self.profile
             details.append(f"政策口径：{shown}")
-        return [self.office or "", self.document(sheet_title), "　".join(details)]
+        return [self.office or "", self.document(sheet_title), "　".join(details), *self.notes]
+
+
+@dataclasses.dataclass(frozen=True)
+class SectionRow:
+    """A heading row inside a sheet's rows (「配送企业：… 」 above that distributor's orders):
+    one bold cell merged across the table."""
+
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TypedValue:
+    """A cell whose kind is its own, not its column's (a column of figures whose unit varies
+    by row: 元 in one, % in the next): ``TypedValue(Decimal("0.85"), "percent")``."""
+
+    value: object
+    kind: str
+    breach: Breach = None
 
 
 def _local(moment: dt.datetime) -> dt.datetime:
@@ -235,6 +259,8 @@ def typed_cell(value, column: str | None = None) -> tuple[object, str | None]:
     """
     kind = getattr(column, "kind", None)
     breach = getattr(column, "breach", None)
+    if isinstance(value, TypedValue):
+        kind, breach, value = value.kind, value.breach, value.value
     if value is None:
         return None, None
     if kind in _NUMBER_KINDS:
@@ -279,8 +305,11 @@ def _typed_cells(rows: list[list], columns: list) -> tuple[list[list[tuple]], li
     results; everything else goes through ``typed_cell``."""
     plain = [getattr(column, "kind", None) is None for column in columns]
     contents = [0] * len(columns)
-    cells = []
+    cells: list = []
     for row in rows:
+        if isinstance(row, SectionRow):
+            cells.append(row)
+            continue
         out: list[tuple] = []
         for index, value in enumerate(row):
             kind = type(value)
@@ -382,6 +411,8 @@ class _Styles:
         self.office = Font(name=BODY_FONT, size=12)
         self.title = Font(name=TITLE_FONT, size=16, bold=True)
         self.details = Font(name=BODY_FONT, size=9, color="404040")
+        self.note = Font(name=BODY_FONT, size=FONT_SIZE, bold=True)
+        self.section_fill = PatternFill("solid", fgColor="F2F2F2")
         self.header_fill = PatternFill("solid", fgColor="E7E6E6")
         self.header_alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
         self.plain = Alignment(vertical="center")
@@ -478,13 +509,14 @@ def _fill_sheet(sheet, header: list, rows: list[list], title: BookTitle | None, 
     from openpyxl.cell import Cell
     from openpyxl.utils import get_column_letter
 
-    width_of_rows = max([len(header), *(len(row) for row in rows)], default=0)
+    width_of_rows = max([len(header), *(len(row) for row in rows if not isinstance(row, SectionRow))], default=0)
     columns = list(header) + [None] * (width_of_rows - len(header))
     cells, contents = _typed_cells(rows, columns)
     widths, wraps = _column_widths(columns, contents)
     letters = [get_column_letter(index) for index in range(1, len(columns) + 1)]
     last_letter = letters[-1] if letters else "A"
-    header_row = 4 if title is not None else 1
+    title_lines = title.lines(sheet.title) if title is not None else []
+    header_row = len(title_lines) + 1
     last_row = header_row + len(cells)
 
     for letter, width in zip(letters, widths, strict=True):
@@ -502,10 +534,11 @@ def _fill_sheet(sheet, header: list, rows: list[list], title: BookTitle | None, 
         return cell.style_id
 
     if title is not None:
-        fonts = (styles.office, styles.title, styles.details)
-        aligns = (styles.left_alignment, styles.title_alignment, styles.left_alignment)
+        notes = len(title_lines) - 3
+        fonts = (styles.office, styles.title, styles.details, *[styles.note] * notes)
+        aligns = (styles.left_alignment, styles.title_alignment, *[styles.left_alignment] * (1 + notes))
         table_width = sum(widths) or MIN_COLUMN_WIDTH
-        for row_number, (text, font, align) in enumerate(zip(title.lines(sheet.title), fonts, aligns), 1):
+        for row_number, (text, font, align) in enumerate(zip(title_lines, fonts, aligns, strict=True), 1):
             if len(columns) > 1:
                 sheet.merged_cells.add(f"A{row_number}:{last_letter}{row_number}")
             lines = _lines_needed(text, table_width * FONT_SIZE / font.sz) if text else 1
@@ -523,7 +556,18 @@ def _fill_sheet(sheet, header: list, rows: list[list], title: BookTitle | None, 
         stream.row(header_row, header_lines * LINE_HEIGHT + 5, header_cells)
 
     body_ids: dict[tuple, int] = {}
+    section_style = None
     for row_number, row in enumerate(cells, start=header_row + 1):
+        if isinstance(row, SectionRow):
+            if section_style is None:
+                section_style = style_id(font=styles.header, alignment=styles.left_alignment,
+                                         border=styles.border, fill=styles.section_fill)
+            if len(columns) > 1:
+                sheet.merged_cells.add(f"A{row_number}:{last_letter}{row_number}")
+            lines = _lines_needed(row.text, sum(widths) or MIN_COLUMN_WIDTH)
+            stream.row(row_number, lines * LINE_HEIGHT + 5,
+                       [_cell_xml(f"A{row_number}", section_style, safe_cell(row.text))])
+            continue
         lines = 1
         out = []
         suffix = str(row_number)

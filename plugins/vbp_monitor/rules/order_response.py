@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,8 +39,17 @@ from vbp_monitor.core.formatting import as_datetime, date_iso, datetime_local, d
 from vbp_monitor.core.prc_calendar import WorkCalendar
 from vbp_monitor.core.profiles import cite, load_profile
 from vbp_monitor.model.calendar_tables import load_calendar
+from vbp_monitor.model.reference import branch_directory, distributor_audience, split_emails
 from vbp_monitor.outputs.run_files import run_file_path, run_folder
-from vbp_monitor.outputs.spreadsheets import Sheets, write_branch_files
+from vbp_monitor.outputs.spreadsheets import (
+    BookTitle,
+    Column,
+    SectionRow,
+    Sheets,
+    branch_file_path,
+    safe_name_part,
+    write_branch_files,
+)
 from vbp_monitor.quality.validation import Where
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -275,35 +284,53 @@ def judge(engine, run: RunContext, profile: dict | None = None) -> JudgeResult:
         candidates = ([overdue_candidate(row, judged, settings, profile) for row in overdue]
                       + [escalated_candidate(row, judged, settings, profile) for row in escalated])
         written = run.store.replace(conn, RULE_CODES, candidates, scope=run.scope)
-    attachments = write_branch_files(run_folder(DAG_ID, run.period.label), FILE_PREFIX, run.period.label,
-                                     delay_list_workbooks(overdue, escalated, settings),
-                                     scope_branch=run.scope.branch_code)
+        attachments = write_delay_lists(conn, run, overdue, escalated, settings, profile)
     return JudgeResult(period=run.period.label, rule_codes=RULE_CODES, written=written,
                        attachments=attachments, details={"overdue": len(overdue), "escalated": len(escalated)})
 
 
 # ------------------------------------------------------------------ spreadsheets
+# The delay list is a document the branch sends as it is (seed 002 §二(六): 汇总形成延迟响应
+# 清单，发送给配送企业): a title block naming the issuing branch, the day and the rule, one
+# section per distributor (its name and addresses from distributors.csv, then its orders),
+# typed cells. Each distributor also gets a file of its own orders only, which the branch (or
+# the distributor's own email) carries.
+LIST_TITLE = "延迟响应清单"
+DISTRIBUTOR_FOLDER = "配送企业清单"  # beside the branch files: one sub-folder per branch
+UNREGISTERED = "未登记配送企业"
+DELAY_HOURS_TITLE = "未响应小时数（截至清单日终）或实际响应用时"
+
+
 def workbook_path(period_label: str, branch_code: str) -> Path:
     return run_file_path(DAG_ID, FILE_PREFIX, period_label, branch_code)
 
 
-def _header(settings: ResponseSettings, last: str) -> list[str]:
-    h = settings.response_hours
+def distributor_folder(period_label: str, branch_code: str) -> Path:
+    return run_folder(DAG_ID, period_label) / DISTRIBUTOR_FOLDER / safe_name_part(branch_code)
+
+
+def distributor_workbook_path(period_label: str, branch_code: str, distributor_code: str) -> Path:
+    return branch_file_path(distributor_folder(period_label, branch_code), FILE_PREFIX,
+                            f"{branch_code}_{distributor_code}", period_label)
+
+
+def _columns(settings: ResponseSettings, hours_title: str) -> list[Column]:
     return [
-        "配送企业代码", "配送企业名称", "订单号", "医疗机构代码", "医疗机构名称", "产品代码", "通用名",
-        "数量", "金额（元）", "下单时间", f"{h}小时节点", "响应时间", last,
-        "分局发送清单截止日", f"升级判定日（再{settings.grace_hours}小时期满）",
+        Column("序号", "integer"), Column("订单号"), Column("医疗机构代码"), Column("医疗机构名称"),
+        Column("产品代码"), Column("通用名"), Column("规格"), Column("数量", "quantity"),
+        Column("金额（元）", "money"), Column("下单时间", "datetime"),
+        Column(f"{settings.response_hours}小时节点", "datetime"), Column("响应时间", "datetime"),
+        Column(hours_title, "decimal", breach="above"),  # past the limit: never reads as less
+        Column("分局发送清单截止日", "date"), Column(f"升级判定日（再{settings.grace_hours}小时期满）", "date"),
     ]
 
 
-def _sheet_row(row: dict) -> list:
+def _sheet_row(number: int, row: dict) -> list:
     line: Timeline = row["timeline"]
     return [
-        row["distributor_code"] or "", row["distributor_name"] or "（未登记）", row["order_id"],
-        row["institution_code"], row["institution_name"], row["product_code"], row["generic_name"] or "",
-        row["quantity"], row["amount"], datetime_local(row["order_time"]), datetime_local(line.mark),
-        datetime_local(row["response_time"]) or "未响应",
-        rounded(row["late_hours"], HOURS, breach="above"),  # past the limit: never reads as less
+        number, row["order_id"], row["institution_code"], row["institution_name"], row["product_code"],
+        row["generic_name"] or "", row.get("specification") or "", row["quantity"], row["amount"],
+        row["order_time"], line.mark, row["response_time"] or "未响应", row["late_hours"],
         line.list_day, line.escalation_day,
     ]
 
@@ -312,23 +339,124 @@ def _by_distributor(row: dict):
     return (row["distributor_code"] or "\uffff", row["order_time"], row["order_id"])
 
 
-def delay_list_workbooks(overdue: list[dict], escalated: list[dict],
-                         settings: ResponseSettings) -> dict[str, Sheets]:
-    """Per branch: J's delay list grouped by distributor, a count per distributor, and the
-    orders escalated on J."""
+@dataclass(frozen=True)
+class Distributor:
+    code: str
+    name: str
+    emails: tuple[str, ...]
+
+    @classmethod
+    def of(cls, row: dict) -> Distributor:
+        return cls(row["distributor_code"] or "", row["distributor_name"] or UNREGISTERED,
+                   tuple(split_emails(row.get("distributor_emails"))))
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}（{self.code}）" if self.code else self.name
+
+    def contact(self, mailed: bool) -> str:
+        if not self.emails:
+            return "未登记联系邮箱，请分局自行联系送达"
+        addresses = "；".join(self.emails)
+        return f"联系邮箱：{addresses}" + ("（本清单已由系统直接发送，抄送分局）" if mailed else "")
+
+
+def _sections(rows: list[dict], mailed: bool) -> list:
+    """The rows of one sheet: per distributor a heading row, then its orders (numbered)."""
+    out: list = []
+    for _, group in groupby(sorted(rows, key=_by_distributor), key=lambda r: r["distributor_code"] or ""):
+        orders = list(group)
+        who = Distributor.of(orders[0])
+        out.append(SectionRow(f"配送企业：{who.label}　{who.contact(mailed)}　共 {len(orders)} 笔订单"))
+        out += [_sheet_row(number, row) for number, row in enumerate(orders, 1)]
+    return out
+
+
+def rule_note(settings: ResponseSettings, profile: dict) -> str:
+    """The rule as the list states it (the title block)."""
+    return (f"依据{cite(profile, OVERDUE)}：医疗机构发送给配送企业的订单超过{settings.response_hours}小时未响应的，"
+            f"列入本清单；配送企业须在收到本清单后{settings.grace_hours}小时内响应并配送到位，"
+            f"无不可抗力原因再次超过{settings.grace_hours}小时仍未响应的，分局将报告市医疗保障局。")
+
+
+def _title(branch_name: str, period_label: str, profile: dict, notes: tuple[str, ...]) -> BookTitle:
+    return BookTitle(office=branch_name, title=LIST_TITLE, period=period_label, profile=profile, notes=notes)
+
+
+def send_to_distributors(profile: dict) -> bool:
+    return bool(profile.get("order_response", {}).get("send_to_distributors", True))
+
+
+def delay_list_workbooks(overdue: list[dict], escalated: list[dict], settings: ResponseSettings,
+                         mailed: bool = True) -> dict[str, Sheets]:
+    """Per branch: J's delay list in sections by distributor (each heading names it, its contact
+    and its count of orders), and the orders escalated on J. ``mailed``: the system sends each
+    distributor with an address its part."""
     workbooks: dict[str, Sheets] = {}
     for branch_code in sorted({row["branch_code"] for row in overdue + escalated}):
-        delay = sorted((r for r in overdue if r["branch_code"] == branch_code), key=_by_distributor)
-        late = sorted((r for r in escalated if r["branch_code"] == branch_code), key=_by_distributor)
+        delay = [r for r in overdue if r["branch_code"] == branch_code]
+        late = [r for r in escalated if r["branch_code"] == branch_code]
         sheets: Sheets = {}
         if delay:
-            sheets["延迟响应清单"] = (_header(settings, "未响应小时数（截至判定日终）/响应用时"),
-                                [_sheet_row(row) for row in delay])
-            counts = Counter((row["distributor_code"] or "", row["distributor_name"] or "（未登记）") for row in delay)
-            sheets["按配送企业汇总"] = (["配送企业代码", "配送企业名称", "延迟响应订单数"],
-                                  [[code, name, count] for (code, name), count in counts.items()])
+            sheets[LIST_TITLE] = (_columns(settings, DELAY_HOURS_TITLE), _sections(delay, mailed))
         if late:
-            sheets["督促后仍未响应（上报市局）"] = (_header(settings, "未响应小时数（截至升级判定日终）"),
-                                         [_sheet_row(row) for row in late])
+            sheets["督促后仍未响应（上报市局）"] = (_columns(settings, "未响应小时数（截至升级判定日终）"),
+                                         _sections(late, mailed))
         workbooks[branch_code] = sheets
     return workbooks
+
+
+def distributor_workbooks(overdue: list[dict], settings: ResponseSettings,
+                          mailed: bool = True) -> dict[tuple[str, str], Sheets]:
+    """Per (branch, distributor code): that distributor's part of the branch's delay list only."""
+    parts: dict[tuple[str, str], list[dict]] = {}
+    for row in overdue:
+        if row["distributor_code"]:  # an order without a distributor has nobody to send to
+            parts.setdefault((row["branch_code"], row["distributor_code"]), []).append(row)
+    return {key: {LIST_TITLE: (_columns(settings, DELAY_HOURS_TITLE),
+                               _sections(rows, mailed))}
+            for key, rows in sorted(parts.items())}
+
+
+def write_delay_lists(conn, run: RunContext, overdue: list[dict], escalated: list[dict],
+                      settings: ResponseSettings, profile: dict) -> dict[str, list[Path]]:
+    """Write the branch lists and the distributors' parts; returns the files per audience: a
+    branch gets its list and the parts of the distributors it must contact itself; a
+    distributor with an address (when the profile sends to distributors) its own part."""
+    period = run.period.label
+    mailed = send_to_distributors(profile)
+    branches = branch_directory(conn)
+    note = rule_note(settings, profile)
+
+    def branch_name(code: str) -> str:
+        return branches.get(code, {}).get("name") or code
+
+    titles = {code: _title(branch_name(code), period, profile, (note,))
+              for code in {row["branch_code"] for row in overdue + escalated}}
+    attachments = write_branch_files(run_folder(DAG_ID, period), FILE_PREFIX, period,
+                                     delay_list_workbooks(overdue, escalated, settings, mailed),
+                                     scope_branch=run.scope.branch_code, title=titles)
+    parts = distributor_workbooks(overdue, settings, mailed)
+    by_branch: dict[str, dict[str, Sheets]] = {}
+    for (branch_code, distributor_code), sheets in parts.items():
+        by_branch.setdefault(branch_code, {})[f"{branch_code}_{distributor_code}"] = sheets
+    distributors = {row["distributor_code"]: Distributor.of(row) for row in overdue if row["distributor_code"]}
+    folder = run_folder(DAG_ID, period) / DISTRIBUTOR_FOLDER
+    stale = {path.name for path in folder.iterdir()} if folder.is_dir() else set()
+    for branch_code in sorted(set(by_branch) | stale):  # a branch no longer listed: its old parts go
+        if run.scope.branch_code and branch_code != safe_name_part(run.scope.branch_code):
+            continue
+        books = by_branch.get(branch_code, {})
+        code_of = {f"{branch_code}_{code}": code for (b, code) in parts if b == branch_code}
+        part_titles = {key: _title(branch_name(branch_code), period, profile,
+                                   (f"致：{distributors[code].label}　{distributors[code].contact(mailed)}", note))
+                       for key, code in code_of.items()}
+        written = write_branch_files(folder / safe_name_part(branch_code), FILE_PREFIX, period, books,
+                                     title=part_titles)
+        for key, paths in written.items():
+            who = distributors[code_of[key]]
+            if mailed and who.emails:
+                attachments.setdefault(distributor_audience(branch_code, who.code), []).extend(paths)
+            else:  # the branch sends it itself: it comes with the branch's email
+                attachments.setdefault(branch_code, []).extend(paths)
+    return dict(sorted(attachments.items()))
