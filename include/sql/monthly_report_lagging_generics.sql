@@ -22,5 +22,5 @@ SELECT g.generic_name, g.agreements, g.institutions, g.agreed_quantity, g.cumula
        g.progress_weighted_quantity
 FROM by_generic g
 WHERE g.progress_weighted_quantity > 0
-ORDER BY g.cumulative_selected_quantity / g.progress_weighted_quantity, g.generic_name
+ORDER BY g.cumulative_selected_quantity * 1.0 / g.progress_weighted_quantity, g.generic_name
 LIMIT :generic_limit

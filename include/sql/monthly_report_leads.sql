@@ -36,6 +36,6 @@ LEFT JOIN branches b ON b.branch_code = i.branch_code
 LEFT JOIN completion c ON c.institution_code = s.institution_code
 ORDER BY s.score DESC,
          CASE WHEN c.agreed_quantity > 0 THEN 0 ELSE 1 END,
-         CASE WHEN c.agreed_quantity > 0 THEN c.cumulative_selected_quantity / c.agreed_quantity END,
+         CASE WHEN c.agreed_quantity > 0 THEN c.cumulative_selected_quantity * 1.0 / c.agreed_quantity END,
          s.institution_code
 LIMIT :lead_limit

@@ -994,7 +994,7 @@ def _document_rows(conn: Connection, key: str) -> dict[str, str | None]:
 
     rows = conn.execute(select(document_deliveries.c.recipient, document_deliveries.c.message_id)
                         .where(document_deliveries.c.document_key == key))
-    return dict(rows.tuples().all())
+    return {row[0]: row[1] for row in rows}
 
 
 def document_message_id(key: str, audience: str, run, domain: str) -> str:
