@@ -202,7 +202,10 @@ def _add_chart(document, chart: Chart, number: int) -> None:
 
 
 TEXT_WIDTH_CM = 16.0  # A4 less the margins below
-MAX_HEADER_WIDTH = 10  # a header wraps rather than widen its column past 5 CJK characters
+HEADER_UNITS = 8  # a header wraps rather than widen its column past 4 CJK characters
+CELL_UNITS = 40  # a long text wraps at 20 CJK characters
+CM_PER_UNIT = 0.21  # half a CJK character at 10.5 pt, with room for wide fallback fonts
+CELL_PADDING_CM = 0.5
 
 
 def _display_width(text: str) -> int:
@@ -210,14 +213,23 @@ def _display_width(text: str) -> int:
 
 
 def _column_widths(table: DraftTable) -> list[float]:
-    """Centimetres per column, in proportion to what it holds (CJK counted double)."""
-    weights = []
+    """Centimetres per column: what its widest cell needs (CJK counted double; a header may
+    wrap), the page's spare width given to the columns in proportion; when the page is too
+    narrow, the long-text columns give way first."""
+    needs = []
     for index, header in enumerate(table.header):
         cells = [_display_width(row[index]) for row in table.rows if index < len(row)]
-        # + 2: the cell's padding, so that a figure such as 10.00% never breaks
-        weights.append(max(min(_display_width(header), MAX_HEADER_WIDTH), min(max(cells, default=0), 40), 4) + 2)
-    total = sum(weights)
-    return [TEXT_WIDTH_CM * weight / total for weight in weights]
+        units = max(min(_display_width(header), HEADER_UNITS), min(max(cells, default=0), CELL_UNITS), 4)
+        needs.append(units * CM_PER_UNIT + CELL_PADDING_CM)
+    total = sum(needs)
+    if total <= TEXT_WIDTH_CM:
+        return [need * TEXT_WIDTH_CM / total for need in needs]
+    short = [need for need in needs if need <= 3.0]
+    room = TEXT_WIDTH_CM - sum(short)
+    long_total = total - sum(short)
+    if room <= 0 or not long_total:
+        return [need * TEXT_WIDTH_CM / total for need in needs]
+    return [need if need <= 3.0 else need * room / long_total for need in needs]
 
 
 def _table(document, table: DraftTable, numeric: set[int]) -> None:

@@ -498,7 +498,7 @@ def leads_section(figures: ReportFigures, settings: ReportSettings, month: str, 
             for rank, lead in enumerate(figures.leads, start=1)]))
     else:
         items.append(f"本月没有涉及医疗机构的未关闭预警，{NO_DATA}。")
-    items.append(f"全市约定采购量完成率相对序时进度最低的{settings.lagging_generic_names}个通用名（品种线索）：")
+    items.append(f"全市约定采购量完成率相对序时进度最低的通用名（品种线索，至多{settings.lagging_generic_names}个）：")
     if figures.lagging:
         header = ["序号", "通用名", "协议（份）", "医疗机构（家）", "约定采购量", "累计中选采购量", "完成率",
                   "序时进度", "完成率/序时进度"]
@@ -521,7 +521,7 @@ def cite_of(profile: dict, key: str) -> str:
 def next_step(row: dict) -> str:
     code = row["rule_code"]
     step = NEXT_STEP_BY_RULE.get(code) or NEXT_STEP_BY_ACTOR.get(rule_actor(code), "市局督办")
-    return (f"{row['branch_name'] or row['branch_code']}{_subject(row)}“{_alert_title(code)}”"
+    return (f"{row['branch_name'] or row['branch_code']}：{_subject(row)}“{_alert_title(code)}”"
             f"（{period_zh(row['period'])}）：{step}。")
 
 
