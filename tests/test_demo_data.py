@@ -322,7 +322,7 @@ def test_demo_runs_are_few_and_on_the_right_days():
     assert list(runs) == list(DAGS)  # every DAG of the catalog, in its order
     monthly = [dag_id for dag_id, dag in DAGS.items() if dag.period_kind == "month"]
     assert monthly == ["vbp_volume_review", "vbp_entry_sweep", "vbp_monthly_monitoring",
-                       "vbp_prepayment_reconciliation"]
+                       "vbp_prepayment_reconciliation", "vbp_monthly_report"]  # the report after the four
     for dag_id in monthly:
         assert runs[dag_id] == expected
     assert expected[0] == "2025-02-05" and expected[-1] == "2026-01-04"  # Spring Festival; make-up Sunday

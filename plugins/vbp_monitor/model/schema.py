@@ -212,3 +212,19 @@ alert_deliveries = Table(
     Column("sent_at", DateTime(timezone=True), nullable=False),
     Column("message_id", Text),
 )
+
+# Documents mailed once per period (notify/mailer.py › send_documents): one row per document
+# and recipient address ('<audience>|<address>') once the server accepted it; while an
+# attempt sends it, message_id is its claim ('claim:<token>').
+document_deliveries = Table(
+    "document_deliveries", metadata,
+    Column("document_key", Text, primary_key=True),
+    Column("recipient", Text, primary_key=True),
+    Column("dag_id", Text, nullable=False),
+    Column("period", Text, nullable=False),
+    Column("audience", Text, nullable=False),
+    Column("files", Text),
+    Column("run_id", Text),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+    Column("message_id", Text),
+)

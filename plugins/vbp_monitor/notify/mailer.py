@@ -1247,3 +1247,144 @@ def notify_task_failure(context) -> None:
         log.info("emailed the data team (%s) about %s", ", ".join(recipients), subject)
     except Exception:
         log.exception("could not email the data team about a failed task")
+
+
+# ================================================================ documents (no alert attached)
+# A document mailed once (the monthly progress report; an annual notice may follow): there
+# is no alert to hang the delivery on, so ``document_deliveries`` records it, one row per
+# document key and recipient address, with the same claims as alert deliveries (two attempts
+# at once: one sends) and the same SmtpSession / MIME code. A rerun with the same key mails
+# nothing; ``force_resend`` mails again; a server that is down leaves the claim released and
+# the next attempt sends it.
+
+def _document_rows(conn: Connection, key: str) -> dict[str, str | None]:
+    from vbp_monitor.model.schema import document_deliveries
+
+    rows = conn.execute(select(document_deliveries.c.recipient, document_deliveries.c.message_id)
+                        .where(document_deliveries.c.document_key == key))
+    return {row[0]: row[1] for row in rows}
+
+
+def document_message_id(key: str, audience: str, run, domain: str) -> str:
+    """Stable per document and audience (a copy sent again after a drop has the same one);
+    a ``force_resend`` adds the run."""
+    basis = [key, audience] + ([f"resend {run.run_id}"] if run.force_resend else [])
+    digest = hashlib.sha256("\n".join(basis).encode("utf-8")).hexdigest()[:24]
+    readable = ".".join(re.sub(r"[^A-Za-z0-9_-]+", "-", part).strip("-")[:40]
+                        for part in (run.dag_id, run.period.label, audience))
+    domain = re.sub(r"[^A-Za-z0-9.-]+", "", domain) or "localhost"
+    return f"<vbp.doc.{readable}.{digest}@{domain}>"
+
+
+def send_documents(engine, run, audience: str, subject: str, page: mail_templates.Page, files: list[Path],
+                   key: str) -> dict:
+    """Mail ``files`` with ``page`` to ``audience`` (``city``, ``branch:<code>``, ``data_team``)
+    once per ``key``: the addresses that already received ``key`` get nothing (unless
+    ``run.force_resend``). Returns ``{"emails", "recipients", "key"}``; raises
+    NotificationError when the server is down or refused an address (the next attempt sends
+    to the addresses still missing)."""
+    from vbp_monitor.model.schema import document_deliveries
+
+    with engine.connect() as conn:
+        audiences = Audiences(branch_directory(conn), city_branch_code(conn), config.data_team_emails())
+    recipients = audiences.recipients(audience)
+    outcome: dict = {"emails": 0, "recipients": [], "key": key}
+    if not recipients:
+        log.warning("%s has no email address: the document %s cannot be mailed", audience, key)
+        return outcome
+    token = f"{CLAIM_PREFIX}{uuid.uuid4().hex}"
+    now = dt.datetime.now(dt.UTC)
+    keys = {address_key(audience, address): address for address in recipients}
+    files_text = "; ".join(Path(path).name for path in files)
+    base = {"document_key": key, "dag_id": run.dag_id, "period": run.period.label, "audience": audience,
+            "files": files_text, "run_id": run.run_id}
+    with engine.begin() as conn:
+        conn.execute(delete(document_deliveries).where(
+            document_deliveries.c.document_key == key, document_deliveries.c.message_id.like(f"{CLAIM_PREFIX}%"),
+            document_deliveries.c.sent_at < now - CLAIM_TTL))
+        done = {recipient for recipient, message in _document_rows(conn, key).items()
+                if not (message or "").startswith(CLAIM_PREFIX)}
+        wanted = sorted(keys) if run.force_resend else sorted(set(keys) - done)
+        if not run.force_resend:
+            upsert(conn, document_deliveries, [{**base, "recipient": recipient, "sent_at": now, "message_id": token}
+                                               for recipient in wanted], update_columns=[])
+            rows = _document_rows(conn, key)
+            held = [recipient for recipient in wanted if rows.get(recipient) != token]
+            wanted = [recipient for recipient in wanted if rows.get(recipient) == token]
+        else:
+            held = []
+    if not wanted:
+        if held:
+            raise NotificationError(f"the document {key} is being sent by another attempt to {', '.join(held)}; "
+                                    "the next attempt checks it again")
+        log.info("%s: the document %s was already mailed to %s: nothing sent", run.dag_id, key, audience)
+        return outcome
+    addresses = [keys[recipient] for recipient in wanted]
+    session = SmtpSession()
+    try:
+        try:
+            sender = session.open()
+            message_id_doc = document_message_id(key, audience, run, _domain(sender[1]))
+            email = mime.build_message(
+                subject=" ".join(subject.split()), sender=sender, to=addresses, text=mail_templates.text(page),
+                html=mail_templates.html(page), message_id=message_id_doc,
+                attachments=[mime.Attachment.of(Path(path)) for path in files],
+                headers={"X-VBP-Audience": audience})
+            refused = session.send(email, addresses)
+        except SmtpUnreachable as exc:
+            raise NotificationError(f"SMTP server unreachable ({exc}); the document {key} was not sent, "
+                                    "the next attempt sends it") from exc
+        except smtplib.SMTPRecipientsRefused as exc:
+            refused = dict(exc.recipients)
+        except smtplib.SMTPResponseException as exc:
+            refused = dict.fromkeys(addresses, (exc.smtp_code, exc.smtp_error))
+        finally:
+            session.close()
+        refused_lower = {address.lower() for address in refused}
+        accepted = [address for address in addresses if address.lower() not in refused_lower]
+        if accepted:
+            sent_at = dt.datetime.now(dt.UTC)
+            with engine.begin() as conn:
+                upsert(conn, document_deliveries, [
+                    {**base, "recipient": address_key(audience, address), "sent_at": sent_at,
+                     "message_id": message_id_doc} for address in accepted])
+            log.info("sent the document %s to %s (%s): %s, Message-ID %s", key, audience, ", ".join(accepted),
+                     files_text, message_id_doc)
+        if refused:
+            raise NotificationError(f"{', '.join(refused)} refused the document {key}; the next attempt sends it "
+                                    "to these addresses only")
+        return {"emails": 1, "recipients": accepted, "key": key}
+    finally:
+        with engine.begin() as conn:
+            conn.execute(delete(document_deliveries).where(document_deliveries.c.message_id == token))
+
+
+def notify_documents(engine, run, judged: dict) -> dict:
+    """Mail the documents a task described (``judged["documents"]``: audience, key, series,
+    subject, paragraphs, sections [[title, {header, rows, numeric}]], actions, files), each
+    once per key. A document of a series (e.g. one period's report) that replaces an earlier
+    one already mailed (the figures changed) says so in its subject."""
+    from vbp_monitor.model.schema import document_deliveries
+
+    sent: list[dict] = []
+    for document in judged.get("documents") or []:
+        subject, paragraphs = document["subject"], list(document.get("paragraphs") or [])
+        series = document.get("series")
+        if series:
+            with engine.connect() as conn:
+                earlier = conn.execute(select(func.count()).select_from(document_deliveries).where(
+                    document_deliveries.c.document_key.startswith(f"{series}|", autoescape=True),
+                    document_deliveries.c.document_key != document["key"],
+                    ~document_deliveries.c.message_id.startswith(CLAIM_PREFIX, autoescape=True))).scalar()
+            if earlier:
+                subject = "【更新】" + subject
+                paragraphs.insert(1, "本期报告此前已发送；因数据更新重新生成，请以本次附件为准。")
+        if run.force_resend:
+            paragraphs.insert(1, "（应操作人员要求重新发送。）")
+        sections: list[tuple[str, mail_templates.Block]] = [
+            (title, mail_templates.Table(table["header"], table["rows"], set(table.get("numeric") or ())))
+            for title, table in document.get("sections") or []]
+        page = mail_templates.Page(subject, paragraphs, sections, list(document.get("actions") or []))
+        sent.append(send_documents(engine, run, document["audience"], subject, page,
+                                   [Path(path) for path in document.get("files") or []], document["key"]))
+    return {"emails": sum(item["emails"] for item in sent), "documents": sent}
