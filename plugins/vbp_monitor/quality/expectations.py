@@ -138,6 +138,8 @@ def add_helper_columns(conn, table: str, frame: pd.DataFrame) -> pd.DataFrame:
         out["period_length_days"] = (dates(frame["period_end"]) - dates(frame["period_start"])).dt.days
         out["batch_generic"] = _joined(frame, ["batch_code", "generic_name"])
         out["period_conflicts"] = _period_conflicts(conn, frame)
+    elif table == "baseline_prices":
+        out["batch_generic"] = _joined(frame, ["batch_code", "generic_name"])
     return out
 
 
