@@ -363,3 +363,54 @@ def test_validate_checks_the_baseline_prices_generic_against_the_batch(engine):
     assert report["orders"]["rows"] == 2 and report["orders"]["failed_rows"] == 0
     (quality,) = open_alerts(engine, "DATA_QUALITY")
     assert quality["source_file"] == "baseline_prices"
+
+
+# ------------------------------------------------------------------ end to end, under Airflow
+@pytest.mark.e2e
+def test_airflow_dags_test_assesses_the_demo_year(airflow_home, e2e_warehouse, smtp, tmp_path):
+    """The demo city ingested, then `airflow dags test vbp_annual_assessment 2026-02-01` (the
+    DAG's scheduled day): the planted cases raised for 2025, mailed with the files."""
+    import subprocess
+    import sys
+
+    from sqlalchemy import create_engine
+
+    from fixtures_e2e import AIRFLOW, REPO, env_sh
+    from vbp_demo import generator as demo_data
+
+    landing, output = tmp_path / "landing", tmp_path / "output"
+    env = env_sh(AIRFLOW_HOME=str(airflow_home), VBP_WAREHOUSE_URL=e2e_warehouse, VBP_LANDING_DIR=str(landing),
+                 VBP_OUTPUT_DIR=str(output), AIRFLOW_CONN_SMTP_DEFAULT=smtp.connection_json(),
+                 VBP_DATA_TEAM_EMAILS="data-team@example.org", VBP_RETRY_DELAY_SECONDS="1")
+
+    def run(*args):
+        result = subprocess.run(list(args), cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+
+    run(sys.executable, "scripts/generate_demo_data.py", "--out", str(landing))
+    run(sys.executable, "scripts/run_dags.py", "vbp_ingest", demo_data.INGEST_DAY)
+    sent_before = len(smtp.messages)
+    run(str(AIRFLOW), "dags", "test", DAG_ID, demo_data.ASSESSMENT_DAY)
+
+    engine = create_engine(e2e_warehouse)
+    with engine.connect() as conn:
+        raised = [dict(row) for row in conn.execute(
+            select(alerts).where(alerts.c.dag_id == DAG_ID, alerts.c.status == "open")).mappings()]
+    engine.dispose()
+    subjects = {(a["rule_code"], a["period"], a["institution_code"], a["branch_code"], a["category"]) for a in raised}
+    assert subjects == {
+        ("ASSESSMENT_FAILED", "2025", demo_data.I_DY1, demo_data.ASSESSMENT_BRANCH, None),
+        ("BRANCH_ASSESSMENT_FAILED", "2025", None, demo_data.ASSESSMENT_BRANCH, "high_value_consumable"),
+    }
+    assert all(a["notified_at"] is not None for a in raised)
+    mails = smtp.messages[sent_before:]
+    (city_mail,) = [m for m in mails if m.audience == "city"]
+    assert {"年度考核_360700_2025.xlsx", "年度考核通报_360700_2025.docx"} <= set(city_mail.attachments())
+    (branch_mail,) = [m for m in mails if m.audience == f"branch:{demo_data.ASSESSMENT_BRANCH}"]
+    assert f"年度考核_{demo_data.ASSESSMENT_BRANCH}_2025.xlsx" in branch_mail.attachments()
+    assert not any(name.endswith(".docx") for name in branch_mail.attachments())
+
+    # a rerun of the same day changes nothing and mails nothing
+    sent = len(smtp.messages)
+    run(str(AIRFLOW), "dags", "test", DAG_ID, demo_data.ASSESSMENT_DAY)
+    assert len(smtp.messages) == sent
