@@ -249,6 +249,21 @@ def _named(items: list[str]) -> str:
     return shown + (f"等 {len(items)} 个" if len(items) > NAMED_IN_MESSAGE else "")
 
 
+def failure_details(row: dict, settings: AssessmentSettings) -> str:
+    """The failed criteria of an institution with their figures, for the notice's table."""
+    parts = []
+    if not row["c1_pass"]:
+        parts.append(f"约定采购量（{row['agreements_behind']}/{row['agreements']} 份协议未完成）")
+    if not row["c2_pass"]:
+        parts.append(f"中选药品使用比例（{row['agreements_ratio_low']} 份协议未达约定比例）")
+    for category, key in (("drug", "drug"), ("high_value_consumable", "hvc")):
+        if not row[f"c3_{key}_pass"]:
+            parts.append(f"{label(CATEGORY_ZH, category)}网采率 "
+                         f"{share(row[f'{key}_platform_amount'], row[f'{key}_total_amount'], breach='below')}"
+                         f"（要求≥{percent(settings.min_rate(category))}）")
+    return "；".join(parts)
+
+
 def _rate_phrase(category: str, platform: Decimal, total: Decimal, minimum: Decimal | None) -> str:
     return (f"{label(CATEGORY_ZH, category)}网采率 {share(platform, total, breach='below')}"
             f"（平台 {money(platform)} / 总额 {money(total)}），低于 {percent(minimum)}")
@@ -570,36 +585,60 @@ def build_notice(results: Results) -> DraftDocument:
         failures.append(DraftTable(
             ["医疗机构", "分局", "满足标准项数", "未达标项"],
             [[r["institution_name"], results.branch_name(r["branch_code"]), f"{r['criteria_met']} / {CRITERIA}",
-              "、".join(failed_criteria(r))] for r in failed]))
+              failure_details(r, settings)] for r in failed]))
     below = [r for r in results.rates if r["below"]]
+    by_branch: dict[str, dict[str, dict]] = {}
+    for r in results.rates:
+        by_branch.setdefault(r["branch_code"], {})[r["category"]] = r
+    categories = [c for c in ONLINE_CATEGORIES if settings.min_rate(c) is not None]
+
+    def rate_cell(row: dict | None) -> str:
+        if row is None:
+            return "无采购"
+        return _rate_cell(row["platform_amount"], row["total_amount"]) + ("（不达标）" if row["below"] else "")
+
     rates: list = [
-        DraftTable(["分局", "品类", "网采率", "考核要求", "结果"],
-                   [[results.branch_name(r["branch_code"]), label(CATEGORY_ZH, r["category"]),
-                     _rate_cell(r["platform_amount"], r["total_amount"]), f"不低于{percent(r['min_rate'])}",
-                     "不达标" if r["below"] else "达标"] for r in results.rates] or [["无采购", "", "", "", ""]]),
+        DraftTable(["分局", *[f"{label(CATEGORY_ZH, c)}网采率（要求≥{percent(settings.min_rate(c))}）"
+                              for c in categories]],
+                   [[results.branch_name(code), *[rate_cell(rows.get(c)) for c in categories]]
+                    for code, rows in by_branch.items()] or [["无采购", *[""] * len(categories)]]),
         ("网采率不达标的分局：" + "、".join(
             f"{results.branch_name(r['branch_code'])}（{label(CATEGORY_ZH, r['category'])}）" for r in below)
          + "，请加强对辖区公立医疗机构的督导。") if below else "各分局网采率均达到考核要求。",
     ]
-    retention_rows, without_baseline = [], []
-    for row in passed:
-        items = [(a, ret) for a, ret in results.retentions if a["institution_code"] == row["institution_code"]]
-        estimated = [(a, ret) for a, ret in items if ret.savings is not None]
-        without_baseline += [f"{row['institution_name']}·{a['generic_name']}"
-                             for a, ret in items if ret.savings is None]
+    per_institution: dict[str, list[Retention]] = {}
+    without_baseline: dict[str, set[str]] = {}  # generic → institutions
+    for agreement, retention in results.retentions:
+        institution = results.institution(agreement["institution_code"])
+        if not (institution and institution["passed"]):
+            continue
+        if retention.savings is None:
+            without_baseline.setdefault(agreement["generic_name"], set()).add(agreement["institution_name"])
+        else:
+            per_institution.setdefault(agreement["institution_code"], []).append(retention)
+    retention_rows = []
+    total_savings = total_ceiling = Decimal(0)
+    for row in passed:  # in the order of the ranking
+        estimated = per_institution.get(row["institution_code"])
         if estimated:
+            savings = sum((r.savings for r in estimated if r.savings is not None), Decimal(0))
+            ceiling = sum((r.ceiling for r in estimated if r.ceiling is not None), Decimal(0))
+            total_savings, total_ceiling = total_savings + savings, total_ceiling + ceiling
             retention_rows.append([row["institution_name"], results.branch_name(row["branch_code"]),
-                                   money(sum((ret.savings for _, ret in estimated), Decimal(0))),
-                                   money(sum((ret.ceiling for _, ret in estimated if ret.ceiling), Decimal(0)))])
+                                   money(savings), money(ceiling)])
+    if retention_rows:
+        retention_rows.append(["合计", f"{len(retention_rows)} 家", money(total_savings), money(total_ceiling)])
     estimates: list = [
         f"按{settings.retention_citation}，对完成约定采购量且考核合格的机构，以基期价格测算集中带量采购节约的医保资金，"
         f"可留用金额上限按节约金额的 {percent(settings.retention_cap_ratio)} 计；不合格机构不予结余留用。"
-        + ESTIMATE_NOTE,
+        f"经测算，{len(per_institution)} 家合格机构节约金额合计 {money(total_savings)}，"
+        f"可留用金额上限合计 {money(total_ceiling)}。" + ESTIMATE_NOTE,
         DraftTable(["医疗机构", "分局", "节约金额（测算）", "可留用金额上限（测算）"],
                    retention_rows or [["无", "", "", ""]]),
     ]
     if without_baseline:
-        estimates.append("以下协议品种无基期价格，未测算：" + "、".join(sorted(set(without_baseline))) + "。")
+        estimates.append("以下通用名无基期价格，相关协议未测算：" + "；".join(
+            f"{generic}（{len(names)} 家机构）" for generic, names in sorted(without_baseline.items())) + "。")
     estimates.append("明细见年度考核结果表格（结余留用测算）。")
     sections = [
         DraftSection(numbered_heading(0, "考核范围与标准"), "", scope),
