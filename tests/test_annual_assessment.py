@@ -414,3 +414,22 @@ def test_airflow_dags_test_assesses_the_demo_year(airflow_home, e2e_warehouse, s
     sent = len(smtp.messages)
     run(str(AIRFLOW), "dags", "test", DAG_ID, demo_data.ASSESSMENT_DAY)
     assert len(smtp.messages) == sent
+
+
+def test_ingest_quarantines_a_baseline_price_of_a_generic_the_batch_did_not_select(engine, tmp_path):
+    """The GX suite at ingest gives the SQL suite's verdict (batch_generic against products)."""
+    from builders import full_city, write_landing
+    from vbp_monitor.core.periods import ingest_period
+    from vbp_monitor.model.schema import baseline_prices, quarantine
+    from vbp_monitor.quality.ingest import ingest_landing
+
+    tables = full_city(baseline_prices=[{"batch_code": "NB1", "generic_name": ATOR, "baseline_price": "1.00"}])
+    landing = write_landing(tmp_path / "landing", tables)
+    ingest_landing(engine, RunContext.for_test("vbp_ingest", ingest_period(RUN_DAY)), landing)
+    with engine.connect() as conn:
+        stored = conn.execute(select(baseline_prices.c.generic_name)).scalars().all()
+        reasons = conn.execute(select(quarantine.c.reasons).where(
+            quarantine.c.source_file == "baseline_prices.csv")).scalars().all()
+    assert stored == ["氨氯地平"]
+    (reason,) = reasons
+    assert "该批次中选产品的通用名" in reason
