@@ -650,6 +650,39 @@ class Oracle:
                     out.append(("ANNUAL_REPORT_INCOMPLETE", subject))
         return out
 
+    # DAG 8
+    def assessment(self, year):
+        first, last = dt.date(year, 1, 1), dt.date(year, 12, 31)
+        threshold = {"drug": D("0.90"), "high_value_consumable": D("0.80")}
+        public = {code for code, row in self.inst.items() if row["ownership"] == "public"}
+        failed = defaultdict(set)  # institution → criteria failed
+        for a in self.agreements:
+            if a["inst"] not in public or a["agreed"] <= 0 or a["start"] > last or a["end"] < first:
+                continue
+            as_of, since = min(last, a["end"]), max(first, a["start"])
+            if self.selected_qty(a, a["start"], as_of) / a["agreed"] < self.progress(a, as_of):
+                failed[a["inst"]].add("c1")
+            same = sum((o["qty"] for o in self.by_subject[(a["inst"], a["generic"])] if since <= o["day"] <= as_of),
+                       DEC0)
+            if same > 0 and self.selected_qty(a, since, as_of) < a["ratio"] * same:
+                failed[a["inst"]].add("c2")
+        amounts = defaultdict(lambda: [DEC0, DEC0])
+        for o in self.orders:
+            category = o["product"]["category"]
+            if first <= o["day"] <= last and category in threshold and o["inst"] in public:
+                for key in ((o["inst"], category), ("branch:" + self.inst[o["inst"]]["branch_code"], category)):
+                    amounts[key][1] += o["amount"]
+                    amounts[key][0] += o["amount"] if o["channel"] == "platform" else DEC0
+        out = []
+        for (who, category), (platform, total) in sorted(amounts.items()):
+            if total > 0 and platform < threshold[category] * total:
+                if who.startswith("branch:"):
+                    out.append(("BRANCH_ASSESSMENT_FAILED", dict(branch_code=who[7:], category=category)))
+                else:
+                    failed[who].add("c3")
+        out += [("ASSESSMENT_FAILED", dict(institution_code=code)) for code in sorted(failed)]
+        return out
+
     def judge(self, dag_id: str, run_day: dt.date) -> list[tuple[str, dict]]:
         """What the run of ``dag_id`` on ``run_day`` must raise (ingest: nothing here)."""
         month_first, month_last = month_bounds(run_day.replace(day=1) - dt.timedelta(days=1))
@@ -661,6 +694,8 @@ class Oracle:
             return self.order_response(run_day - dt.timedelta(days=1))
         if dag_id == "vbp_annual_report_collection":
             return self.annual(run_day)
+        if dag_id == "vbp_annual_assessment":
+            return self.assessment(run_day.year - 1)
         return []
 
     def judge_all(self) -> list[dict]:
@@ -778,7 +813,7 @@ def _period_of(dag_id: str):
     from vbp_monitor.core import periods
 
     return {"month": periods.judged_month, "day": periods.judged_day,
-            "ingest": periods.ingest_period}[DAGS[dag_id].period_kind]
+            "ingest": periods.ingest_period, "year": periods.judged_year}[DAGS[dag_id].period_kind]
 
 
 def _period_label(dag_id: str, logical_date: str) -> str:

@@ -204,6 +204,7 @@ O_PAY_PRIVATE_ON_TIME = "O20250117900003"
 O_FILED_LATE = "O20250430900001"
 O_FILED_ON_DEADLINE = "O20250430900002"
 O_NOT_FILED = "O20250820900001"
+O_ASSESS_HVC = "O20251210900001"  # the annual assessment's case (DAG 8): a large offline stapler purchase
 O_BAD_QUANTITY = "O20250312990001"
 O_BAD_PRODUCT = "O20250312990002"
 UNKNOWN_PRODUCT = "YP99999"
@@ -242,6 +243,10 @@ def _monthly_run_days() -> list[str]:
 
 
 _MONTHLY_RUNS = _monthly_run_days()
+# The annual assessment of REPORT_YEAR on its scheduled day (default profile: 1 February).
+ASSESSMENT_DAY = f"{REPORT_YEAR + 1}-02-01"
+# The branch whose public institutions' high-value-consumable rate over the year falls below 80 %.
+ASSESSMENT_BRANCH = "360723"
 # The daily DAGs run on chosen days: the planted ones plus ordinary days (nothing to report).
 _DAILY_RUNS = {
     "vbp_order_response": sorted(["2025-01-29", "2025-02-07", "2025-03-12", "2025-06-12", "2025-06-14",
@@ -251,7 +256,8 @@ _DAILY_RUNS = {
 }
 # Every DAG of the catalog, in its order: ingest once, the monthly DAGs every month.
 DEMO_RUNS: dict[str, list[str]] = {
-    dag_id: {"ingest": [INGEST_DAY], "month": list(_MONTHLY_RUNS)}.get(dag.period_kind) or _DAILY_RUNS.get(dag_id, [])
+    dag_id: {"ingest": [INGEST_DAY], "month": list(_MONTHLY_RUNS), "year": [ASSESSMENT_DAY]}.get(dag.period_kind)
+    or _DAILY_RUNS.get(dag_id, [])
     for dag_id, dag in DAGS.items()
 }
 
@@ -338,6 +344,7 @@ class _Generator:
         self.counts: dict[str, int] = {}
         self.order_seq = [0] * len(self.days.dates)
         self.history: dict[tuple[str, str], int] = {}  # (institution, generic) → 2024 quantity
+        self.assessment_hvc_platform = 0  # ASSESSMENT_BRANCH's public HVC platform amount of REPORT_YEAR
         self.clock = [f"{t // 3600:02d}:{t % 3600 // 60:02d}:{t % 60:02d}" for t in range(86400)]
         self._build_products()
 
@@ -587,6 +594,8 @@ class _Generator:
                         platform = self._institution_month(inst, month)
                         if inst.ownership == "public":
                             branch_platform_drug += platform["drug"]
+                            if branch_code == ASSESSMENT_BRANCH and month.year == REPORT_YEAR:
+                                self.assessment_hvc_platform += platform["high_value_consumable"]
                     if branch_code == "360723" and month == dt.date(2025, 9, 1) and I_DY1 in self.institutions:
                         # planted: one large offline purchase pulls the branch below 90%
                         self._offline_of_amount(self.institutions[I_DY1], month, ALBUMIN,
@@ -871,6 +880,18 @@ class _Generator:
                 self._payments.writerow([f"FK{order_id[1:]}01", order_id, days.text[accepted + 20],
                                          money(qty * price)])
                 self.counts["payments"] += 1
+        # DAG 8: 大余县人民医院 buys staplers off the platform on 2025-12-10 (filed in time) for 40 %
+        # of its branch's public high-value-consumable platform amount of the year: the branch's
+        # rate over the year falls to ~71 % < 80 % and so does the hospital's (C3 fails). No
+        # random draw: the data generated after it stay as they were.
+        dy1 = inst_of(I_DY1)
+        if dy1 and self.assessment_hvc_platform:
+            stapler = self.generics[STAPLER]["roles"]["X"][0]
+            day, amount = idx("2025-12-10"), self.assessment_hvc_platform * 40 // 100
+            self._write_order(dy1, stapler, dy1.distributors[0], "offline", day, hms("10:30:00"),
+                              -(-amount // stapler.price), stapler.price, None, True, cancelled=False,
+                              order_id=O_ASSESS_HVC, acceptance=day + 1)
+            self._file(O_ASSESS_HVC, self.days.nth_working_after(day, 2))
         # rows that break the contract (quarantined at ingest; nothing refers to them)
         gz = inst_of("H3607020003")
         if gz:

@@ -22,7 +22,7 @@ from builders import pg_database
 from vbp_demo import generator as demo_data
 from vbp_monitor.core import db, formatting
 from vbp_monitor.core.catalog import DAGS
-from vbp_monitor.core.periods import ingest_period, judged_day, judged_month
+from vbp_monitor.core.periods import ingest_period, judged_day, judged_month, judged_year
 from vbp_monitor.core.profiles import load_profile
 from vbp_monitor.model.schema import metadata
 from vbp_monitor.notify.mailer import notify_run
@@ -30,7 +30,7 @@ from vbp_monitor.orchestration.run_context import RunContext
 from vbp_monitor.quality.ingest import ingest_landing
 
 AUDIT = {"alerts": {"run_id", "last_raised_at"}, "quarantine": {"quarantine_id", "run_id", "quarantined_at"}}
-PERIODS = {"ingest": ingest_period, "month": judged_month, "day": judged_day}
+PERIODS = {"ingest": ingest_period, "month": judged_month, "day": judged_day, "year": judged_year}
 
 
 def busiest_day(dag_id: str) -> str:

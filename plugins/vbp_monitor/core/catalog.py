@@ -82,7 +82,7 @@ class Rule:
 class Dag:
     dag_id: str
     title: str  # 中文名称: subjects, greetings, file titles, the DAG's Chinese tag
-    period_kind: str  # "month" (month before D), "day" (D − 1), "ingest" (D)
+    period_kind: str  # "month" (month before D), "day" (D − 1), "ingest" (D), "year" (D.year − 1)
     logic: str  # the module that holds validate/judge (documentation; DAG files import it)
     schedule_zh: str  # the schedule, as an operator reads it
     description: str  # the UI's one-line description (Chinese)
@@ -94,7 +94,7 @@ class Dag:
 
     @property
     def tags(self) -> list[str]:
-        cadence = {"month": "monthly", "day": "daily", "ingest": "daily"}[self.period_kind]
+        cadence = {"month": "monthly", "day": "daily", "ingest": "daily", "year": "yearly"}[self.period_kind]
         return ["vbp", "集采监管", cadence, self.title]  # Chinese tags: the project's and the DAG's title
 
     @property

@@ -26,9 +26,10 @@ def run_day(logical_date: dt.datetime | dt.date | str) -> dt.date:
 
 @dataclass(frozen=True)
 class JudgedPeriod:
-    """A judged period: a calendar month (monthly DAGs) or one day (daily DAGs)."""
+    """A judged period: a calendar month (monthly DAGs), one day (daily DAGs) or a calendar
+    year (the annual assessment)."""
 
-    label: str  # 'YYYY-MM' or 'YYYY-MM-DD': the alerts' ``period``
+    label: str  # 'YYYY-MM', 'YYYY-MM-DD' or 'YYYY': the alerts' ``period``
     first_day: dt.date
     last_day: dt.date  # the as-of day
     run_day: dt.date  # D
@@ -59,6 +60,25 @@ def judged_day(logical_date) -> JudgedPeriod:
 def ingest_period(logical_date) -> JudgedPeriod:
     day = run_day(logical_date)
     return JudgedPeriod(day.isoformat(), day, day, day)
+
+
+def judged_year(logical_date) -> JudgedPeriod:
+    """The annual assessment: the calendar year Y = D.year − 1 (label 'YYYY')."""
+    day = run_day(logical_date)
+    year = day.year - 1
+    return JudgedPeriod(str(year), dt.date(year, 1, 1), dt.date(year, 12, 31), day)
+
+
+# The catalog's ``period_kind`` of a DAG → the period its run with logical date D judges.
+PERIOD_OF = {"month": judged_month, "day": judged_day, "ingest": ingest_period, "year": judged_year}
+
+
+def yearly_cron(month_day: str, run_time: str = "06:00") -> str:
+    """A cron (Asia/Shanghai) for once a year on ``month_day`` ('MM-DD') at ``run_time``."""
+    month, day = (int(part) for part in str(month_day).split("-"))
+    hour, minute = (int(part) for part in run_time.split(":"))
+    dt.date(2024, month, day)  # a leap year: rejects impossible days such as 02-30
+    return f"{minute} {hour} {day} {month} *"
 
 
 def as_of_end(day: dt.date) -> dt.datetime:

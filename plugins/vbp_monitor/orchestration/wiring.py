@@ -48,7 +48,8 @@ def operator_params(batch: bool = True) -> dict:
 
 def schedule_of(dag_id: str):
     """The DAG's timetable from the catalog: its crons in Asia/Shanghai, or the first PRC
-    working day of each month (the project's timetable plugin)."""
+    working day of each month (the project's timetable plugin); a yearly DAG (period kind
+    "year") runs on the profile's ``[assessment] assessment_day`` at 06:00."""
     from airflow.timetables.trigger import CronTriggerTimetable, MultipleCronTriggerTimetable
 
     from vbp_monitor.core.catalog import DAGS
@@ -56,6 +57,12 @@ def schedule_of(dag_id: str):
     from vbp_monitor.core.timetables import FirstWorkingDayTimetable
 
     crons = DAGS[dag_id].crons
+    if DAGS[dag_id].period_kind == "year":
+        # yearly on the policy profile's assessment day (the catalog's cron is the default's)
+        from vbp_monitor.core.periods import yearly_cron
+        from vbp_monitor.core.profiles import load_profile
+
+        crons = (yearly_cron(load_profile()["assessment"]["assessment_day"]),)
     if not crons:
         return FirstWorkingDayTimetable()
     if len(crons) == 1:
@@ -140,10 +147,8 @@ def run_context(context):
     from vbp_monitor.core.catalog import DAGS
     from vbp_monitor.orchestration.run_context import RunContext
 
-    period_of = {"month": periods.judged_month, "day": periods.judged_day,
-                 "ingest": periods.ingest_period}
     dag_id = context["dag_run"].dag_id
-    return RunContext.from_airflow(context, period_of[DAGS[dag_id].period_kind])
+    return RunContext.from_airflow(context, periods.PERIOD_OF[DAGS[dag_id].period_kind])
 
 
 # (module, callable names) wired by the DAG files parsed in this process: the integrity

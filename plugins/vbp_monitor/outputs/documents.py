@@ -202,6 +202,7 @@ class DraftDocument:
     author: str = "市医保局"
     subject: str = ""
     keywords: str = ""
+    category: str = "年度报告草稿"  # the file's category property (e.g. 年度考核通报)
 
 
 BODY_FONT = "仿宋"
@@ -284,7 +285,8 @@ def write_draft_docx(path: Path, draft: DraftDocument, created: dt.date) -> Path
     _paragraph(document, draft.note, GUIDANCE_FONT, 14, align=WD_ALIGN_PARAGRAPH.CENTER)
     for part in draft.sections:
         _paragraph(document, part.heading, HEADING_FONT, 16, indent_chars=2)
-        _paragraph(document, part.guidance, GUIDANCE_FONT, 16, indent_chars=2)
+        if part.guidance:  # a notice's sections have no template guidance
+            _paragraph(document, part.guidance, GUIDANCE_FONT, 16, indent_chars=2)
         for item in part.paragraphs:
             if isinstance(item, DraftTable):
                 _table(document, item)
@@ -302,7 +304,7 @@ def write_draft_docx(path: Path, draft: DraftDocument, created: dt.date) -> Path
     props.subject = draft.subject
     props.keywords = draft.keywords
     props.comments = draft.note
-    props.category = "年度报告草稿"
+    props.category = draft.category
     props.language = "zh-CN"
     props.revision = 1
     props.created = stamp

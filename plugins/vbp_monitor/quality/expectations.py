@@ -195,6 +195,8 @@ def add_helper_columns(conn, table: str, frame: pd.DataFrame) -> pd.DataFrame:
     elif table == "supplier_sanctions":
         # NaN when sanction_end is blank (the profile's sanction_years): nothing to check
         out["sanction_length_days"] = (dates(frame["sanction_end"]) - dates(frame["sanction_start"])).dt.days
+    elif table == "baseline_prices":
+        out["batch_generic"] = _joined(frame, ["batch_code", "generic_name"])
     return out
 
 

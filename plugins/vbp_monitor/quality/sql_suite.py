@@ -244,6 +244,7 @@ HELPERS: dict[tuple[str, str], Callable[[Rows], Any]] = {
 # Helper columns that join several columns with KEY_SEPARATOR (compared column by column).
 COMPOUND_HELPERS: dict[tuple[str, str], tuple[str, ...]] = {
     ("agreements", "batch_generic"): ("batch_code", "generic_name"),
+    ("baseline_prices", "batch_generic"): ("batch_code", "generic_name"),
 }
 
 
