@@ -128,6 +128,17 @@ def test_the_run_of_1_february_judges_the_year_before():
     assert routed_to_city("BRANCH_ASSESSMENT_FAILED", "high") and not RULES["ASSESSMENT_FAILED"].to_city
 
 
+def test_the_schedule_follows_the_profiles_assessment_day(monkeypatch):
+    from vbp_monitor.core import profiles
+    from vbp_monitor.orchestration.wiring import schedule_of
+
+    timetable = schedule_of(DAG_ID)
+    assert (timetable.summary, str(timetable._timezone)) == ("0 6 1 2 *", "Asia/Shanghai")
+    moved = {**PROFILE, "assessment": {**PROFILE["assessment"], "assessment_day": "03-10"}}
+    monkeypatch.setattr(profiles, "load_profile", lambda name=None: moved)
+    assert schedule_of(DAG_ID).summary == "0 6 10 3 *"
+
+
 # ------------------------------------------------------------------ examples.md 11
 def test_example_11_savings_and_retention_ceiling(engine):
     judged = assess(engine, example_11())

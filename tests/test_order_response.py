@@ -517,3 +517,30 @@ def test_a_one_row_delay_list_prints_on_one_page(engine, tmp_path):
     assert int(fields["Pages"]) == 1
     width, height = (float(x) for x in fields["Page size"].split("pts")[0].split(" x "))
     assert round(width) == 842 and round(height) == 595  # A4 landscape
+
+
+def test_without_the_judges_files_a_distributor_still_gets_a_workbook_of_its_orders(engine, smtp_server):
+    import io
+
+    openpyxl = pytest.importorskip("openpyxl")
+    from vbp_monitor.core.formatting import XLSX_DATETIME, XLSX_MONEY
+    from vbp_monitor.notify.mailer import notify_run
+
+    with engine.begin() as conn:
+        seed(conn, delay_city())
+    run = run_on(D(2025, 3, 13))
+    judge(engine, run, PROFILE)
+    notify_run(engine, run, profile=PROFILE)  # (a notify that was not handed the judge's files)
+
+    (mail,) = [m for m in distributor_mails(smtp_server) if m.audience == "distributor:B2:D1"]
+    (name, content), = mail.attachments().items()
+    assert name == f"延迟响应清单_B2_D1_{J}.xlsx"
+    sheet = openpyxl.load_workbook(io.BytesIO(content))["延迟响应清单"]
+    assert sheet.cell(row=1, column=1).value == "南康分局"
+    assert sheet.cell(row=4, column=1).value == "致：赣南医药配送有限公司（D1）"
+    header, rows = rows_of(sheet)
+    assert [row[header.index("订单号")] for row in rows] == ["B2-D1"]
+    first = int(sheet.freeze_panes[1:])
+    assert sheet.cell(row=first, column=header.index("下单时间") + 1).number_format == XLSX_DATETIME
+    assert sheet.cell(row=first, column=header.index("金额（元）") + 1).number_format == XLSX_MONEY
+    assert "alert_key" not in header

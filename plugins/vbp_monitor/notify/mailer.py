@@ -9,6 +9,10 @@ period* it has not received yet:
   city row itself or of an unknown branch);
 * ``data_team`` — ``VBP_DATA_TEAM_EMAILS``: the alerts of the rules only the data team hears
   of (``catalog.RULES[code].data_team_only``: ``DATA_QUALITY``), and nobody else receives those.
+* ``distributor:<branch>:<distributor>`` — a distributor with an address in ``distributors.csv``
+  (when the profile's ``[order_response] send_to_distributors``, default true): its own orders
+  of that branch's delay list (``DELAY_LIST_RULES``), the branch in copy (Cc), with its own
+  delay-list file; the branch's email names the distributors it must contact itself.
 
 The rules that make it safe to retry and to run in parallel:
 

@@ -123,7 +123,7 @@ def _series_head(series: Series, index: int) -> str:
 
 
 _LABELS = ('<c:dLbls><c:numFmt formatCode="0.00%" sourceLinked="0"/><c:spPr><a:noFill/><a:ln><a:noFill/></a:ln>'
-           '</c:spPr><c:txPr><a:bodyPr/><a:lstStyle/><a:p><a:pPr><a:defRPr sz="800"/></a:pPr>'
+           '</c:spPr><c:txPr><a:bodyPr/><a:lstStyle/><a:p><a:pPr><a:defRPr sz="700"/></a:pPr>'
            '<a:endParaRPr lang="zh-CN"/></a:p></c:txPr><c:showLegendKey val="0"/><c:showVal val="1"/>'
            '<c:showCatName val="0"/><c:showSerName val="0"/><c:showPercent val="0"/>'
            '<c:showBubbleSize val="0"/></c:dLbls>')
@@ -204,32 +204,33 @@ def _add_chart(document, chart: Chart, number: int) -> None:
 TEXT_WIDTH_CM = 16.0  # A4 less the margins below
 HEADER_UNITS = 8  # a header wraps rather than widen its column past 4 CJK characters
 CELL_UNITS = 40  # a long text wraps at 20 CJK characters
-CM_PER_UNIT = 0.21  # half a CJK character at 10.5 pt, with room for wide fallback fonts
-CELL_PADDING_CM = 0.5
+CM_PER_UNIT = 0.19  # half a CJK character at 9 pt, with room for wide fallback fonts (digits)
+CELL_PADDING_CM = 0.45
+TABLE_FONT_SIZE = 9  # tables a size below the body's 小四 so that a branch's row fits a line
 
 
 def _display_width(text: str) -> int:
     return sum(2 if ord(char) > 0x2E80 else 1 for char in str(text))
 
 
-def _column_widths(table: DraftTable) -> list[float]:
-    """Centimetres per column: what its widest cell needs (CJK counted double; a header may
-    wrap), the page's spare width given to the columns in proportion; when the page is too
-    narrow, the long-text columns give way first."""
+def _layout(table: DraftTable) -> tuple[list[float], float]:
+    """(centimetres per column, font size): what each column's widest cell needs (CJK counted
+    double; a header may wrap), the page's spare width shared in proportion; a table too wide
+    for the page at the table font is set smaller (down to 7.5 pt) rather than break figures."""
     needs = []
     for index, header in enumerate(table.header):
         cells = [_display_width(row[index]) for row in table.rows if index < len(row)]
         units = max(min(_display_width(header), HEADER_UNITS), min(max(cells, default=0), CELL_UNITS), 4)
         needs.append(units * CM_PER_UNIT + CELL_PADDING_CM)
     total = sum(needs)
-    if total <= TEXT_WIDTH_CM:
-        return [need * TEXT_WIDTH_CM / total for need in needs]
-    short = [need for need in needs if need <= 3.0]
-    room = TEXT_WIDTH_CM - sum(short)
-    long_total = total - sum(short)
-    if room <= 0 or not long_total:
-        return [need * TEXT_WIDTH_CM / total for need in needs]
-    return [need if need <= 3.0 else need * room / long_total for need in needs]
+    size = float(TABLE_FONT_SIZE)
+    if total > TEXT_WIDTH_CM:
+        long_total = sum(need for need in needs if need > 3.0)
+        room = TEXT_WIDTH_CM - (total - long_total)
+        if long_total and room >= long_total * 0.5:  # long texts wrap more
+            return [need if need <= 3.0 else need * room / long_total for need in needs], size
+        size = max(7.5, TABLE_FONT_SIZE * TEXT_WIDTH_CM / total)
+    return [need * TEXT_WIDTH_CM / total for need in needs], size
 
 
 def _table(document, table: DraftTable, numeric: set[int]) -> None:
@@ -239,13 +240,14 @@ def _table(document, table: DraftTable, numeric: set[int]) -> None:
     grid = document.add_table(rows=1, cols=len(table.header))
     grid.style = "Table Grid"
     grid.autofit = False
-    widths = [Cm(width) for width in _column_widths(table)]
+    centimetres, size = _layout(table)
+    widths = [Cm(width) for width in centimetres]
     for column, width in zip(grid.columns, widths):
         column.width = width
     for cell, text, width in zip(grid.rows[0].cells, table.header, widths):
         cell.text = ""
         cell.width = width
-        _set_font(cell.paragraphs[0].add_run(text), BODY_FONT, 10.5, bold=True)
+        _set_font(cell.paragraphs[0].add_run(text), BODY_FONT, size, bold=True)
     for values in table.rows:
         cells = grid.add_row().cells
         for index, (cell, text, width) in enumerate(zip(cells, values, widths)):
@@ -253,7 +255,7 @@ def _table(document, table: DraftTable, numeric: set[int]) -> None:
             cell.width = width
             if index in numeric:
                 cell.paragraphs[0].alignment = WD_ALIGN_PARAGRAPH.RIGHT
-            _set_font(cell.paragraphs[0].add_run(str(text)), BODY_FONT, 10.5)
+            _set_font(cell.paragraphs[0].add_run(str(text)), BODY_FONT, size)
 
 
 _NUMERIC_CELL = re.compile(r"^[-\d,.]+(%|元|家|份|条|个)?$|^—$")
