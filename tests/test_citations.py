@@ -69,6 +69,12 @@ DEFAULT = {
     "HISTORY_NOT_REPORTED": f"{GANZHOU} 二(一)",
     "ORDER_RESPONSE_OVERDUE": f"{GANZHOU} 二(六)",
     "ORDER_RESPONSE_ESCALATED": f"{GANZHOU} 二(六)",
+    # the selected maker supplies at the selected price to the end of the cycle (中选价: list item 4)
+    "SELECTED_PRICE_EXCEEDED": f"{GANZHOU} 二(五)；集采常态化制度化责任清单 第4项",
+    "SANCTIONED_SUPPLIER_PURCHASE": f"{SHAOGUAN} 二(二)",
+    "RECTIFICATION_OVERDUE": f"{GANZHOU} 二(三)",
+    "ASSESSMENT_FAILED": f"{GANZHOU} 二(八)、附件1",
+    "BRANCH_ASSESSMENT_FAILED": f"{GANZHOU} 二(八)、附件1",
 }
 # seed 001 sets the 50 % / full prepayment and the 10-20-30-40 % recovery itself
 EXPECTED = {
