@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, select
 from fixtures_e2e import AIRFLOW, REPO, env_sh
 from vbp_demo import generator as demo_data
 from vbp_monitor.core.catalog import RULES
-from vbp_monitor.model.schema import alerts, institutions
+from vbp_monitor.model.schema import alerts, branches, distributors, institutions, orders
 
 pytestmark = pytest.mark.e2e
 
@@ -92,6 +92,42 @@ def test_demo_year_through_airflow(airflow_home, e2e_warehouse, smtp, tmp_path):
     from test_output_formats import assert_demo_outputs
     assert_demo_outputs(output)
     assert assert_demo_citations(e2e_warehouse) == set(RULES)
+    # and so does every workbook attached to an email (the alert workbooks, the delay lists)
+    from test_output_formats import workbook_problems
+    attached = tmp_path / "attached"
+    attached.mkdir()
+    for number, mail in enumerate(smtp.messages):
+        for name, payload in mail.attachments().items():
+            if name.endswith(".xlsx"):
+                (attached / f"{number}_{name}").write_bytes(payload)
+    problems = {path.name: found for path in attached.iterdir() if (found := workbook_problems(path))}
+    assert not problems, problems
+
+    # issue 9: every distributor with an address receives only its own delayed orders, the
+    # branch in copy; the distributor without one is named in its branch's email
+    engine = create_engine(e2e_warehouse)
+    with engine.connect() as conn:
+        delayed = dict(conn.execute(
+            select(orders.c.order_id, orders.c.distributor_code)
+            .join(alerts, alerts.c.order_id == orders.c.order_id)
+            .where(alerts.c.rule_code == "ORDER_RESPONSE_OVERDUE")).all())
+        directory = {row.distributor_code: row for row in conn.execute(select(distributors))}
+        branch_emails = dict(conn.execute(select(branches.c.branch_code, branches.c.emails)).all())
+    engine.dispose()
+    distributor_mails = [m for m in smtp.messages if (m.audience or "").startswith("distributor:")]
+    assert distributor_mails
+    for mail in distributor_mails:
+        branch, distributor = mail.audience.removeprefix("distributor:").split(":", 1)
+        html = mail.html()
+        own = [order for order, owner in delayed.items() if owner == distributor and order in html]
+        foreign = [order for order, owner in delayed.items() if owner != distributor and order in html]
+        assert own and not foreign, (mail.subject, own, foreign)
+        assert set(branch_emails[branch].split(";")) <= set(mail.rcpt_tos), mail.rcpt_tos
+        assert set(directory[distributor].emails.split(";")) <= set(mail.rcpt_tos)
+    unaddressed = {owner for owner in delayed.values() if owner not in directory or not directory[owner].emails}
+    for code in unaddressed:
+        name = directory[code].distributor_name if code in directory else code
+        assert any(name in m.html() for m in branch_mails if "延迟响应" in m.html()), code
 
     # a rerun through the real CLI: identical alerts, no email
     before, sent = _alert_rows(e2e_warehouse), len(smtp.messages)
