@@ -126,3 +126,52 @@ def test_a_forced_rebuild_after_a_correction_replaces_the_month(engine):
     assert purchase_facts.build_month(engine, dt.date(2025, 6, 1), force=True) is True
     assert facts(engine) == before
     assert built(engine) == {dt.date(2025, 6, 1): 1}
+
+
+def test_a_cold_cache_built_in_bulk_equals_month_by_month_and_keeps_its_key(engine):
+    """PostgreSQL builds an empty cache's months in one transaction with the key rebuilt
+    once (SQLite month by month): the same facts and index, the key enforced afterwards,
+    concurrent cold runs included."""
+    from sqlalchemy import insert
+    from sqlalchemy.exc import IntegrityError
+
+    orders = [order(f"O{m}-{i}", inst, 10 + i, f"2025-{m:02d}-{5 + i:02d}", price=price)
+              for m in range(1, 8) for i, (inst, price) in enumerate(
+                  [("H1", "0.50"), ("H2", "0.50"), ("H1", "0.55"), ("M1", "0.50")])]
+    with engine.begin() as conn:
+        seed(conn, city(agreements=[agreement("A1", "H1", "2025-02-14", "2026-02-13")], orders=orders))
+    months = [dt.date(2025, m, 1) for m in range(2, 8)]
+    for month in months:
+        purchase_facts.build_month(engine, month)
+    by_month, by_month_index = facts(engine), built(engine)
+    with engine.begin() as conn:
+        purchase_facts.clear_purchase_facts(conn)
+
+    in_bulk = engine.dialect.name == "postgresql"
+    assert purchase_facts.build_months_in_bulk(engine, months) is in_bulk
+    if not in_bulk:
+        purchase_facts.ensure_facts(engine, run_for("2025-07").period)
+    assert facts(engine) == by_month and built(engine) == by_month_index
+    # not empty any more: no second bulk build; ensure_facts finds every month cached
+    assert purchase_facts.build_months_in_bulk(engine, months) is False
+    assert purchase_facts.ensure_facts(engine, run_for("2025-07").period).built == ()
+    # the primary key is back
+    first = facts(engine)[0]
+    duplicate = dict(zip([c.name for c in facts_table.c], first, strict=True))
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(facts_table), [duplicate])
+        raise AssertionError("a duplicate fact was accepted")
+    except IntegrityError:
+        pass
+
+    # three cold runs at once: on PostgreSQL one builds in bulk and the others, waiting for
+    # its lock, find the months built (month by month, two runs may build a month twice)
+    with engine.begin() as conn:
+        purchase_facts.clear_purchase_facts(conn)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        coverages = list(pool.map(lambda _: purchase_facts.ensure_facts(engine, run_for("2025-07").period),
+                                  range(3)))
+    assert facts(engine) == by_month and built(engine) == by_month_index
+    built_by_runs = sorted(month for coverage in coverages for month in coverage.built)
+    assert built_by_runs == months if in_bulk else set(built_by_runs) == set(months)

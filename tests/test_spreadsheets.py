@@ -106,3 +106,32 @@ def test_a_branch_code_never_writes_outside_the_folder(tmp_path, branch_code):
     # and a rerun that no longer lists it removes exactly that file
     write_branch_files(folder, "进院排查", "2025-02", {})
     assert not path.exists()
+
+
+def test_typed_columns_short_cut_types_and_measures_like_typed_cell():
+    """The typed columns' short cut and memo in _typed_cells (a province's execution
+    reports: millions of cells) give typed_cell's very cells and the shown widths."""
+    import random
+
+    from vbp_monitor.outputs.spreadsheets import COLUMN_KINDS, Column, _cell_width, _typed_cells, typed_cell
+
+    columns = [Column(f"{kind}{breach}", kind, breach=breach)
+               for kind in COLUMN_KINDS for breach in (None, "below", "above")]
+    values = [None, Decimal("0"), Decimal("-0"), Decimal("-0.00"), Decimal("1.23456789"), Decimal("NaN"),
+              Decimal("1E+3"), Decimal("1000"), Decimal("12345678.125"), Decimal("0.00005"), Decimal("-2.5"),
+              dt.date(2025, 1, 2), dt.datetime(2025, 1, 2, 3, 4, 5), "abc", "=SUM(A1)", "医疗机构", "a\nb",
+              "x\x01y", "", " lead", 3, 2.5, True, "12.5", "—"]
+    generator = random.Random(11)
+    values += [Decimal(generator.randint(-10**9, 10**9)) / Decimal(10 ** generator.randint(0, 8))
+               for _ in range(300)]
+    values += values  # repeated values come from the memo
+    rows = [[value] * len(columns) for value in values]
+    cells, widths = _typed_cells(rows, columns)
+    expected_widths = [0] * len(columns)
+    for row_cells, row in zip(cells, rows, strict=True):
+        for index, (cell, value) in enumerate(zip(row_cells, row, strict=True)):
+            expected = typed_cell(value, columns[index]) if value is not None else (None, None)
+            assert cell == expected and type(cell[0]) is type(expected[0]), (value, columns[index].kind)
+            if expected[0] is not None:
+                expected_widths[index] = max(expected_widths[index], _cell_width(*expected))
+    assert widths == expected_widths

@@ -298,12 +298,25 @@ def typed_cell(value, column: str | None = None) -> tuple[object, str | None]:
     return safe_cell(value if isinstance(value, str) else str(value)), None
 
 
+def _decimal_rule(column) -> tuple[Decimal, str, Breach, bool] | None:
+    """(places, number format, breach, whether a fraction shows as XLSX_DECIMAL) of a
+    number column, as ``_number_cell`` applies them; None for any other column."""
+    kind = getattr(column, "kind", None)
+    if kind not in _NUMBER_KINDS:
+        return None
+    places, number_format = _NUMBER_KINDS[kind]
+    return places, number_format, getattr(column, "breach", None), kind in ("quantity", "decimal")
+
+
 def _typed_cells(rows: list[list], columns: list) -> tuple[list[list[tuple]], list[int]]:
     """``[[typed_cell(value, column) …] …]`` of the rows, and the width of each column's
     widest cell as shown (``_cell_width``). The values of plain-title columns as they come
     from the database (None, text, Decimal, int, date) take a short cut to the very same
     results; everything else goes through ``typed_cell``."""
     plain = [getattr(column, "kind", None) is None for column in columns]
+    numeric = [_decimal_rule(column) for column in columns]
+    kinds = [getattr(column, "kind", None) for column in columns]
+    memo: list[dict] = [{} for _ in columns]
     contents = [0] * len(columns)
     cells: list = []
     for row in rows:
@@ -317,8 +330,41 @@ def _typed_cells(rows: list[list], columns: list) -> tuple[list[list[tuple]], li
                 out.append((None, None))
                 continue
             if not plain[index]:
-                cell = typed_cell(value, columns[index])
+                # Typed columns' common values (a Decimal in a number column, a date in a date
+                # column, printable text in a text column): typed_cell's own result, without
+                # its checks of every other kind of value (a few million cells in a province).
+                rule = numeric[index]
+                seen = memo[index]
+                figure = kind is Decimal and rule is not None and value.is_finite()
+                if (kind is str or figure) and value in seen:
+                    cell, width = seen[value]
+                    out.append(cell)
+                    if width > contents[index]:
+                        contents[index] = width
+                    continue
+                if figure:
+                    places, number_format, breach, flexible = rule
+                    shown = rounded(value, places, breach)
+                    if shown == shown.to_integral_value():
+                        cell = (int(shown), number_format)
+                    else:
+                        cell = (float(str(shown)), XLSX_DECIMAL if flexible else number_format)
+                elif kind is dt.date and kinds[index] == "date":
+                    cell, width = (value, XLSX_DATE), len("2025-01-01")
+                    out.append(cell)
+                    if width > contents[index]:
+                        contents[index] = width
+                    continue
+                elif (kind is str and kinds[index] in ("text", "long_text") and value.isprintable()
+                      and not value.startswith(FORMULA_TRIGGERS)):
+                    cell = (value, None)
+                else:
+                    cell = typed_cell(value, columns[index])
                 width = 0 if cell[0] is None else _cell_width(*cell)
+                if kind is str or figure:
+                    # values repeat down a column (names, codes, ratios, quantities): an equal
+                    # text, or an equal finite figure in a number column, is typed and measured alike
+                    seen[value] = (cell, width)
             elif kind is Decimal and value.is_finite():
                 shown = value.quantize(STORED_PLACES, rounding=ROUND_HALF_UP)
                 if shown == shown.to_integral_value():

@@ -36,6 +36,9 @@ from vbp_monitor.model.schema import purchase_facts, purchase_facts_months
 log = logging.getLogger(__name__)
 
 BUILD_ATTEMPTS = 5
+# A cold cache of at least this many months is built in one transaction (build_months_in_bulk).
+BULK_MIN_MONTHS = 3
+FACTS_KEY_NAME = "purchase_facts_pkey"
 
 
 def month_starts(first: dt.date, last: dt.date) -> list[dt.date]:
@@ -119,11 +122,54 @@ def build_month(engine, month_start: dt.date, force: bool = False, analyze: bool
     return False  # pragma: no cover
 
 
+class _NotEmpty(Exception):
+    """The facts table filled up while a bulk build waited for its lock."""
+
+
+def build_months_in_bulk(engine, months: list[dt.date]) -> bool:
+    """PostgreSQL, empty cache: build ``months`` in one transaction with the primary key
+    dropped and rebuilt once at the end. Maintaining the six-column key row by row costs
+    most of a month's build (measured: ~2.5 s of ~3 s per 100,000 facts, against ~0.5 s a
+    month for one sorted index build); a cold cache (after every ingest of orders) needs
+    all the agreement year's months at once. True when built; False (nothing changed) on
+    SQLite, when the table is not empty, or when another run got there first.
+
+    The ACCESS EXCLUSIVE lock of ``ALTER TABLE`` holds readers and other builders of the
+    facts until the commit; the emptiness is checked again under it, so a second cold run
+    waiting for the lock finds the months built instead of building them twice."""
+    if engine.dialect.name != "postgresql" or len(months) < BULK_MIN_MONTHS:
+        return False
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("LOCK TABLE purchase_facts, purchase_facts_months IN ACCESS EXCLUSIVE MODE"))
+            if conn.execute(text("SELECT EXISTS (SELECT 1 FROM purchase_facts) "
+                                 "OR EXISTS (SELECT 1 FROM purchase_facts_months)")).scalar():
+                raise _NotEmpty
+            key = ", ".join(column.name for column in purchase_facts.primary_key.columns)
+            conn.execute(text(f"ALTER TABLE purchase_facts DROP CONSTRAINT {FACTS_KEY_NAME}"))
+            built_at = dt.datetime.now(dt.UTC)
+            with planner_settings(conn, work_mem="64MB"):  # (each month's GROUP BY in memory)
+                for month_start in months:
+                    sqlfiles.execute(conn, "facts_build_month", month_start=month_start,
+                                     month_end=month_bounds(month_start)[1], built_at=built_at)
+            with planner_settings(conn, maintenance_work_mem="256MB"):  # (the key's sort in memory)
+                conn.execute(text(f"ALTER TABLE purchase_facts ADD CONSTRAINT {FACTS_KEY_NAME} "
+                                  f"PRIMARY KEY ({key})"))
+            refresh_planner_statistics(conn, "purchase_facts")
+    except (_NotEmpty, IntegrityError, OperationalError) as exc:
+        log.info("purchase facts not built in bulk (%s): month by month instead", type(exc).__name__)
+        return False
+    log.info("purchase facts built in bulk for %s … %s", months[0].strftime("%Y-%m"), months[-1].strftime("%Y-%m"))
+    return True
+
+
 def ensure_facts(engine, period: JudgedPeriod) -> FactsCoverage:
     """Build the missing months the judged month reads (M and earlier agreement months)."""
     with engine.connect() as conn:
         needed = months_needed(conn, period)
         cached = built_months(conn, needed[0], needed[-1])
+    if not cached and build_months_in_bulk(engine, needed):
+        return FactsCoverage(period.first_day, needed[0], tuple(needed))
     # One ANALYZE after the series (each costs a sample of the whole table), not one a month.
     built = tuple(month for month in needed
                   if month not in cached and build_month(engine, month, analyze=False))
