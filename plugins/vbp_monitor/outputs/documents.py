@@ -296,15 +296,23 @@ def write_draft_docx(path: Path, draft: DraftDocument, created: dt.date) -> Path
     _paragraph(document, draft.signature, align=WD_ALIGN_PARAGRAPH.RIGHT)
     _paragraph(document, draft.date_line, align=WD_ALIGN_PARAGRAPH.RIGHT)
 
+    return save_docx(document, path, created, author=draft.author, title=draft.title, subject=draft.subject,
+                     keywords=draft.keywords, comments=draft.note, category=draft.category)
+
+
+def save_docx(document, path: Path, created: dt.date, *, author: str, title: str, subject: str,
+              keywords: str, comments: str, category: str) -> Path:
+    """Write a python-docx document with its properties stamped at ``created`` (midnight) and a
+    deterministic zip: the same content gives the same bytes, so a rerun changes no file."""
     stamp = dt.datetime.combine(created, dt.time())
     props = document.core_properties
-    props.author = draft.author
-    props.last_modified_by = draft.author
-    props.title = draft.title
-    props.subject = draft.subject
-    props.keywords = draft.keywords
-    props.comments = draft.note
-    props.category = draft.category
+    props.author = author
+    props.last_modified_by = author
+    props.title = title
+    props.subject = subject
+    props.keywords = keywords
+    props.comments = comments
+    props.category = category
     props.language = "zh-CN"
     props.revision = 1
     props.created = stamp

@@ -30,6 +30,7 @@ from vbp_monitor.outputs.documents import (
     _deterministic_zip,
     _paragraph,
     _set_font,
+    save_docx,
 )
 
 CHART_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.drawingml.chart+xml"
@@ -308,27 +309,8 @@ def write_report_docx(path: Path, report: ReportDocument, created: dt.date) -> P
         _paragraph(document, report.signature, align=WD_ALIGN_PARAGRAPH.RIGHT)
         _paragraph(document, report.date_line, align=WD_ALIGN_PARAGRAPH.RIGHT)
 
-    stamp = dt.datetime.combine(created, dt.time())
-    props = document.core_properties
-    props.author = report.author
-    props.last_modified_by = report.author
-    props.title = report.title
-    props.subject = report.subject
-    props.keywords = report.keywords
-    props.comments = report.subtitle
-    props.category = report.category
-    props.language = "zh-CN"
-    props.revision = 1
-    props.created = stamp
-    props.modified = stamp
-    props.last_printed = stamp
-
-    buffer = io.BytesIO()
-    document.save(buffer)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(_deterministic_zip(buffer.getvalue(), stamp))
-    return path
+    return save_docx(document, path, created, author=report.author, title=report.title, subject=report.subject,
+                     keywords=report.keywords, comments=report.subtitle, category=report.category)
 
 
 _CORE_STAMP = re.compile(rb"(<dcterms:(created|modified)[^>]*>)[^<]*(</dcterms:\2>)")
