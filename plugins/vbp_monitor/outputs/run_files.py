@@ -13,7 +13,8 @@ from vbp_monitor.core.catalog import RULES, rule_title
 from vbp_monitor.core.labels import SEVERITY_ZH
 from vbp_monitor.outputs.spreadsheets import branch_file_path
 
-CRITERIA_HEADER = ["规则代码", "结论", "判定口径", "预警级别", "处理要求"]
+# named by the rule's Chinese title: the codes are for the data team (alert workbooks' technical sheet)
+CRITERIA_HEADER = ["预警名称", "判定口径", "预警级别", "处理要求"]
 
 
 def run_folder(dag_id: str, period_label: str) -> Path:
@@ -27,7 +28,7 @@ def run_file_path(dag_id: str, prefix: str, period_label: str, audience: str, su
 def criteria_sheet(conditions: Mapping[str, str], actions: Mapping[str, str],
                    note: str) -> tuple[list[str], list[list]]:
     """How a DAG judges, with the profile's figures: one row per rule code, then a note."""
-    rows = [[code, rule_title(code), condition, SEVERITY_ZH[RULES[code].severity], actions[code]]
+    rows = [[rule_title(code), condition, SEVERITY_ZH[RULES[code].severity], actions[code]]
             for code, condition in conditions.items()]
-    rows.append(["", "口径说明", note, "", ""])
+    rows.append(["口径说明", note, "", ""])
     return CRITERIA_HEADER, rows

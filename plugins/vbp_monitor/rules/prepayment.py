@@ -394,12 +394,12 @@ def _criteria(settings: PrepaymentSettings) -> tuple[list[str], list[list]]:
                         f"（{recovery}），不超过已拨付",
         OVER_RECOVERED: f"截至节点日已归还 > 已拨付 + {tolerance}",
     }
-    header = ["规则代码", "名称", "判定口径", "预警级别"]
-    rows = [[code, rule_title(code), condition,
+    header = ["预警名称", "判定口径", "预警级别"]
+    rows = [[rule_title(code), condition,
              SEVERITY_ZH[RULES[code].severity] + ("（同时报市局）" if RULES[code].to_city else "")]
             for code, condition in conditions.items()]
     rows.append([
-        "", "口径说明",
+        "口径说明",
         f"适用 {'、'.join(label(OWNERSHIP_ZH, o) for o in settings.ownerships)}"
         f"医疗机构；节点为协议年度执行第{'、'.join(str(k) for k in settings.milestones)}个月末，协议年度不足"
         f"{settings.final_milestone}个月的，最后节点为协议年度末；预付款交易按日期归入所在协议年度（早于首个年度的归首个年度，"
