@@ -378,6 +378,8 @@ def test_validate_checks_the_baseline_prices_generic_against_the_batch(engine):
 
 # ------------------------------------------------------------------ end to end, under Airflow
 @pytest.mark.e2e
+# the CLI path on the production database; tests/test_e2e_demo.py runs the DAG on both
+@pytest.mark.parametrize("e2e_warehouse", ["postgresql"], indirect=True)
 def test_airflow_dags_test_assesses_the_demo_year(airflow_home, e2e_warehouse, smtp, tmp_path):
     """The demo city ingested, then `airflow dags test vbp_annual_assessment 2026-02-01` (the
     DAG's scheduled day): the planted cases raised for 2025, mailed with the files."""

@@ -265,6 +265,8 @@ def test_a_server_down_then_up_sends_the_report_once(engine, smtp_server):
 
 # ------------------------------------------------------------------ e2e
 @pytest.mark.e2e
+# the CLI path on the production database; tests/test_e2e_demo.py runs the DAG on both
+@pytest.mark.parametrize("e2e_warehouse", ["postgresql"], indirect=True)
 def test_the_dag_under_airflow_dags_test_after_the_monthly_runs(airflow_home, e2e_warehouse, smtp, tmp_path):
     """The demo's ingest and the four monthly DAGs of 2025-09-01, then `airflow dags test
     vbp_monthly_report 2025-09-01`: the deferrable sensors find the runs (their triggers run

@@ -212,7 +212,7 @@ CASES = [
     # ---------------------------------------------------------------- rows
     Case("row with extra fields", "orders", put("orders.csv", orders_text(GOOD_ORDERS) + orders_text(
         [order("O-X")]).splitlines()[1] + ",surplus\n"), "quarantined", bad_rows=[3], good=["O-G1", "O-G2"],
-         absent=["O-X"], column="extra_field_count"),
+         absent=["O-X"], column="行尾多余字段数"),
     Case("short row", "orders", put("orders.csv", orders_text(GOOD_ORDERS) + "O-S,H1,P-AML-S\n"), "quarantined",
          bad_rows=[3], good=["O-G1", "O-G2"], absent=["O-S"], column="channel"),
     Case("wrong types", "orders", put_orders([*GOOD_ORDERS, order("O-T1", quantity="十"), order(

@@ -321,7 +321,13 @@ def write_reproducible_xlsx(path: Path, sheets, title, created: dt.datetime) -> 
     properties and zip members): the same figures give the same bytes on a rerun."""
     from vbp_monitor.outputs.spreadsheets import write_xlsx
 
-    path = write_xlsx(Path(path), sheets, title=title)
+    return stamp_xlsx(write_xlsx(Path(path), sheets, title=title), created)
+
+
+def stamp_xlsx(path: Path, created: dt.datetime) -> Path:
+    """Fix a written workbook's stamps (document properties, zip members) at ``created`` (UTC,
+    naive): with its title block's time also fixed, a rerun on the same figures gives the same
+    bytes."""
     stamp = created.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
     out = io.BytesIO()
     with zipfile.ZipFile(path) as source, zipfile.ZipFile(out, "w") as target:

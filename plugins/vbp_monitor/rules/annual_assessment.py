@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from vbp_monitor.alerts.store import JudgeResult
 from vbp_monitor.core import sqlfiles
 from vbp_monitor.core.catalog import DAGS, RULES
+from vbp_monitor.core.config import LOCAL_TZ
 from vbp_monitor.core.formatting import (
     CENT,
     as_date,
@@ -518,6 +519,7 @@ def notice_path(year: int, city: str) -> Path:
 def write_outputs(results: Results, run: RunContext) -> dict[str, list[Path]]:
     """The city's workbook and notice, each branch's workbook; ``{audience: [paths]}``."""
     from vbp_monitor.outputs.documents import write_draft_docx
+    from vbp_monitor.outputs.report_document import stamp_xlsx
     from vbp_monitor.outputs.spreadsheets import BookTitle, write_branch_files
 
     label_ = str(results.year)
@@ -532,13 +534,19 @@ def write_outputs(results: Results, run: RunContext) -> dict[str, list[Path]]:
             if code != results.city:
                 yield code, workbook(results, code)
 
+    # one time for every file, D at 06:00 (the schedule's): a rerun on the same figures writes
+    # the same bytes
+    stamp = dt.datetime.combine(run.period.run_day, dt.time(6, 0), tzinfo=LOCAL_TZ)
     titles = {results.city: BookTitle(office=results.office, title=BOOK_TITLE, period=label_,
-                                      profile=results.settings.profile)}
+                                      profile=results.settings.profile, generated_at=stamp)}
     for code in branch_codes:
         titles[code] = BookTitle(office=results.office, title=f"{BOOK_TITLE}（{results.branch_name(code)}）",
-                                 period=label_, profile=results.settings.profile)
+                                 period=label_, profile=results.settings.profile, generated_at=stamp)
     attachments = write_branch_files(run_folder(DAG_ID, label_), FILE_PREFIX, label_, books(),
                                      scope_branch=run.scope.branch_code, title=titles)
+    for paths in attachments.values():
+        for path in paths:
+            stamp_xlsx(path, stamp.astimezone(dt.UTC).replace(tzinfo=None))
     if whole_city:
         notice = write_draft_docx(notice_path(results.year, results.city), build_notice(results), results.run_day)
         attachments.setdefault(results.city, []).append(notice)
