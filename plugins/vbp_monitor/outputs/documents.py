@@ -265,21 +265,30 @@ def _deterministic_zip(blob: bytes, stamp: dt.datetime) -> bytes:
     return out.getvalue()
 
 
-def write_draft_docx(path: Path, draft: DraftDocument, created: dt.date) -> Path:
-    """Write ``draft`` as a DOCX in the template's layout; identical input → identical bytes."""
+def new_a4_document(margins_cm: tuple[float, float, float, float]):
+    """An empty A4 portrait python-docx document in the body font (Chinese text included);
+    ``margins_cm``: top, bottom, left, right."""
     from docx import Document
-    from docx.enum.text import WD_ALIGN_PARAGRAPH
     from docx.oxml.ns import qn
     from docx.shared import Cm
 
     document = Document()
     section = document.sections[0]
     section.page_height, section.page_width = Cm(29.7), Cm(21.0)
-    section.top_margin, section.bottom_margin = Cm(3.7), Cm(3.5)
-    section.left_margin, section.right_margin = Cm(2.8), Cm(2.6)
+    top, bottom, left, right = (Cm(value) for value in margins_cm)
+    section.top_margin, section.bottom_margin = top, bottom
+    section.left_margin, section.right_margin = left, right
     normal = document.styles["Normal"]
     normal.font.name = BODY_FONT
     normal.element.get_or_add_rPr().get_or_add_rFonts().set(qn("w:eastAsia"), BODY_FONT)
+    return document
+
+
+def write_draft_docx(path: Path, draft: DraftDocument, created: dt.date) -> Path:
+    """Write ``draft`` as a DOCX in the template's layout; identical input → identical bytes."""
+    from docx.enum.text import WD_ALIGN_PARAGRAPH
+
+    document = new_a4_document((3.7, 3.5, 2.8, 2.6))
 
     _paragraph(document, draft.title, TITLE_FONT, 22, bold=True, align=WD_ALIGN_PARAGRAPH.CENTER)
     _paragraph(document, draft.note, GUIDANCE_FONT, 14, align=WD_ALIGN_PARAGRAPH.CENTER)

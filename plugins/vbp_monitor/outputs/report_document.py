@@ -30,6 +30,7 @@ from vbp_monitor.outputs.documents import (
     _deterministic_zip,
     _paragraph,
     _set_font,
+    new_a4_document,
     save_docx,
 )
 
@@ -275,19 +276,9 @@ def _numeric_columns(table: DraftTable) -> set[int]:
 def write_report_docx(path: Path, report: ReportDocument, created: dt.date) -> Path:
     """Write ``report`` (A4, official-document fonts, native charts); identical input →
     identical bytes."""
-    from docx import Document
     from docx.enum.text import WD_ALIGN_PARAGRAPH
-    from docx.oxml.ns import qn
-    from docx.shared import Cm
 
-    document = Document()
-    section = document.sections[0]
-    section.page_height, section.page_width = Cm(29.7), Cm(21.0)
-    section.top_margin, section.bottom_margin = Cm(3.0), Cm(2.8)
-    section.left_margin, section.right_margin = Cm(2.6), Cm(2.4)
-    normal = document.styles["Normal"]
-    normal.font.name = BODY_FONT
-    normal.element.get_or_add_rPr().get_or_add_rFonts().set(qn("w:eastAsia"), BODY_FONT)
+    document = new_a4_document((3.0, 2.8, 2.6, 2.4))
 
     _paragraph(document, report.title, TITLE_FONT, 22, bold=True, align=WD_ALIGN_PARAGRAPH.CENTER)
     _paragraph(document, report.subtitle, GUIDANCE_FONT, 14, align=WD_ALIGN_PARAGRAPH.CENTER)
