@@ -8,6 +8,7 @@ the real `airflow dags test` CLI that changes nothing and mails nothing.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
 import sys
@@ -36,6 +37,15 @@ def _alert_rows(url: str) -> list[tuple]:
                 select(*[alerts.c[name] for name in BUSINESS_COLUMNS]).order_by(alerts.c.alert_key))]
     finally:
         engine.dispose()
+
+
+def _file_digests(folder: Path) -> dict[str, str]:
+    """The files of the two DAGs whose outputs are stamped with their run's D 06:00 (the
+    monthly report, the assessment): a rerun must write the same bytes. The other DAGs'
+    workbooks carry the time they were written in their title block."""
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for dag_id in ("vbp_monthly_report", "vbp_annual_assessment")
+            for path in sorted((folder / dag_id).rglob("*")) if path.is_file()}
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -129,8 +139,13 @@ def test_demo_year_through_airflow(airflow_home, e2e_warehouse, smtp, tmp_path):
         name = directory[code].distributor_name if code in directory else code
         assert any(name in m.html() for m in branch_mails if "延迟响应" in m.html()), code
 
-    # a rerun through the real CLI: identical alerts, no email
-    before, sent = _alert_rows(e2e_warehouse), len(smtp.messages)
-    _run([str(AIRFLOW), "dags", "test", "vbp_monthly_monitoring", "2025-09-01"], env)
+    # reruns through the real CLI, after the whole year has run (later months' alerts and the
+    # 2025 assessment's are in the table): identical alerts, no email, and the report's and
+    # the assessment's files byte-identical
+    before, sent, files = _alert_rows(e2e_warehouse), len(smtp.messages), _file_digests(output)
+    for dag_id, day in (("vbp_monthly_monitoring", "2025-09-01"), ("vbp_monthly_report", "2025-09-01"),
+                        ("vbp_annual_assessment", "2026-02-01")):
+        _run([str(AIRFLOW), "dags", "test", dag_id, day], env)
     assert _alert_rows(e2e_warehouse) == before
-    assert len(smtp.messages) == sent
+    assert [mail.subject for mail in smtp.messages[sent:]] == []
+    assert files and _file_digests(output) == files

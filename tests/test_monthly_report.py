@@ -18,7 +18,7 @@ from sqlalchemy import insert, select
 
 from builders import agreement, city, institution, order, run_for, seed, sheet_rows
 from fixtures_smtp import alert, raise_alerts
-from vbp_monitor.core.periods import judged_day, judged_month
+from vbp_monitor.core.periods import judged_day, judged_month, judged_year
 from vbp_monitor.core.profiles import load_profile
 from vbp_monitor.model.schema import document_deliveries, institution_file_metrics
 from vbp_monitor.notify.mailer import NotificationError, notify_documents
@@ -119,6 +119,21 @@ def test_the_alert_section_counts_new_earlier_and_resolved(engine):
     assert "共产生预警8条（其中严重1条），以前月份尚未关闭的预警1条，本月经重新核查已解除的预警1条" in text
     # 五、下一步工作: a sentence for the open critical alert
     assert "第一人民医院·氨氯地平“不报量不采购中选产品而只采购高价非中选产品”（2025年6月）：约谈医疗机构负责人" in text
+
+
+def test_a_years_assessment_alerts_raised_later_leave_a_months_report_unchanged(engine):
+    # the 2025 assessment (period '2025', raised in February 2026) is neither "of June" nor
+    # "from an earlier month": a rerun of June's report after it must write the same files
+    ranked_city(engine)
+    first = judge(engine, report_run(), PROFILE, upstream=ALL_SUCCEEDED)
+    before = [Path(path).read_bytes() for path in first["files"]]
+    assessment = RunContext.for_test("vbp_annual_assessment", judged_year(dt.date(2026, 2, 1)))
+    raise_alerts(engine, assessment, [
+        alert("ASSESSMENT_FAILED", "H1", "B1", "warning", metric_value="2", threshold_value="3"),
+        alert("BRANCH_ASSESSMENT_FAILED", None, "B2", "high", category="drug")])
+    again = judge(engine, report_run(run_id="report-2"), PROFILE, upstream=ALL_SUCCEEDED)
+    assert again["documents"][0]["key"] == first["documents"][0]["key"]
+    assert [Path(path).read_bytes() for path in again["files"]] == before
 
 
 # ------------------------------------------------------------------ the document
