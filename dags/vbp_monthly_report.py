@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
 from airflow.sdk import dag, task
 
 from vbp_monitor.core.catalog import DAGS
 from vbp_monitor.core.profiles import load_profile
+from vbp_monitor.orchestration.sensors import SameDateRunSensor
 from vbp_monitor.orchestration.wiring import WIRED, dag_arguments, dag_doc, json_safe, resolve, run_context, schedule_of
 
 DAG_ID = "vbp_monthly_report"
@@ -57,7 +57,8 @@ as the monthly DAGs) and reports on the calendar month M before it to the city b
 figure is read with set-based SQL (`include/sql/monthly_report_*.sql`) from what
 {", ".join(UPSTREAM)} wrote for the same logical date.
 
-**Tasks**: four deferrable `ExternalTaskSensor`s (`wait_…`) wait for those runs (timeout
+**Tasks**: four deferrable sensors (`wait_…`, the trigger of Airflow's
+`ExternalTaskSensor`, without its parse-time imports) wait for those runs (timeout
 `upstream_wait_hours`, default 6 h; `soft_fail`: a failed or timed-out run skips its
 sensor) → `report` (trigger rule `all_done`: written anyway, naming the missing figures) →
 `notify` (one email to the city bureau with the DOCX and XLSX, once per distinct report:
@@ -97,13 +98,9 @@ def notify(judged: dict, **context) -> dict:
 @dag(schedule=schedule_of(DAG_ID), doc_md=DOC, **dag_arguments(DAG_ID))
 def vbp_monthly_report():
     waits = [
-        ExternalTaskSensor(
+        SameDateRunSensor(
             task_id=f"wait_{dag_id.removeprefix('vbp_')}",
             external_dag_id=dag_id,
-            external_task_id=None,  # the whole run
-            allowed_states=["success"],
-            failed_states=["failed"],
-            deferrable=True,  # the triggerer waits, not a worker slot
             soft_fail=True,  # failed or timed out: skipped, and the report says what is missing
             timeout=_wait_timeout().total_seconds(),
             poke_interval=60,

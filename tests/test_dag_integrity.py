@@ -64,7 +64,6 @@ def test_every_dag_is_documented_owned_tagged_and_retried(dagbag):
 PROBE = """
 import json, sys, time, importlib.util
 import airflow.sdk, airflow.timetables.trigger, airflow.providers.standard.decorators.python  # Airflow itself: the baseline of any TaskFlow DAG
-import airflow.providers.standard.sensors.external_task  # Airflow's own sensor (and airflow.models, which the DAG processor has loaded)
 from airflow.sdk import dag, task, Param  # noqa
 path, heavy = sys.argv[1], sys.argv[2:]
 spec = importlib.util.spec_from_file_location("dag_under_test", path)
