@@ -363,6 +363,8 @@ def test_each_distributor_receives_only_its_own_orders_with_its_branch_in_copy(e
         assert "48小时" in text and "24小时内响应" in text and "配送到位" in text
         assert cite(PROFILE, "ORDER_RESPONSE_OVERDUE") in text and "延迟响应清单" in mail.subject
         assert "2025-03-10" in text and "未响应" in text  # its orders with times and hours
+        # questions go to its branch bureau (in copy), not to the city bureau's data team
+        assert "数据组" not in text and "如对订单数据有疑问，请联系" in text.split("-" * 40)[-1]
         (name, content), = mail.attachments().items()  # its own delay list, nothing else
         assert name == f"延迟响应清单_{branch_code}_{code}_{J}.xlsx"
         book = openpyxl.load_workbook(io.BytesIO(content))

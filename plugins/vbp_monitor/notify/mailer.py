@@ -685,7 +685,9 @@ def _compose_distributor(audience: str, recipients: list[str], rows: list[dict],
                      formatting.hours(row.get("metric_value"))])
     table = mail_templates.Table(["序号", "订单号", "医疗机构", "产品", "下单时间", f"{limit}小时响应时限",
                                   "响应情况", "未响应小时数"], body, {0, 7}, records=True)
-    page = mail_templates.Page(subject, paragraphs, [("延迟响应订单", table)], actions)
+    footer = ("本邮件由集采监管监测系统（vbp-monitor）自动发送，请勿直接回复；同一订单只列入一次清单"
+              f"（操作人员要求重发时除外）。如对订单数据有疑问，请联系{branch}。")
+    page = mail_templates.Page(subject, paragraphs, [("延迟响应订单", table)], actions, footer)
     xlsx_name = None
     sheets: dict = {}
     if not files:  # the judge wrote no part for it (an older run): the email makes its own

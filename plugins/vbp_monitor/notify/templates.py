@@ -69,6 +69,7 @@ class Page:
     sections: Sequence[tuple[str, Block]] = ()
     # what the reader must do: after the overview, set apart (bold in HTML)
     actions: Sequence[str] = field(default_factory=tuple)
+    footer: str = FOOTER_ZH  # (a distributor asks its branch bureau, not the city's data team)
 
 
 # ---------------------------------------------------------------- HTML
@@ -118,7 +119,7 @@ def html(page: Page) -> str:
         if heading:
             parts.append(f"<h3>{escape(heading)}</h3>")
         parts.append(_block_html(block))
-    parts.append(f'<p class="footer">{escape(FOOTER_ZH)}</p>')
+    parts.append(f'<p class="footer">{escape(page.footer)}</p>')
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -187,5 +188,5 @@ def text(page: Page) -> str:
         if heading:
             lines += [f"【{heading}】"]
         lines += [*_block_text(block), ""]
-    lines += [TEXT_RULE, FOOTER_ZH]
+    lines += [TEXT_RULE, page.footer]
     return "\n".join(lines) + "\n"
