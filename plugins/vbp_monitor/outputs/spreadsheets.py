@@ -333,15 +333,20 @@ def _column_typer(column):
         # formatting.rounded's rule: toward the side that does not hide a breach
         mode = {"below": ROUND_FLOOR, "above": ROUND_CEILING}.get(getattr(column, "breach", None), ROUND_HALF_UP)
         fraction_format = XLSX_DECIMAL if kind in ("quantity", "decimal") else number_format
+        # _cell_width of the kind's cells (an integer's format "0" shows its digits)
+        width_of = {"money": "{:,.2f}".format, "percent": lambda figure: f"{figure * 100:.2f}%",
+                    "integer": str}.get(kind, "{:,}".format)
 
         def typer(value):
             if type(value) is Decimal and value.is_finite():
                 shown = value.quantize(places, rounding=mode)  # = formatting.rounded
                 if shown == shown.to_integral_value():
-                    cell = (int(shown), number_format)
+                    figure: int | float = int(shown)
+                    cell = (figure, number_format)
                 else:  # (float() of a Decimal reads its str: the float whose repr it is)
-                    cell = (float(shown), fraction_format)
-                return cell, _cell_width(*cell)
+                    figure = float(shown)
+                    cell = (figure, fraction_format)
+                return cell, len(width_of(figure))
             return general(value)
     elif kind == "date":
         def typer(value):
@@ -678,33 +683,41 @@ def _fill_sheet(sheet, header: list, rows: list[list], title: BookTitle | None, 
             lines_of = {key: _lines_needed(str(value), widths[index]) if isinstance(value, str) else 1
                         for key, (value, _) in column.cells.items()}
             line_columns.append(map(lines_of.__getitem__, column.keys))
-    row_cells = zip(*cell_columns) if cell_columns else itertools.repeat(())
     if not line_columns:
         row_lines: Iterator[int] = itertools.repeat(1)
     elif len(line_columns) == 1:
         row_lines = line_columns[0]
     else:
         row_lines = map(max, *line_columns)
-    templates: dict[int, str] = {}
     heights: dict[int, str] = {}
-    for row_number, row in enumerate(rows, start=header_row + 1):
-        if isinstance(row, SectionRow):
-            if len(columns) > 1:
-                sheet.merged_cells.add(f"A{row_number}:{last_letter}{row_number}")
-            lines = _lines_needed(row.text, sum(widths) or MIN_COLUMN_WIDTH)
-            stream.row(row_number, lines * LINE_HEIGHT + 5,
-                       [_cell_xml(f"A{row_number}", section_style, safe_cell(row.text))])
+
+    def height(lines: int) -> str:
+        if lines not in heights:
+            heights[lines] = _xml_number(lines * LINE_HEIGHT + 3)
+        return heights[lines]
+
+    row_number = header_row + 1
+    # runs of body rows of one length between section rows: each run is written by
+    # str.format over the columns' cells, without a Python step per row
+    for length, run in itertools.groupby(rows, key=lambda row: -1 if isinstance(row, SectionRow) else len(row)):
+        if length < 0:
+            for row in run:
+                if len(columns) > 1:
+                    sheet.merged_cells.add(f"A{row_number}:{last_letter}{row_number}")
+                lines = _lines_needed(row.text, sum(widths) or MIN_COLUMN_WIDTH)
+                stream.row(row_number, lines * LINE_HEIGHT + 5,
+                           [_cell_xml(f"A{row_number}", section_style, safe_cell(row.text))])
+                row_number += 1
             continue
-        template = templates.get(len(row))
-        if template is None:  # '<row r="{0}" ht="{1}" …><c r="A{0}"{2}<c r="B{0}"{3}…</row>'
-            template = templates[len(row)] = ('<row r="{0}" ht="{1}" customHeight="1">' + "".join(
-                f'<c r="{letters[index]}{{0}}"{{{index + 2}}}' for index in range(len(row))) + "</row>")
-        lines = next(row_lines)
-        height = heights.get(lines)
-        if height is None:
-            height = heights[lines] = _xml_number(lines * LINE_HEIGHT + 3)
-        # (the row number as text: the template uses it once a cell)
-        stream.text(template.format(str(row_number), height, *next(row_cells)))
+        count = sum(1 for _ in run)
+        # '<row r="{0}" ht="{1}" …><c r="A{0}"{2}<c r="B{0}"{3}…</row>' (the row number as
+        # text: the template uses it once a cell)
+        template = '<row r="{0}" ht="{1}" customHeight="1">' + "".join(
+            f'<c r="{letters[index]}{{0}}"{{{index + 2}}}' for index in range(length)) + "</row>"
+        numbers = map(str, range(row_number, row_number + count))
+        # (zip stops at the end of ``numbers``, its first iterable, taking nothing more of the others)
+        stream.rows(itertools.starmap(template.format, zip(numbers, map(height, row_lines), *cell_columns)))
+        row_number += count
     stream.flush()
 
 
@@ -825,11 +838,11 @@ class _RowStream:
         if len(self._pending) > _ROW_CHUNK:
             self.flush()
 
-    def text(self, row: str) -> None:
-        """A whole ``<row>`` element, as XML text."""
-        self._pending.append(row)
-        if len(self._pending) > _ROW_CHUNK:
-            self.flush()
+    def rows(self, rows: Iterator[str]) -> None:
+        """Whole ``<row>`` elements, as XML text, a few hundred at a time."""
+        self.flush()
+        while chunk := "".join(itertools.islice(rows, _ROW_CHUNK // 16)):
+            self._handle.write(chunk.encode("utf-8"))
 
     def flush(self) -> None:
         if self._pending:
