@@ -40,6 +40,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
+from typing import cast
 
 from vbp_monitor.core.config import LOCAL_TZ as _LOCAL_TZ
 from vbp_monitor.core.formatting import (
@@ -701,12 +702,12 @@ def _fill_sheet(sheet, header: list, rows: list[list], title: BookTitle | None, 
     # str.format over the columns' cells, without a Python step per row
     for length, run in itertools.groupby(rows, key=lambda row: -1 if isinstance(row, SectionRow) else len(row)):
         if length < 0:
-            for row in run:
+            for section in cast(Iterable[SectionRow], run):
                 if len(columns) > 1:
                     sheet.merged_cells.add(f"A{row_number}:{last_letter}{row_number}")
-                lines = _lines_needed(row.text, sum(widths) or MIN_COLUMN_WIDTH)
+                lines = _lines_needed(section.text, sum(widths) or MIN_COLUMN_WIDTH)
                 stream.row(row_number, lines * LINE_HEIGHT + 5,
-                           [_cell_xml(f"A{row_number}", section_style, safe_cell(row.text))])
+                           [_cell_xml(f"A{row_number}", section_style, safe_cell(section.text))])
                 row_number += 1
             continue
         count = sum(1 for _ in run)
