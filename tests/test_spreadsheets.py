@@ -128,8 +128,8 @@ def test_typed_columns_short_cut_types_and_measures_like_typed_cell():
     values += values  # repeated values come from the memo
     # a column of mixed values (typed row by row), and columns of one type each, as a
     # database gives them (typed once per distinct value)
-    samples = [values] + [[value for value in values if type(value) is kind] + [None]
-                          for kind in (Decimal, str, int, dt.date)]
+    samples = [values] + [[value for value in values if type(value) in kinds] + [None]
+                          for kinds in ((Decimal,), (str,), (int,), (dt.date,), (Decimal, str), (Decimal, int))]
     for sample in samples:
         rows = [[value] * len(columns) for value in sample]
         typed = _typed_columns(rows, columns)

@@ -397,7 +397,7 @@ class _TypedColumn:
 def _typed_columns(body_rows: list, columns: list) -> list[_TypedColumn]:
     """The body rows (no SectionRow) typed column by column, as ``typed_cell`` types them.
     A row shorter than ``columns`` has ``_ABSENT`` cells at its end."""
-    if any(len(row) != len(columns) for row in body_rows):
+    if not set(map(len, body_rows)) <= {len(columns)}:
         body_rows = [[*row, *[_ABSENT] * (len(columns) - len(row))] for row in body_rows]
     values_of = list(zip(*body_rows)) if body_rows else [() for _ in columns]
     typed: list[_TypedColumn] = []
