@@ -109,11 +109,12 @@ def test_a_branch_code_never_writes_outside_the_folder(tmp_path, branch_code):
 
 
 def test_typed_columns_short_cut_types_and_measures_like_typed_cell():
-    """The typed columns' short cut and memo in _typed_cells (a province's execution
-    reports: millions of cells) give typed_cell's very cells and the shown widths."""
+    """The typed columns' short cuts and per-value memo in _typed_columns (a province's
+    execution reports: millions of cells) give typed_cell's very cells and the shown widths,
+    also for equal values typed differently (Decimal("-0") as text, 1 next to True)."""
     import random
 
-    from vbp_monitor.outputs.spreadsheets import COLUMN_KINDS, Column, _cell_width, _typed_cells, typed_cell
+    from vbp_monitor.outputs.spreadsheets import COLUMN_KINDS, Column, _cell_width, _typed_columns, typed_cell
 
     columns = [Column(f"{kind}{breach}", kind, breach=breach)
                for kind in COLUMN_KINDS for breach in (None, "below", "above")]
@@ -125,13 +126,19 @@ def test_typed_columns_short_cut_types_and_measures_like_typed_cell():
     values += [Decimal(generator.randint(-10**9, 10**9)) / Decimal(10 ** generator.randint(0, 8))
                for _ in range(300)]
     values += values  # repeated values come from the memo
-    rows = [[value] * len(columns) for value in values]
-    cells, widths = _typed_cells(rows, columns)
-    expected_widths = [0] * len(columns)
-    for row_cells, row in zip(cells, rows, strict=True):
-        for index, (cell, value) in enumerate(zip(row_cells, row, strict=True)):
-            expected = typed_cell(value, columns[index]) if value is not None else (None, None)
-            assert cell == expected and type(cell[0]) is type(expected[0]), (value, columns[index].kind)
-            if expected[0] is not None:
-                expected_widths[index] = max(expected_widths[index], _cell_width(*expected))
-    assert widths == expected_widths
+    # a column of mixed values (typed row by row), and columns of one type each, as a
+    # database gives them (typed once per distinct value)
+    samples = [values] + [[value for value in values if type(value) in kinds] + [None]
+                          for kinds in ((Decimal,), (str,), (int,), (dt.date,), (Decimal, str), (Decimal, int))]
+    for sample in samples:
+        rows = [[value] * len(columns) for value in sample]
+        typed = _typed_columns(rows, columns)
+        expected_widths = [0] * len(columns)
+        for number, row in enumerate(rows):
+            for index, (column, value) in enumerate(zip(typed, row, strict=True)):
+                cell = column.cells[column.keys[number]]
+                expected = typed_cell(value, columns[index]) if value is not None else (None, None)
+                assert cell == expected and type(cell[0]) is type(expected[0]), (value, columns[index].kind)
+                if expected[0] is not None:
+                    expected_widths[index] = max(expected_widths[index], _cell_width(*expected))
+        assert [column.width for column in typed] == expected_widths

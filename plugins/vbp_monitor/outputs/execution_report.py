@@ -15,7 +15,9 @@ each branch from the table (the other batches' rows stay from the last full run)
 """
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Iterator
+from decimal import ROUND_HALF_UP, Decimal
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from vbp_monitor.core import sqlfiles
 from vbp_monitor.core.db import planner_settings
-from vbp_monitor.core.formatting import as_date, decimal_of, stored
+from vbp_monitor.core.formatting import STORED_PLACES, as_date, decimal_of, stored
 from vbp_monitor.core.labels import OWNERSHIP_ZH, label
 from vbp_monitor.model.reference import branch_directory, city_branch_code
 from vbp_monitor.outputs.run_files import run_file_path, run_folder
@@ -91,17 +93,32 @@ def _summary_row(row: dict, branch_name: str) -> list:
     ]
 
 
+def _exact(value):
+    """formatting.decimal_of, the Decimal PostgreSQL gives returned without a call (the
+    institution file: a dozen figures a row, a hundred thousand rows in a province)."""
+    return value if type(value) is Decimal else decimal_of(value)
+
+
+def _stored(value):
+    """formatting.stored, the Decimal PostgreSQL gives rounded without its chain of calls."""
+    return value.quantize(STORED_PLACES, rounding=ROUND_HALF_UP) if type(value) is Decimal else stored(value)
+
+
+def _day(value):
+    return value if type(value) is dt.date else as_date(value)
+
+
 def _file_row(row: dict, branch_name: str) -> list:
     return [
         branch_name, row["institution_code"], row["institution_name"], row["batch_code"],
-        row["batch_name"], row["generic_name"], row["agreement_id"], as_date(row["period_start"]),
-        as_date(row["period_end"]), as_date(row["as_of_date"]), decimal_of(row["agreed_quantity"]),
-        stored(row["agreed_ratio"]), decimal_of(row["selected_quantity"]), decimal_of(row["selected_amount"]),
-        decimal_of(row["same_generic_quantity"]), decimal_of(row["same_generic_amount"]),
-        stored(row["selected_quantity_share"]), stored(row["selected_amount_share"]),
-        decimal_of(row["non_selected_quantity"]), decimal_of(row["non_selected_amount"]),
-        decimal_of(row["cumulative_selected_quantity"]), stored(row["completion_rate"]),
-        stored(row["time_progress"]),
+        row["batch_name"], row["generic_name"], row["agreement_id"], _day(row["period_start"]),
+        _day(row["period_end"]), _day(row["as_of_date"]), _exact(row["agreed_quantity"]),
+        _stored(row["agreed_ratio"]), _exact(row["selected_quantity"]), _exact(row["selected_amount"]),
+        _exact(row["same_generic_quantity"]), _exact(row["same_generic_amount"]),
+        _stored(row["selected_quantity_share"]), _stored(row["selected_amount_share"]),
+        _exact(row["non_selected_quantity"]), _exact(row["non_selected_amount"]),
+        _exact(row["cumulative_selected_quantity"]), _stored(row["completion_rate"]),
+        _stored(row["time_progress"]),
     ]
 
 
