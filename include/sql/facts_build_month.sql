@@ -49,10 +49,7 @@ JOIN segment_map sm ON sm.day = o.order_date
 WHERE o.order_date >= :month_start
   AND o.order_date <= :month_end
   AND o.cancelled = FALSE
-GROUP BY sm.segment_start, o.institution_code, o.product_code, o.channel, o.unit_price
--- in key order: the month's rows then enter the primary key's index one after the other
--- (its last pages), not scattered (6.8 s → 5.9 s a month at 1,000,000 lines)
-ORDER BY sm.segment_start, o.institution_code, o.product_code, o.channel, o.unit_price;
+GROUP BY sm.segment_start, o.institution_code, o.product_code, o.channel, o.unit_price;
 INSERT INTO purchase_facts_months (month_start, built_at, line_count)
 SELECT :month_start, :built_at, COALESCE(SUM(f.line_count), 0)
 FROM purchase_facts f
