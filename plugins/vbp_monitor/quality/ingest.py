@@ -403,6 +403,13 @@ def _derived_columns(table: str, columns: dict[str, list], numbers: list[int],
 def typed_records(table: str, frame: pd.DataFrame) -> tuple[list[dict], dict[int, list[str]]]:
     """Typed and derived rows of the good rows, and reasons for rows that still fail to
     parse or fit the warehouse (a safety net behind the suite's type expectations)."""
+    columns, unparsed = typed_columns(table, frame)
+    names = list(columns)
+    return [dict(zip(names, values)) for values in zip(*columns.values())], unparsed
+
+
+def typed_columns(table: str, frame: pd.DataFrame) -> tuple[dict[str, list], dict[int, list[str]]]:
+    """``typed_records`` column-wise: ``{column: values}`` of the rows that fit (no dict per row)."""
     spec = contract.FILES[table]
     columns = {name: _typed_column(kind, frame[name], _number_limit(table, name) if kind in suites.NUMERIC_KINDS
                                    else None)
@@ -410,6 +417,8 @@ def typed_records(table: str, frame: pd.DataFrame) -> tuple[list[dict], dict[int
     numbers = frame[suites.ROW_NUMBER].tolist()
     unparsed: dict[int, list[str]] = {}
     for name, values in columns.items():
+        if Unfit not in set(map(type, values)):
+            continue
         for i, value in enumerate(values):
             if type(value) is Unfit:
                 unparsed.setdefault(numbers[i], []).append(f"{suites.column_label(name)} {value}")
@@ -417,13 +426,11 @@ def typed_records(table: str, frame: pd.DataFrame) -> tuple[list[dict], dict[int
         kept = [i for i, number in enumerate(numbers) if number not in unparsed]
         columns = {name: [values[i] for i in kept] for name, values in columns.items()}
         numbers = [numbers[i] for i in kept]
-    columns = _derived_columns(table, columns, numbers, unparsed)
-    names = list(columns)
-    return [dict(zip(names, values)) for values in zip(*columns.values())], unparsed
+    return _derived_columns(table, columns, numbers, unparsed), unparsed
 
 
 # ---------------------------------------------------------------- writing
-def upsert(conn, table_name: str, rows: list[dict]) -> int:
+def upsert(conn, table_name: str, rows: list[dict] | dict[str, list]) -> int:
     """Good rows of a contract table, by primary key (``core.db.upsert``)."""
     from vbp_monitor.core import db
     from vbp_monitor.model.schema import metadata
@@ -625,7 +632,7 @@ def _load(conn, run, table: str, path: Path, header: list[str], rows: Iterator[l
             raise _FileFailure(f"未通过期望套件 {outcome.suite_name} 的文件级期望：{broken}", read)
         reasons = {number: list(texts) for number, texts in outcome.row_reasons.items()}
         good = frame[~frame[suites.ROW_NUMBER].isin(list(reasons))]
-        records, unparsed = typed_records(table, good)
+        records, unparsed = typed_columns(table, good)
         del good
         for number, texts in unparsed.items():
             reasons.setdefault(number, []).extend(texts)
