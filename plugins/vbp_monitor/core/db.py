@@ -197,7 +197,7 @@ def _upsert_by_copy(conn, table, rows: list[dict] | dict[str, list], names: list
         cursor.execute(f"SAVEPOINT {staging}")
         try:
             for page in pages:
-                cursor.copy_expert(f"COPY {target} ({columns}) FROM STDIN", io.StringIO(page))
+                cursor.copy_expert(f"COPY {target} ({columns}) FROM STDIN", io.StringIO(page), len(page) + 1)
         except psycopg2.Error:
             cursor.execute(f"ROLLBACK TO SAVEPOINT {staging}")
             cursor.execute(f"RELEASE SAVEPOINT {staging}")
@@ -207,7 +207,7 @@ def _upsert_by_copy(conn, table, rows: list[dict] | dict[str, list], names: list
         cursor.execute(f"CREATE TEMPORARY TABLE {staging} ON COMMIT DROP AS "
                        f"SELECT {columns} FROM {target} WITH NO DATA")
         for page in pages:
-            cursor.copy_expert(f"COPY {staging} ({columns}) FROM STDIN", io.StringIO(page))
+            cursor.copy_expert(f"COPY {staging} ({columns}) FROM STDIN", io.StringIO(page), len(page) + 1)
         conflict = ", ".join(quote(name) for name in keys)
         if update_columns:
             action = "DO UPDATE SET " + ", ".join(f"{quote(name)} = EXCLUDED.{quote(name)}"

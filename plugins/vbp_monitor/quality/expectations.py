@@ -130,10 +130,23 @@ def numbers(series: pd.Series, kind: str = contract.MONEY) -> pd.Series:
     """Float view of a text column; NaN where the text is not a number of that kind."""
     import pandas as pd
 
-    pattern = INT_PATTERN if kind == contract.INT else NUMBER_PATTERN
     text = series.astype("str")
-    valid = text.str.fullmatch(pattern).fillna(False).astype(bool) & series.notna()
+    valid = fullmatches(text, INT_PATTERN if kind == contract.INT else NUMBER_PATTERN) & series.notna()
     return pd.to_numeric(text.where(valid), errors="coerce")
+
+
+def fullmatches(series: pd.Series, pattern: str) -> pd.Series:
+    """``series.str.fullmatch(pattern).fillna(False).astype(bool)``, one ``re`` call per value
+    without pandas' step per value (a third of the time)."""
+    import re
+
+    import numpy as np
+    import pandas as pd
+
+    match = re.compile(pattern).fullmatch
+    values = series.tolist()
+    found = np.fromiter((type(v) is str and match(v) is not None for v in values), dtype=bool, count=len(values))
+    return pd.Series(found, index=series.index, dtype=bool)
 
 
 def dates(series: pd.Series) -> pd.Series:
