@@ -144,6 +144,14 @@ def _copy_column(values: list) -> list[str]:
         # dates and flags repeat: convert each distinct value once (not Decimals: 1.5 == 1.50)
         text = {value: _NULL if value is None else convert(value) for value in set(values)}
         return list(map(text.__getitem__, values))
+    if kind is Decimal:
+        # a typed column repeats the very Decimal objects (one per distinct text): each object
+        # once, by identity (the list holds them: no id is reused meanwhile)
+        ids = list(map(id, values))
+        objects = dict(zip(ids, values))
+        if len(objects) * 2 < len(values):
+            by_id = {key: _NULL if value is None else convert(value) for key, value in objects.items()}
+            return list(map(by_id.__getitem__, ids))
     if nullable:
         return [_NULL if value is None else convert(value) for value in values]
     return list(map(convert, values))

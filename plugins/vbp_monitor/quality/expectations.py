@@ -162,6 +162,8 @@ def timestamps(series: pd.Series) -> pd.Series:
 
 
 def booleans(series: pd.Series) -> pd.Series:
+    import pandas as pd
+
     def parse(value):
         if value is None or value != value:  # None or NaN
             return None
@@ -172,7 +174,10 @@ def booleans(series: pd.Series) -> pd.Series:
             return False
         return None
 
-    return series.map(parse).astype(object)
+    # each distinct value parsed once (a flag column has a handful), mapped back by position
+    codes, distinct = series.factorize(use_na_sentinel=False)
+    parsed = [parse(value) for value in distinct.tolist()]
+    return pd.Series([parsed[code] for code in codes.tolist()], index=series.index, dtype=object)
 
 
 # ---------------------------------------------------------------- helper columns
