@@ -322,9 +322,8 @@ def _typed_column(kind: str, series: pd.Series, limit=None) -> list:
     """Python values for the warehouse; ``None`` for missing text, ``Unfit`` for text that
     does not parse or does not fit (a NUL, longer than an XLSX cell, a year outside
     PLAUSIBLE_YEARS, a number beyond the column's precision)."""
-    import pandas as pd
-
     import numpy as np
+    import pandas as pd
 
     values = series.tolist()
     low, high = PLAUSIBLE_YEARS
