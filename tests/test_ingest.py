@@ -485,3 +485,75 @@ def test_presolved_strftime_check_is_strptime():
     for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d"):
         expected = sorted({t for t in texts if t is not None and ingest._strptime_fails(t, fmt)})
         assert ingest.unparseable(pd.Series(texts, dtype=str), fmt) == expected
+
+
+def _hostile_orders() -> list[dict]:
+    """Orders breaking each kind of expectation, with missing values where a check skips them."""
+    return [
+        order("O-OK", response_time="2025-02-20 10:30:00", acceptance_date="2025-02-21", cancelled=" 是 "),
+        order("O-AMT-EDGE", quantity="1", unit_price="10", amount="10.01"),
+        order("O-AMT-BAD", quantity="1", unit_price="10", amount="10.02"),
+        order("O-RESP-BAD", response_time="2025-02-20 08:59:59"),
+        order("O-ACC-BAD", acceptance_date="2025-02-19"),
+        order("O-DATE-BAD", order_time="2025-02-30 09:00:00"),
+        order("O-DATE-SHORT", order_time="2025-2-20 9:00:00"),
+        order("O-CHANNEL-BAD", channel="online"), order("O-CHANNEL-EMPTY", channel=" "),
+        order("O-BOOL-BAD", cancelled="maybe"), order("O-NUM-BAD", quantity="10件", amount="5"),
+        order("O-NUM-SIGN", quantity="+.5", amount="0.25"), order("O-ZERO", quantity="0", amount="0"),
+        order("O-DUP"), order("O-DUP"), order("O-REF-BAD", institution_code="H-NOWHERE"),
+        order("O-PRODUCT-BAD", product_code="P-NOWHERE"), order("O-REQ-BAD", product_code=""),
+        order("O-EXTRA", cancelled="false,x"),
+    ]
+
+
+def test_expectations_pandas_proves_change_no_outcome(engine, tmp_path, monkeypatch):
+    """What GX is spared (``proven``) changes nothing: the same rows quarantined with the same
+    reasons, the same alert and rows loaded as when GX judges every expectation."""
+    from vbp_monitor.quality import expectations
+
+    lines = [",".join(row.values()) for row in _hostile_orders()]
+    landing = write_landing(tmp_path / "landing", full_city(orders=[order("O-SEED")]))
+    (landing / "orders.csv").write_text(",".join(order("x")) + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
+
+    def outcome(run_id):
+        summary = ingest_landing(engine, run_for(run_id=run_id), landing)["files"]
+        return ({name: {k: v for k, v in s.items() if k != "seconds"} for name, s in summary.items()},
+                [(r["row_number"], r["row_key"], r["raw_row"], r["reasons"]) for r in quarantined(engine, "orders.csv")],
+                [(a["message"], a["metric_value"], a["status"]) for a in dq_alerts(engine)],
+                {name: table_rows(engine, name) for name in contract.LOAD_ORDER})
+
+    spared = outcome("manual__1")
+    monkeypatch.setattr(expectations, "proven", lambda expectation, frame: False)
+    judged = outcome("manual__2")
+    assert spared == judged
+    keys = {key for _, key, _, _ in spared[1]}
+    assert {"O-AMT-BAD", "O-RESP-BAD", "O-ACC-BAD", "O-DATE-BAD", "O-CHANNEL-BAD", "O-CHANNEL-EMPTY", "O-BOOL-BAD",
+            "O-NUM-BAD", "O-ZERO", "O-DUP", "O-REF-BAD", "O-PRODUCT-BAD", "O-REQ-BAD", "O-EXTRA"} == keys
+    assert {"O-OK", "O-AMT-EDGE", "O-DATE-SHORT", "O-NUM-SIGN"} <= {row[0] for row in spared[3]["orders"]}
+
+
+def test_many_good_rows_load_through_copy_like_row_by_row(engine, tmp_path, monkeypatch):
+    """A file of more rows than COPY_MIN_ROWS (PostgreSQL: COPY of the typed columns) loads the
+    very values the paged INSERT loads, with the bad rows quarantined alike."""
+    from vbp_monitor.core import db
+
+    rows = [order(f"O-{n:05d}", quantity=f"{n % 7 + 1}", unit_price=["0.5", "0.50", "12.3456", "+.5"][n % 4],
+                  amount=str((n % 7 + 1) * Decimal(["0.5", "0.50", "12.3456", "0.5"][n % 4])),
+                  response_time="" if n % 3 else f"2025-02-20 {9 + n % 10:02d}:{n % 60:02d}:07",
+                  acceptance_date="" if n % 5 else "2025-2-21", distributor_code="" if n % 2 else "D1",
+                  cancelled=["false", "是", "1", "no"][n % 4], order_time=f"2025-02-20 09:00:{n % 60:02d}")
+            for n in range(1300)]
+    rows[7] = order("O-BAD", quantity="1e3")
+    landing = write_landing(tmp_path / "landing", full_city(orders=rows))
+
+    def outcome(run_id):
+        ingest_landing(engine, run_for(run_id=run_id), landing)
+        loaded = table_rows(engine, "orders")
+        with engine.begin() as conn:
+            conn.execute(metadata.tables["orders"].delete())
+        return loaded, [(r["row_number"], r["reasons"]) for r in quarantined(engine, "orders.csv")]
+
+    by_copy = outcome("manual__1")
+    monkeypatch.setattr(db, "COPY_MIN_ROWS", 10**9)
+    assert outcome("manual__2") == by_copy
+    assert len([row for row in by_copy[0] if row[0].startswith("O-0")]) == 1299 and len(by_copy[1]) == 1

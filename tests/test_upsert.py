@@ -64,3 +64,21 @@ def test_insert_if_absent_and_values_copy_cannot_carry(engine):
         assert db.upsert(conn, alerts, alert_rows, key_columns=["alert_key"]) == 1200
         first = conn.execute(select(alerts.c.first_raised_at).where(alerts.c.alert_key == "k7")).scalar_one()
     assert first.replace(tzinfo=first.tzinfo or dt.UTC) == now
+
+
+def test_keys_repeated_in_one_call_like_few(engine, monkeypatch):
+    """A key the rows repeat (and rows as columns): the COPY straight into the table fails
+    and rolls back to its savepoint, the staging path then does what the paged path does."""
+    rows = order_rows(1500)
+    rows[1200] = dict(rows[1200], order_id=rows[3]["order_id"], channel="offline")
+    columns = {name: [row[name] for row in rows] for name in rows[0]}
+    with engine.begin() as conn:
+        assert db.upsert(conn, orders, columns, update_columns=[]) == 1500
+    by_copy = stored(engine)
+    with engine.begin() as conn:
+        conn.execute(orders.delete())
+    monkeypatch.setattr(db, "COPY_MIN_ROWS", 10**9)
+    with engine.begin() as conn:
+        db.upsert(conn, orders, rows, update_columns=[])
+    assert stored(engine) == by_copy
+    assert len(by_copy) == 1499 and {row[4] for row in by_copy} == {"platform"}

@@ -144,6 +144,14 @@ def _copy_column(values: list) -> list[str]:
         # dates and flags repeat: convert each distinct value once (not Decimals: 1.5 == 1.50)
         text = {value: _NULL if value is None else convert(value) for value in set(values)}
         return list(map(text.__getitem__, values))
+    if kind is Decimal:
+        # a typed column repeats the very Decimal objects (one per distinct text): each object
+        # once, by identity (the list holds them: no id is reused meanwhile)
+        ids = list(map(id, values))
+        objects = dict(zip(ids, values))
+        if len(objects) * 2 < len(values):
+            by_id = {key: _NULL if value is None else convert(value) for key, value in objects.items()}
+            return list(map(by_id.__getitem__, ids))
     if nullable:
         return [_NULL if value is None else convert(value) for value in values]
     return list(map(convert, values))
@@ -158,29 +166,56 @@ def _copy_page(rows: list[dict], names: list[str]) -> str:
     return "\n".join(map("\t".join, zip(*columns))) + "\n"
 
 
-def _upsert_by_copy(conn, table, rows: list[dict], names: list[str], keys: list[str],
+def _copy_pages(rows: list[dict] | dict[str, list], names: list[str]) -> Iterator[str]:
+    """The rows (dicts, or a mapping of equally long columns) as COPY bodies of at most
+    ``COPY_PAGE_ROWS`` rows; ``_NotCopyable`` when a value cannot go through COPY exactly."""
+    if isinstance(rows, dict):
+        count = len(rows[names[0]])
+        for start in range(0, count, COPY_PAGE_ROWS):
+            columns = [_copy_column(rows[name][start:start + COPY_PAGE_ROWS]) for name in names]
+            yield "\n".join(map("\t".join, zip(*columns))) + "\n"
+        return
+    for start in range(0, len(rows), COPY_PAGE_ROWS):
+        yield _copy_page(rows[start:start + COPY_PAGE_ROWS], names)
+
+
+def _upsert_by_copy(conn, table, rows: list[dict] | dict[str, list], names: list[str], keys: list[str],
                     update_columns: list[str]) -> bool:
-    """PostgreSQL: COPY the rows into a temporary staging table (same transaction, the raw
-    DBAPI connection of ``conn``), then one INSERT … SELECT … ON CONFLICT. False when a value
-    cannot go through COPY exactly (nothing was written then)."""
+    """PostgreSQL: COPY the rows straight into the table (in a savepoint: what it does when
+    no row conflicts is what the upsert does); when that fails (a key already stored or
+    repeated, or any other error) the savepoint is rolled back and the rows go by COPY into a
+    temporary staging table (same transaction, the raw DBAPI connection of ``conn``), then one
+    INSERT … SELECT … ON CONFLICT. False when a value cannot go through COPY exactly (nothing
+    was written then)."""
     import io
     import uuid
+
+    import psycopg2
 
     quote = conn.dialect.identifier_preparer.quote
     target = quote(table.name) if table.schema is None else f"{quote(table.schema)}.{quote(table.name)}"
     staging = f"vbp_upsert_{uuid.uuid4().hex[:12]}"
     columns = ", ".join(quote(name) for name in names)
+    try:
+        pages = list(_copy_pages(rows, names))
+    except _NotCopyable:
+        return False
     cursor = conn.connection.dbapi_connection.cursor()
     try:
+        cursor.execute(f"SAVEPOINT {staging}")
+        try:
+            for page in pages:
+                cursor.copy_expert(f"COPY {target} ({columns}) FROM STDIN", io.StringIO(page), len(page) + 1)
+        except psycopg2.Error:
+            cursor.execute(f"ROLLBACK TO SAVEPOINT {staging}")
+            cursor.execute(f"RELEASE SAVEPOINT {staging}")
+        else:
+            cursor.execute(f"RELEASE SAVEPOINT {staging}")
+            return True
         cursor.execute(f"CREATE TEMPORARY TABLE {staging} ON COMMIT DROP AS "
                        f"SELECT {columns} FROM {target} WITH NO DATA")
-        for start in range(0, len(rows), COPY_PAGE_ROWS):
-            try:
-                page = _copy_page(rows[start:start + COPY_PAGE_ROWS], names)
-            except _NotCopyable:
-                cursor.execute(f"DROP TABLE {staging}")
-                return False
-            cursor.copy_expert(f"COPY {staging} ({columns}) FROM STDIN", io.StringIO(page))
+        for page in pages:
+            cursor.copy_expert(f"COPY {staging} ({columns}) FROM STDIN", io.StringIO(page), len(page) + 1)
         conflict = ", ".join(quote(name) for name in keys)
         if update_columns:
             action = "DO UPDATE SET " + ", ".join(f"{quote(name)} = EXCLUDED.{quote(name)}"
@@ -203,6 +238,9 @@ def upsert(conn, table, rows, key_columns=None, update_columns=None) -> int:
     On PostgreSQL, ``COPY_MIN_ROWS`` rows or more go through COPY into a temporary staging
     table and one INSERT … SELECT … ON CONFLICT; otherwise (and on SQLite) rows are sent in
     chunks. Returns the number of rows sent.
+
+    ``rows`` may also be a mapping of column name to equally long lists of values (the same
+    rows, column-wise: COPY then converts column by column, no dict per row).
     """
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
@@ -210,15 +248,26 @@ def upsert(conn, table, rows, key_columns=None, update_columns=None) -> int:
         from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     else:  # pragma: no cover - the contract names PostgreSQL and SQLite
         raise NotImplementedError(conn.dialect.name)
-    rows = list(rows)
-    if not rows:
+    columns: dict[str, list] | None = None
+    if isinstance(rows, dict):
+        columns = rows
+        names = list(columns)
+        count = len(columns[names[0]]) if names else 0
+    else:
+        rows = list(rows)
+        names = list(rows[0]) if rows else []
+        count = len(rows)
+    if not count:
         return 0
     keys = list(key_columns or [column.name for column in table.primary_key.columns])
     if update_columns is None:
-        update_columns = [name for name in rows[0] if name not in keys]
-    if (conn.dialect.name == "postgresql" and len(rows) >= COPY_MIN_ROWS
-            and _upsert_by_copy(conn, table, rows, list(rows[0]), keys, list(update_columns))):
-        return len(rows)
+        update_columns = [name for name in names if name not in keys]
+    if (conn.dialect.name == "postgresql" and count >= COPY_MIN_ROWS
+            and _upsert_by_copy(conn, table, rows if columns is None else columns, names, keys,
+                                list(update_columns))):
+        return count
+    if columns is not None:
+        rows = [dict(zip(names, values)) for values in zip(*columns.values())]
     statement = insert(table)
     if update_columns:
         statement = statement.on_conflict_do_update(
@@ -232,7 +281,7 @@ def upsert(conn, table, rows, key_columns=None, update_columns=None) -> int:
         paged = statement
     for start in range(0, len(rows), UPSERT_CHUNK_ROWS):
         conn.execute(paged, rows[start:start + UPSERT_CHUNK_ROWS]).close()
-    return len(rows)
+    return count
 
 
 @contextmanager
