@@ -235,9 +235,10 @@ def upsert(conn, table, rows, key_columns=None, update_columns=None) -> int:
 
     ``key_columns`` default to the primary key; ``update_columns`` default to every other
     column of the rows; an empty ``update_columns`` means DO NOTHING (insert-if-absent).
-    On PostgreSQL, ``COPY_MIN_ROWS`` rows or more go through COPY into a temporary staging
-    table and one INSERT … SELECT … ON CONFLICT; otherwise (and on SQLite) rows are sent in
-    chunks. Returns the number of rows sent.
+    On PostgreSQL, ``COPY_MIN_ROWS`` rows or more go through COPY: straight into the table
+    when no key conflicts, else (the savepoint rolled back) into a temporary staging table and
+    one INSERT … SELECT … ON CONFLICT (see ``_upsert_by_copy``); otherwise (and on SQLite) rows
+    are sent in chunks. Returns the number of rows sent.
 
     ``rows`` may also be a mapping of column name to equally long lists of values (the same
     rows, column-wise: COPY then converts column by column, no dict per row).
