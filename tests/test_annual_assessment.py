@@ -344,6 +344,24 @@ def test_emails_city_gets_workbook_and_notice_each_branch_its_part(engine, smtp_
     ranking = sheet_rows(part, "考核结果与排名")
     assert [row[2] for row in ranking[4:]] == ["H2"]  # only its own institutions
     assert "H1" not in b2_mail.html()
+    # the city's alert email carries its files: no separate document
+    assert judge(engine, year_run(run_id="again"), PROFILE).as_xcom()["documents"] == []
+
+
+def test_a_year_without_a_branch_failure_mails_the_city_its_notice_once(engine, smtp_server):
+    from vbp_monitor.notify.mailer import notify_documents
+
+    judged = judge_and_mail(engine, example_11(), year_run(), judge)  # no branch fails its rate
+    assert not open_alerts(engine, "BRANCH_ASSESSMENT_FAILED")
+    assert smtp_server.to("city@example.org") == []  # no alert of the city: no alert email
+    notify_documents(engine, year_run(), judged.as_xcom())
+    (city_mail,) = smtp_server.to("city@example.org")
+    assert set(city_mail.attachments()) == {"年度考核_CITY_2025.xlsx", "年度考核通报_CITY_2025.docx"}
+    assert "年度考核通报" in city_mail.subject and "不合格0家" in city_mail.html()
+    # a rerun on the same figures writes the same files: nothing mailed again
+    again = judge(engine, year_run(run_id="again"), PROFILE).as_xcom()
+    assert notify_documents(engine, year_run(run_id="again"), again)["emails"] == 0
+    assert len(smtp_server.to("city@example.org")) == 1
 
 
 def test_the_notice_names_the_ranking_failures_and_estimates(engine):

@@ -196,7 +196,13 @@ def rule_tasks(module: str, judge: str = "judge", steps: Sequence[str] = (), not
 
         attachments = {audience: [Path(p) for p in paths]
                        for audience, paths in (judged.get("attachments") or {}).items()}
-        return json_safe(notify_run(get_engine(), run_context(context), attachments=attachments))
+        run = run_context(context)
+        sent = notify_run(get_engine(), run, attachments=attachments)
+        if judged.get("documents"):  # files mailed on their own, once per content
+            from vbp_monitor.notify.mailer import notify_documents
+
+            sent = {**sent, "documents": notify_documents(get_engine(), run, judged)}
+        return json_safe(sent)
 
     previous = None
     for name in steps:

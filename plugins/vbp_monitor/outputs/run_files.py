@@ -5,6 +5,7 @@ and judged period, one file per audience (a branch, or the city).
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -32,3 +33,12 @@ def criteria_sheet(conditions: Mapping[str, str], actions: Mapping[str, str],
             for code, condition in conditions.items()]
     rows.append(["口径说明", note, "", ""])
     return CRITERIA_HEADER, rows
+
+
+def files_digest(paths) -> str:
+    """A short digest of files' bytes: a document's key, so that the same files are mailed once
+    and changed files once more (``mailer.notify_documents``)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]

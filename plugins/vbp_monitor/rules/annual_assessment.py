@@ -352,10 +352,16 @@ def judge(engine, run: RunContext, profile: dict | None = None) -> JudgeResult:
     results = Results(institutions, agreements, rates, settings, branches, city, year, run.period.run_day)
     attachments = write_outputs(results, run)
     passed = sum(row["passed"] for row in institutions)
+    # The city's workbook and notice go with the city's alert email; a year whose alerts the
+    # city is not mailed (no branch failed its online rate) mails them as a document, once per
+    # content (notify_documents), so the city always receives its notice.
+    documents = ([] if run.scope.branch_code or city_is_alerted(engine, run)
+                 else [notice_description(results, run, attachments.get(city, []))])
     result = JudgeResult(period=run.period.label, rule_codes=RULE_CODES, written=written,
                          attachments=attachments,
                          details={"year": year, "institutions": len(institutions), "passed": passed,
-                                  "failed": len(institutions) - passed, "agreements": len(agreements)})
+                                  "failed": len(institutions) - passed, "agreements": len(agreements),
+                                  "documents": documents})
     log.info("%s %s: %s", DAG_ID, run.period.label, result.as_xcom())
     return result
 
@@ -514,6 +520,42 @@ def workbook_path(year: int, audience: str) -> Path:
 
 def notice_path(year: int, city: str) -> Path:
     return run_file_path(DAG_ID, NOTICE_PREFIX, str(year), city, suffix=".docx")
+
+
+def city_is_alerted(engine, run: RunContext) -> bool:
+    """Whether an open alert of this year is routed to the city (its email then carries the
+    city's workbook and notice)."""
+    from sqlalchemy import select
+
+    from vbp_monitor.core.catalog import routed_to_city
+    from vbp_monitor.model.schema import alerts
+
+    with engine.connect() as conn:
+        rows = conn.execute(select(alerts.c.rule_code, alerts.c.severity).where(
+            alerts.c.dag_id == DAG_ID, alerts.c.period == run.period.label, alerts.c.status == "open")).all()
+    return any(routed_to_city(code, severity) for code, severity in rows)
+
+
+def notice_description(results: Results, run: RunContext, paths: list[Path]) -> dict:
+    """The city's email of the notice and its workbook, for notify/mailer.py › notify_documents."""
+    from vbp_monitor.outputs.run_files import files_digest
+
+    failed = sum(1 for row in results.institutions if not row["passed"])
+    return {
+        "audience": "city",
+        "key": f"{DAG_ID}|{run.period.label}|city|{files_digest(paths)}",
+        "series": f"{DAG_ID}|{run.period.label}|city",
+        "subject": f"【集采年度考核】{results.office} · {NOTICE_PREFIX} · {results.year}年度",
+        "paragraphs": [
+            f"{results.office}：",
+            f"{results.year}年度集中带量采购考核结果已生成：参加考核的公立医疗机构{len(results.institutions)}家，"
+            f"合格{len(results.institutions) - failed}家，不合格{failed}家；各分局网采率均达到考核要求。"
+            f"年度考核通报（Word）与考核结果、结余留用测算（Excel）见附件。",
+        ],
+        "sections": [],
+        "actions": ["请审阅附件通报，按程序印发；结余留用测算为估算，供决策参考。"],
+        "files": [str(path) for path in paths],
+    }
 
 
 def write_outputs(results: Results, run: RunContext) -> dict[str, list[Path]]:

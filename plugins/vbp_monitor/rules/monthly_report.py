@@ -28,7 +28,6 @@ per distinct report (the files' digest is part of its delivery key).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
@@ -58,7 +57,7 @@ from vbp_monitor.core.profiles import load_profile, profile_title
 from vbp_monitor.model.reference import branch_directory, city_branch_code
 from vbp_monitor.outputs.documents import DraftTable
 from vbp_monitor.outputs.report_document import Chart, ReportDocument, ReportSection, Series
-from vbp_monitor.outputs.run_files import run_file_path, run_folder
+from vbp_monitor.outputs.run_files import files_digest, run_file_path, run_folder
 from vbp_monitor.outputs.spreadsheets import BookTitle, Column
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -690,13 +689,6 @@ def report_paths(run: RunContext) -> tuple[Path, Path]:
 def report_stamp(run: RunContext) -> dt.datetime:
     """The files' one time: D at 06:00 Asia/Shanghai (the schedule's), so reruns match."""
     return dt.datetime.combine(run.period.run_day, dt.time(6, 0), tzinfo=LOCAL_TZ)
-
-
-def files_digest(paths) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(Path(path).read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def email_description(figures: ReportFigures, run: RunContext, missing: Missing, paths: list[Path]) -> dict:
