@@ -5,12 +5,14 @@ and judged period, one file per audience (a branch, or the city).
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
 from vbp_monitor.core import config
 from vbp_monitor.core.catalog import RULES, rule_title
+from vbp_monitor.core.config import LOCAL_TZ
 from vbp_monitor.core.labels import SEVERITY_ZH
 from vbp_monitor.outputs.spreadsheets import branch_file_path
 
@@ -42,3 +44,9 @@ def files_digest(paths) -> str:
     for path in paths:
         digest.update(Path(path).read_bytes())
     return digest.hexdigest()[:16]
+
+
+def run_stamp(run) -> dt.datetime:
+    """A run's files' one time: D at 06:00 Asia/Shanghai (the schedules' run time), so a
+    rerun on the same figures writes the same bytes."""
+    return dt.datetime.combine(run.period.run_day, dt.time(6, 0), tzinfo=LOCAL_TZ)

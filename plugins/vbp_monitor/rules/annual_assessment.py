@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, Any
 from vbp_monitor.alerts.store import JudgeResult
 from vbp_monitor.core import sqlfiles
 from vbp_monitor.core.catalog import DAGS, RULES
-from vbp_monitor.core.config import LOCAL_TZ
 from vbp_monitor.core.formatting import (
     CENT,
     as_date,
@@ -54,7 +53,7 @@ from vbp_monitor.core.formatting import (
 from vbp_monitor.core.labels import CATEGORY_ZH, ONLINE_CATEGORIES, label
 from vbp_monitor.core.profiles import cite, load_profile, profile_title
 from vbp_monitor.model.reference import branch_directory, city_branch_code
-from vbp_monitor.outputs.run_files import run_file_path, run_folder
+from vbp_monitor.outputs.run_files import run_file_path, run_folder, run_stamp
 
 if TYPE_CHECKING:  # pragma: no cover
     from vbp_monitor.orchestration.run_context import RunContext
@@ -576,9 +575,7 @@ def write_outputs(results: Results, run: RunContext) -> dict[str, list[Path]]:
             if code != results.city:
                 yield code, workbook(results, code)
 
-    # one time for every file, D at 06:00 (the schedule's): a rerun on the same figures writes
-    # the same bytes
-    stamp = dt.datetime.combine(run.period.run_day, dt.time(6, 0), tzinfo=LOCAL_TZ)
+    stamp = run_stamp(run)  # one time for every file: a rerun writes the same bytes
     titles = {results.city: BookTitle(office=results.office, title=BOOK_TITLE, period=label_,
                                       profile=results.settings.profile, generated_at=stamp)}
     for code in branch_codes:

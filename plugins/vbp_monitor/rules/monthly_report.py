@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any
 
 from vbp_monitor.core import sqlfiles
 from vbp_monitor.core.catalog import DAGS, RULES, rule_actor, rule_title
-from vbp_monitor.core.config import LOCAL_TZ
 from vbp_monitor.core.formatting import (
     Breach,
     date_zh,
@@ -57,7 +56,7 @@ from vbp_monitor.core.profiles import load_profile, profile_title
 from vbp_monitor.model.reference import branch_directory, city_branch_code
 from vbp_monitor.outputs.documents import DraftTable
 from vbp_monitor.outputs.report_document import Chart, ReportDocument, ReportSection, Series
-from vbp_monitor.outputs.run_files import files_digest, run_file_path, run_folder
+from vbp_monitor.outputs.run_files import files_digest, run_file_path, run_folder, run_stamp
 from vbp_monitor.outputs.spreadsheets import BookTitle, Column
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -686,11 +685,6 @@ def report_paths(run: RunContext) -> tuple[Path, Path]:
             run_file_path(DAG_ID, DATA_PREFIX, label_, audience_of(run)))
 
 
-def report_stamp(run: RunContext) -> dt.datetime:
-    """The files' one time: D at 06:00 Asia/Shanghai (the schedule's), so reruns match."""
-    return dt.datetime.combine(run.period.run_day, dt.time(6, 0), tzinfo=LOCAL_TZ)
-
-
 def email_description(figures: ReportFigures, run: RunContext, missing: Missing, paths: list[Path]) -> dict:
     """What notify/mailer.py › notify_documents mails: JSON-safe."""
     month = period_zh(run.period.label)
@@ -737,7 +731,7 @@ def judge(engine, run: RunContext, profile: dict | None = None,
         figures = read_figures(conn, run, settings)
     report = build_report(figures, run, settings, profile, missing)
     docx_path, xlsx_path = report_paths(run)
-    stamp = report_stamp(run)
+    stamp = run_stamp(run)
     write_report_docx(docx_path, report, run.period.run_day)
     title = BookTitle(office=figures.office, title=REPORT_NAME + "数据", period=run.period.label,
                       generated_at=stamp, profile=profile)
