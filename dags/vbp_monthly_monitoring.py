@@ -32,8 +32,8 @@ ZH_BODY = f"""
 
 恰好等于阈值不预警。
 
-**任务**：`validate`（对本次读取的数据运行期望套件）→ `build_facts`（一次汇总 M 月订单行写入 `purchase_facts`，
-累计指标所需的以前月份缓存在 `purchase_facts_months`）→ `judge`（评判）→ `notify`（通知）。
+**任务**：`validate`（对本次读取的数据运行期望套件）→ `build_facts`（一次汇总 M 月订单行写入 `purchase_facts`；
+累计指标所需的协议年度各月中选产品网采量另汇总进 `selected_purchase_facts`，已建月份缓存复用）→ `judge`（评判）→ `notify`（通知）。
 
 **输出**：预警（期间 `YYYY-MM`）；一院一档表 `institution_file_metrics`（M 月有效的每份协议一行）；各分局带量执行报表
 `<VBP_OUTPUT_DIR>/vbp_monthly_monitoring/<YYYY-MM>/执行报表_<分局>_<YYYY-MM>.xlsx`（按机构、批次：序时进度，
@@ -72,8 +72,9 @@ online-rate alert in each of `rectification_months` (3) consecutive months endin
 judged after M's other alerts are written. A value exactly at a threshold does not alert.
 
 **Tasks**: `validate` (expectation suites on what the run reads) → `build_facts` (one
-aggregation pass over M's order lines into `purchase_facts`, plus earlier months the
-cumulative figures need, cached in `purchase_facts_months`) → `judge` → `notify`.
+aggregation pass over M's order lines into `purchase_facts`; the platform purchases of
+selected products of every month of the agreement years, which the cumulative figures
+sum, into `selected_purchase_facts`; built months are cached) → `judge` → `notify`.
 
 **Outputs**: alerts (period `YYYY-MM`); the institution file `institution_file_metrics`
 (一院一档: one row per agreement active in M); per branch the execution report

@@ -1,14 +1,15 @@
-"""Purchase facts (DAG 2): one GROUP BY pass per month, split at agreement-period
-boundaries, cached in purchase_facts_months and safe to build in parallel."""
+"""Purchase facts (DAG 2): the judged month in full and the agreement years' selected
+purchases, one GROUP BY pass each, split at agreement-period boundaries, cached in their
+*_months indexes and safe to build in parallel."""
 import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from builders import agreement, city, num, order, run_for, seed
 from vbp_monitor.model.schema import purchase_facts as facts_table
-from vbp_monitor.model.schema import purchase_facts_months
+from vbp_monitor.model.schema import purchase_facts_months, selected_purchase_facts, selected_purchase_facts_months
 from vbp_monitor.rules import purchase_facts
 
 
@@ -24,9 +25,18 @@ def facts(engine) -> list[tuple]:
                 for r in conn.execute(query)]
 
 
-def built(engine) -> dict:
+def built(engine, index=purchase_facts_months) -> dict:
     with engine.connect() as conn:
-        return {r.month_start: r.line_count for r in conn.execute(select(purchase_facts_months))}
+        return {r.month_start: r.line_count for r in conn.execute(select(index))}
+
+
+def selected_facts(engine) -> list[tuple]:
+    columns = selected_purchase_facts.c
+    query = select(selected_purchase_facts).order_by(columns.month_start, columns.segment_start,
+                                                     columns.institution_code, columns.product_code)
+    with engine.connect() as conn:
+        return [(r.month_start, r.segment_start, r.institution_code, r.product_code, num(r.quantity), r.line_count)
+                for r in conn.execute(query)]
 
 
 def test_a_month_is_split_at_agreement_boundaries_and_excludes_what_is_not_a_purchase(engine):
@@ -73,13 +83,43 @@ def test_facts_are_built_once_and_reused_with_earlier_agreement_months_on_demand
     months = [dt.date(2025, m, 1) for m in range(3, 7)]
     assert coverage.first_month == dt.date(2025, 3, 1)
     assert list(coverage.built) == months
-    assert built(engine) == dict.fromkeys(months, 1)
+    # the judged month in full; its agreement year's months (March's from the 10th) as selected purchases
+    assert built(engine) == {dt.date(2025, 6, 1): 1}
+    assert built(engine, selected_purchase_facts_months) == dict.fromkeys(months, 1)
     # a second run (or the judge after build_facts) reuses them all
     assert purchase_facts.ensure_facts(engine, run_for("2025-06").period).built == ()
-    # the next month builds only itself
+    # the next month builds only itself, in both grains
     assert purchase_facts.ensure_facts(engine, run_for("2025-07").period).built == (dt.date(2025, 7, 1),)
-    with engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(purchase_facts_months)).scalar() == 5
+    assert set(built(engine)) == {dt.date(2025, 6, 1), dt.date(2025, 7, 1)}
+    assert len(built(engine, selected_purchase_facts_months)) == 5
+
+
+def test_selected_facts_keep_the_platform_purchases_of_selected_products_by_segment(engine):
+    """What the cumulative figures sum: no offline line, no non-selected product, no
+    cancelled line; split where an agreement year starts, whatever the price."""
+    orders = [
+        order("A", "H1", 10, "2025-04-01"),
+        order("B", "H1", 20, "2025-04-12", price="0.60"),   # H1's year starts on the 10th
+        order("C", "H1", 30, "2025-04-20"),
+        order("OFF", "H1", 7, "2025-04-20", channel="offline"),
+        order("CANCELLED", "H1", 1000, "2025-04-15", cancelled="true"),
+        order("MAY", "H1", 5, "2025-05-02"),
+    ]
+    with engine.begin() as conn:
+        seed(conn, city(agreements=[agreement("H1-NEW", "H1", "2025-04-10", "2026-04-09")], orders=orders))
+
+    assert purchase_facts.build_selected_months(engine, dt.date(2025, 4, 1), dt.date(2025, 5, 1)) is True
+
+    d = dt.date
+    rows = selected_facts(engine)
+    assert [(r[0], r[1], r[4], r[5]) for r in rows] == [
+        (d(2025, 4, 1), d(2025, 4, 1), Decimal("10"), 1),
+        (d(2025, 4, 1), d(2025, 4, 10), Decimal("50"), 2),
+        (d(2025, 5, 1), d(2025, 5, 1), Decimal("5"), 1),
+    ]
+    assert built(engine, selected_purchase_facts_months) == {d(2025, 4, 1): 3, d(2025, 5, 1): 1}
+    # cached: nothing built again
+    assert purchase_facts.build_selected_months(engine, dt.date(2025, 4, 1), dt.date(2025, 5, 1)) is False
 
 
 def test_a_month_without_active_agreements_needs_only_itself(engine):
@@ -128,50 +168,25 @@ def test_a_forced_rebuild_after_a_correction_replaces_the_month(engine):
     assert built(engine) == {dt.date(2025, 6, 1): 1}
 
 
-def test_a_cold_cache_built_in_bulk_equals_month_by_month_and_keeps_its_key(engine):
-    """PostgreSQL builds an empty cache's months in one transaction with the key rebuilt
-    once (SQLite month by month): the same facts and index, the key enforced afterwards,
-    concurrent cold runs included."""
-    from sqlalchemy import insert
-    from sqlalchemy.exc import IntegrityError
-
+def test_concurrent_cold_runs_build_each_month_once_and_agree(engine):
+    """Three runs of one month at once on an empty cache: the same facts of both grains as
+    one run alone, every month listed once, nothing lost or doubled."""
     orders = [order(f"O{m}-{i}", inst, 10 + i, f"2025-{m:02d}-{5 + i:02d}", price=price)
               for m in range(1, 8) for i, (inst, price) in enumerate(
                   [("H1", "0.50"), ("H2", "0.50"), ("H1", "0.55"), ("M1", "0.50")])]
     with engine.begin() as conn:
         seed(conn, city(agreements=[agreement("A1", "H1", "2025-02-14", "2026-02-13")], orders=orders))
     months = [dt.date(2025, m, 1) for m in range(2, 8)]
-    for month in months:
-        purchase_facts.build_month(engine, month)
-    by_month, by_month_index = facts(engine), built(engine)
-    with engine.begin() as conn:
-        purchase_facts.clear_purchase_facts(conn)
+    purchase_facts.ensure_facts(engine, run_for("2025-07").period)
+    alone = (facts(engine), selected_facts(engine), built(engine), built(engine, selected_purchase_facts_months))
+    assert set(alone[3]) == set(months) and len(alone[1]) > 0
 
-    in_bulk = engine.dialect.name == "postgresql"
-    assert purchase_facts.build_months_in_bulk(engine, months) is in_bulk
-    if not in_bulk:
-        purchase_facts.ensure_facts(engine, run_for("2025-07").period)
-    assert facts(engine) == by_month and built(engine) == by_month_index
-    # not empty any more: no second bulk build; ensure_facts finds every month cached
-    assert purchase_facts.build_months_in_bulk(engine, months) is False
-    assert purchase_facts.ensure_facts(engine, run_for("2025-07").period).built == ()
-    # the primary key is back
-    first = facts(engine)[0]
-    duplicate = dict(zip([c.name for c in facts_table.c], first, strict=True))
-    try:
-        with engine.begin() as conn:
-            conn.execute(insert(facts_table), [duplicate])
-        raise AssertionError("a duplicate fact was accepted")
-    except IntegrityError:
-        pass
-
-    # three cold runs at once: on PostgreSQL one builds in bulk and the others, waiting for
-    # its lock, find the months built (month by month, two runs may build a month twice)
     with engine.begin() as conn:
         purchase_facts.clear_purchase_facts(conn)
     with ThreadPoolExecutor(max_workers=3) as pool:
         coverages = list(pool.map(lambda _: purchase_facts.ensure_facts(engine, run_for("2025-07").period),
                                   range(3)))
-    assert facts(engine) == by_month and built(engine) == by_month_index
-    built_by_runs = sorted(month for coverage in coverages for month in coverage.built)
-    assert built_by_runs == months if in_bulk else set(built_by_runs) == set(months)
+
+    assert (facts(engine), selected_facts(engine), built(engine),
+            built(engine, selected_purchase_facts_months)) == alone
+    assert set().union(*(coverage.built for coverage in coverages)) == set(months)

@@ -9,10 +9,16 @@
 -- lines by order_date; period_end + 1 day comes from work_calendar.day_ordinal.
 -- Unit price stays in the key so the price-cap rules are exact.
 --
--- Run inside one transaction (purchase_facts.build_month): delete the month, rebuild it,
--- record it in the cache index. Params: :month_start, :month_end, :built_at.
-DELETE FROM purchase_facts WHERE month_start = :month_start;
+-- Run inside one transaction (purchase_facts.build_month): list the month in the cache
+-- index FIRST, then delete and rebuild its facts, then count its lines. The index's key is
+-- the lock (the facts have no key): a concurrent build of the month waits on it, then fails
+-- and retries. Deleting the facts before listing the month would let a build that commits
+-- in between keep its rows beside ours (each statement sees the latest commits).
+-- Params: :month_start, :month_end, :built_at.
 DELETE FROM purchase_facts_months WHERE month_start = :month_start;
+INSERT INTO purchase_facts_months (month_start, built_at, line_count)
+VALUES (:month_start, :built_at, 0);
+DELETE FROM purchase_facts WHERE month_start = :month_start;
 INSERT INTO purchase_facts (
     month_start, segment_start, institution_code, product_code, channel, unit_price,
     quantity, amount, line_count
@@ -50,7 +56,7 @@ WHERE o.order_date >= :month_start
   AND o.order_date <= :month_end
   AND o.cancelled = FALSE
 GROUP BY sm.segment_start, o.institution_code, o.product_code, o.channel, o.unit_price;
-INSERT INTO purchase_facts_months (month_start, built_at, line_count)
-SELECT :month_start, :built_at, COALESCE(SUM(f.line_count), 0)
-FROM purchase_facts f
-WHERE f.month_start = :month_start;
+UPDATE purchase_facts_months
+SET line_count = (SELECT COALESCE(SUM(f.line_count), 0) FROM purchase_facts f
+                  WHERE f.month_start = :month_start)
+WHERE month_start = :month_start;

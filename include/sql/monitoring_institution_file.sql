@@ -7,7 +7,7 @@
 --   same generic = purchases by the institution of any product of that generic, any channel
 --   non-selected = same generic - selected
 --   cumulative selected quantity = selected quantity since period_start up to as_of_date
---                (facts of earlier months too: :first_month .. :month_start)
+--                (selected facts of :first_month .. :month_start)
 --   completion rate = cumulative / agreed_quantity (NULL when agreed_quantity = 0)
 --   time progress = (as_of - period_start + 1) / (period_end - period_start + 1) in days,
 --                in [0, 1] by construction (period_start <= as_of <= period_end);
@@ -43,40 +43,54 @@ WITH active AS (
       AND (:branch_code IS NULL OR i.branch_code = :branch_code)
       AND (:batch_code IS NULL OR a.batch_code = :batch_code)
 ),
--- One pass over the facts of :first_month .. :month_start, each fact row joined to its own
--- active agreements on equalities (institution, generic) with the segment range as a filter:
--- M's facts count for the figures in M, the earlier months' only when they are selected
--- platform purchases (the cumulative figure). No intermediate grouping (the facts are
--- grouped already): one join and one aggregate by agreement. SQLite keeps the facts as the
--- outer loop and finds the agreements through an automatic index on the CTE; PostgreSQL
--- hashes them (the caller's planner settings: it underestimates this join and would
--- otherwise sort half a million fact rows by text keys for a merge join).
+-- Two passes, each fact row joined to its own active agreements on equalities (institution,
+-- generic) with the segment range as a filter, then one aggregate by agreement: M's full
+-- facts give the figures in M; the selected facts of :first_month .. :month_start (platform
+-- purchases of selected products, M included) give the cumulative figure. SQLite keeps the
+-- facts as the outer loop and finds the agreements through an automatic index on the CTE;
+-- PostgreSQL hashes them (the caller's planner settings: it underestimates these joins and
+-- would otherwise sort the fact rows by text keys for a merge join).
 per_agreement AS (
-    SELECT ac.agreement_id,
-           SUM(CASE WHEN f.month_start = :month_start AND f.segment_start >= ac.from_day
-                     AND f.channel = 'platform' AND p.is_selected = TRUE AND p.batch_code = ac.batch_code
-                    THEN f.quantity ELSE 0 END) AS selected_quantity,
-           SUM(CASE WHEN f.month_start = :month_start AND f.segment_start >= ac.from_day
-                     AND f.channel = 'platform' AND p.is_selected = TRUE AND p.batch_code = ac.batch_code
-                    THEN f.amount ELSE 0 END) AS selected_amount,
-           SUM(CASE WHEN f.month_start = :month_start AND f.segment_start >= ac.from_day
-                    THEN f.quantity ELSE 0 END) AS same_generic_quantity,
-           SUM(CASE WHEN f.month_start = :month_start AND f.segment_start >= ac.from_day
-                    THEN f.amount ELSE 0 END) AS same_generic_amount,
-           SUM(CASE WHEN f.channel = 'platform' AND p.is_selected = TRUE AND p.batch_code = ac.batch_code
-                    THEN f.quantity ELSE 0 END) AS cumulative_selected_quantity
-    FROM purchase_facts f
-    CROSS JOIN products p
-    CROSS JOIN active ac
-    WHERE f.month_start >= :first_month
-      AND f.month_start <= :month_start
-      AND p.product_code = f.product_code
-      AND (f.month_start = :month_start OR (f.channel = 'platform' AND p.is_selected = TRUE))
-      AND ac.institution_code = f.institution_code
-      AND ac.generic_name = p.generic_name
-      AND f.segment_start >= ac.period_start
-      AND f.segment_start <= ac.as_of_date
-    GROUP BY ac.agreement_id
+    SELECT figures_in.agreement_id,
+           SUM(figures_in.selected_quantity) AS selected_quantity,
+           SUM(figures_in.selected_amount) AS selected_amount,
+           SUM(figures_in.same_generic_quantity) AS same_generic_quantity,
+           SUM(figures_in.same_generic_amount) AS same_generic_amount,
+           SUM(figures_in.cumulative_selected_quantity) AS cumulative_selected_quantity
+    FROM (
+        SELECT ac.agreement_id,
+               CASE WHEN f.channel = 'platform' AND p.is_selected = TRUE AND p.batch_code = ac.batch_code
+                    THEN f.quantity ELSE 0 END AS selected_quantity,
+               CASE WHEN f.channel = 'platform' AND p.is_selected = TRUE AND p.batch_code = ac.batch_code
+                    THEN f.amount ELSE 0 END AS selected_amount,
+               f.quantity AS same_generic_quantity,
+               f.amount AS same_generic_amount,
+               0 AS cumulative_selected_quantity
+        FROM purchase_facts f
+        CROSS JOIN products p
+        CROSS JOIN active ac
+        WHERE f.month_start = :month_start
+          AND p.product_code = f.product_code
+          AND ac.institution_code = f.institution_code
+          AND ac.generic_name = p.generic_name
+          AND f.segment_start >= ac.from_day
+          AND f.segment_start <= ac.as_of_date
+        UNION ALL
+        SELECT ac.agreement_id, 0, 0, 0, 0, s.quantity
+        FROM selected_purchase_facts s
+        CROSS JOIN products p
+        CROSS JOIN active ac
+        WHERE s.month_start >= :first_month
+          AND s.month_start <= :month_start
+          AND p.product_code = s.product_code
+          AND p.is_selected = TRUE
+          AND ac.institution_code = s.institution_code
+          AND ac.generic_name = p.generic_name
+          AND ac.batch_code = p.batch_code
+          AND s.segment_start >= ac.period_start
+          AND s.segment_start <= ac.as_of_date
+    ) figures_in
+    GROUP BY figures_in.agreement_id
 ),
 figures AS (
     SELECT ac.agreement_id, ac.institution_code, ac.branch_code, ac.batch_code, ac.generic_name,

@@ -138,16 +138,38 @@ cycle_month_calendar = _table("cycle_month_calendar", ("period_start", "cycle_mo
 })
 
 # ---------------------------------------------------------------- derived facts
-# One GROUP BY pass over a month's order lines; every monthly rule reads this.
+# Two caches of one GROUP BY pass each, rebuilt from the orders whenever a source changes.
 # segment_start splits a month at agreement period boundaries so partial months are exact.
-purchase_facts = _table(
-    "purchase_facts", ("month_start", "segment_start", "institution_code", "product_code", "channel", "unit_price"), {
+# No key on the facts: a month is written whole by one transaction, which lists it first in
+# its *_months index (whose key makes a concurrent build of the same month fail and retry).
+# The judged month's purchases in full detail: every monthly rule reads them.
+purchase_facts = Table(
+    "purchase_facts", metadata,
+    *[Column(name, _TYPE_OF_KIND[kind], nullable=False) for name, kind in {
         "month_start": DATE, "segment_start": DATE, "institution_code": TEXT, "product_code": TEXT,
         "channel": TEXT, "unit_price": MONEY, "quantity": QUANTITY, "amount": MONEY, "line_count": INT,
-    })
-
+    }.items()],
+    Index("ix_purchase_facts_month_start", "month_start"),
+)
 purchase_facts_months = _table(
     "purchase_facts_months", ("month_start",), {"month_start": DATE, "built_at": "timestamptz", "line_count": INT})
+
+# Only what the cumulative figures read of every month of an agreement year: platform
+# purchases of selected products, by segment, institution and product (a quarter of the
+# full facts' rows: no price, no channel, no other product).
+selected_purchase_facts = Table(
+    "selected_purchase_facts", metadata,
+    *[Column(name, _TYPE_OF_KIND[kind], nullable=False) for name, kind in {
+        "month_start": DATE, "segment_start": DATE, "institution_code": TEXT, "product_code": TEXT,
+        "quantity": QUANTITY, "line_count": INT,
+    }.items()],
+    Index("ix_selected_purchase_facts_month_start", "month_start"),
+)
+selected_purchase_facts_months = _table(
+    "selected_purchase_facts_months", ("month_start",),
+    {"month_start": DATE, "built_at": "timestamptz", "line_count": INT})
+# Cleared together whenever a source of theirs (orders, products, batches, agreements) changes.
+FACTS_CACHE = (purchase_facts, purchase_facts_months, selected_purchase_facts, selected_purchase_facts_months)
 
 # 一院一档: one row per active agreement and month.
 institution_file_metrics = _table(

@@ -494,14 +494,13 @@ def after_load(conn, table: str) -> None:
     from sqlalchemy import delete
 
     from vbp_monitor.model.calendar_tables import ensure_cycle_month_calendar, rebuild_work_calendar
-    from vbp_monitor.model.schema import purchase_facts, purchase_facts_months
+    from vbp_monitor.model.schema import FACTS_CACHE
 
     if table == "holidays":
         rebuild_work_calendar(conn)
     if table in FACTS_SOURCES:
-        # the monthly facts are a cache of orders × products × batches × agreements
-        conn.execute(delete(purchase_facts))
-        conn.execute(delete(purchase_facts_months))
+        for cache in FACTS_CACHE:  # the facts are a cache of orders × products × batches × agreements
+            conn.execute(delete(cache))
     if table == "agreements":
         ensure_cycle_month_calendar(conn)
 

@@ -1,29 +1,38 @@
-"""Monthly purchase facts: one aggregation pass over a month's order lines (DAG 2).
+"""Monthly purchase facts in two grains: one aggregation pass each (DAG 2).
 
-Every monthly-monitoring rule reads ``purchase_facts`` instead of the order lines: a month
-is built by ONE ``INSERT … SELECT … GROUP BY`` over its lines (``include/sql/
-facts_build_month.sql``), keyed by (segment_start, institution, product, channel, unit
-price). ``segment_start`` splits the month at agreement-period boundaries, so partial-month
-figures of an agreement year are exact sums of whole segments.
+Every monthly-monitoring rule reads the facts instead of the order lines:
 
-``purchase_facts_months`` is the cache index: a listed month is built and reused by every
-later run (cumulative selected quantities sum earlier months too). Ingest must call
-:func:`clear_purchase_facts` whenever orders or agreements change (and may on products or
-batches), so a stale month is never read.
+* ``purchase_facts``: the judged month in full, keyed by (segment_start, institution,
+  product, channel, unit price) — ``include/sql/facts_build_month.sql``; the price rules
+  need the price, the online rules the channel.
+* ``selected_purchase_facts``: of every month of the agreement years active in M, only
+  what the cumulative figures sum — platform purchases of selected products by segment,
+  institution and product (``facts_build_selected.sql``: a quarter of the rows; the
+  missing months of a run in ONE pass over their lines).
 
-Parallel backfills may build the same month at once. A build is one transaction (delete the
-month, insert it, list it); when two collide, PostgreSQL lets one of them fail on the
-primary key and SQLite serialises the writers (busy_timeout): the loser rolls back,
-re-checks the index and finds the month built.
+``segment_start`` splits a month at agreement-period boundaries, so partial-month figures
+of an agreement year are exact sums of whole segments.
+
+``purchase_facts_months`` and ``selected_purchase_facts_months`` are the cache indexes: a
+listed month is built and reused by every later run. Ingest must call
+:func:`clear_purchase_facts` whenever orders, products, batches or agreements change, so a
+stale month is never read.
+
+Parallel backfills may build the same month at once. A build is one transaction that lists
+its months in the index first, then deletes and inserts their facts: when two collide,
+PostgreSQL makes the second wait on the index's key and fail, SQLite serialises the writers
+(busy_timeout); the loser rolls back, re-checks the index and finds the month built.
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import delete, text
+from sqlalchemy import Table, delete, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from vbp_monitor.core import sqlfiles
@@ -31,14 +40,15 @@ from vbp_monitor.core.db import planner_settings
 from vbp_monitor.core.formatting import as_date
 from vbp_monitor.core.periods import JudgedPeriod
 from vbp_monitor.core.prc_calendar import add_months, month_bounds
-from vbp_monitor.model.schema import purchase_facts, purchase_facts_months
+from vbp_monitor.model.schema import FACTS_CACHE, purchase_facts_months, selected_purchase_facts_months
 
 log = logging.getLogger(__name__)
 
 BUILD_ATTEMPTS = 5
-# A cold cache of at least this many months is built in one transaction (build_months_in_bulk).
-BULK_MIN_MONTHS = 3
-FACTS_KEY_NAME = "purchase_facts_pkey"
+# The one GROUP BY of a build holds its groups in memory (a month in full: ~560,000 groups
+# at 1,000,000 lines; a year of selected purchases: ~1.7 million) instead of spilling.
+BUILD_WORK_MEM = "256MB"
+FACTS_BUILD_WORKERS = 2  # builds at once on PostgreSQL: the cores of the machines it runs on
 
 
 def month_starts(first: dt.date, last: dt.date) -> list[dt.date]:
@@ -51,13 +61,25 @@ def month_starts(first: dt.date, last: dt.date) -> list[dt.date]:
     return months
 
 
+def contiguous_runs(months: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    """Sorted month starts as (first, last) runs of consecutive months."""
+    runs: list[tuple[dt.date, dt.date]] = []
+    for month in sorted(months):
+        if runs and add_months(runs[-1][1], 1) == month:
+            runs[-1] = (runs[-1][0], month)
+        else:
+            runs.append((month, month))
+    return runs
+
+
 @dataclass(frozen=True)
 class FactsCoverage:
-    """The months of facts a judged month reads: from ``first_month`` to ``month_start``."""
+    """The facts a judged month reads: M in full, and the selected purchases of every month
+    from ``first_month`` to ``month_start``."""
 
     month_start: dt.date
     first_month: dt.date
-    built: tuple[dt.date, ...]  # months this call built (the rest were cached)
+    built: tuple[dt.date, ...]  # months whose facts (of either grain) this call built
 
     def as_dict(self) -> dict:
         return {"month": self.month_start.isoformat(), "first_month": self.first_month.isoformat(),
@@ -73,10 +95,12 @@ def months_needed(conn, period: JudgedPeriod) -> list[dt.date]:
     return month_starts(first, period.first_day)
 
 
-def built_months(conn, first_month: dt.date, last_month: dt.date) -> dict[dt.date, int]:
-    """Built months in the range -> their line count."""
-    rows = sqlfiles.query(conn, "facts_built_months", first_month=first_month, last_month=last_month)
-    return {as_date(row["month_start"]): int(row["line_count"]) for row in rows}
+def built_months(conn, first_month: dt.date, last_month: dt.date,
+                 index: Table = purchase_facts_months) -> dict[dt.date, int]:
+    """Built months in the range (of ``index``: the full or the selected facts) -> their line count."""
+    rows = conn.execute(select(index.c.month_start, index.c.line_count)
+                        .where(index.c.month_start >= first_month, index.c.month_start <= last_month))
+    return {as_date(row.month_start): int(row.line_count) for row in rows}
 
 
 def is_built(conn, month_start: dt.date) -> bool:
@@ -91,95 +115,110 @@ def refresh_planner_statistics(conn, table_name: str) -> None:
         conn.execute(text(f"ANALYZE {table_name}"))
 
 
-def build_month(engine, month_start: dt.date, force: bool = False, analyze: bool = True) -> bool:
-    """Build one month's facts unless cached; True when this call built it.
-
-    ``analyze=False``: the caller refreshes the planner statistics once after a series."""
-    month_start = month_start.replace(day=1)
-    month_end = month_bounds(month_start)[1]
+def _build(engine, what: str, missing: Callable[[], bool], write: Callable) -> bool:
+    """Run ``write(conn)`` in one transaction unless ``missing()`` says the months are built;
+    on a collision with a parallel build, roll back and re-check. True when this call built."""
     for attempt in range(1, BUILD_ATTEMPTS + 1):
-        if not force:
-            with engine.connect() as conn:
-                if is_built(conn, month_start):
-                    return False
+        if not missing():
+            return False
         try:
-            with engine.begin() as conn, planner_settings(conn, work_mem="64MB"):  # (the GROUP BY in memory)
-                sqlfiles.execute(conn, "facts_build_month", month_start=month_start,
-                                 month_end=month_end, built_at=dt.datetime.now(dt.UTC))
-                if analyze:
-                    refresh_planner_statistics(conn, "purchase_facts")
-            log.info("purchase facts built for %s", month_start.strftime("%Y-%m"))
+            with engine.begin() as conn, planner_settings(conn, work_mem=BUILD_WORK_MEM):
+                write(conn)
+            log.info("%s built", what)
             return True
         except (IntegrityError, OperationalError) as exc:
             # A parallel run built (or is building) the same month: roll back, re-check.
             # (PostgreSQL serialization failures and deadlocks are OperationalErrors too.)
             if attempt == BUILD_ATTEMPTS:
                 raise
-            log.info("purchase facts for %s collided with another build (%s); re-checking",
-                     month_start.strftime("%Y-%m"), type(exc).__name__)
-            force = False
+            log.info("%s collided with another build (%s); re-checking", what, type(exc).__name__)
             time.sleep(0.2 * attempt)
     return False  # pragma: no cover
 
 
-class _NotEmpty(Exception):
-    """The facts table filled up while a bulk build waited for its lock."""
+def build_month(engine, month_start: dt.date, force: bool = False, analyze: bool = True) -> bool:
+    """Build one month's full facts unless cached; True when this call built it."""
+    month_start = month_start.replace(day=1)
 
+    def missing() -> bool:
+        nonlocal force
+        if force:
+            force = False  # (a retry after a collision re-checks the index)
+            return True
+        with engine.connect() as conn:
+            return not is_built(conn, month_start)
 
-def build_months_in_bulk(engine, months: list[dt.date]) -> bool:
-    """PostgreSQL, empty cache: build ``months`` in one transaction with the primary key
-    dropped and rebuilt once at the end. Maintaining the six-column key row by row costs
-    most of a month's build (measured: ~2.5 s of ~3 s per 100,000 facts, against ~0.5 s a
-    month for one sorted index build); a cold cache (after every ingest of orders) needs
-    all the agreement year's months at once. True when built; False (nothing changed) on
-    SQLite, when the table is not empty, or when another run got there first.
-
-    The ACCESS EXCLUSIVE lock of ``ALTER TABLE`` holds readers and other builders of the
-    facts until the commit; the emptiness is checked again under it, so a second cold run
-    waiting for the lock finds the months built instead of building them twice."""
-    if engine.dialect.name != "postgresql" or len(months) < BULK_MIN_MONTHS:
-        return False
-    try:
-        with engine.begin() as conn:
-            conn.execute(text("LOCK TABLE purchase_facts, purchase_facts_months IN ACCESS EXCLUSIVE MODE"))
-            if conn.execute(text("SELECT EXISTS (SELECT 1 FROM purchase_facts) "
-                                 "OR EXISTS (SELECT 1 FROM purchase_facts_months)")).scalar():
-                raise _NotEmpty
-            key = ", ".join(column.name for column in purchase_facts.primary_key.columns)
-            conn.execute(text(f"ALTER TABLE purchase_facts DROP CONSTRAINT {FACTS_KEY_NAME}"))
-            built_at = dt.datetime.now(dt.UTC)
-            with planner_settings(conn, work_mem="64MB"):  # (each month's GROUP BY in memory)
-                for month_start in months:
-                    sqlfiles.execute(conn, "facts_build_month", month_start=month_start,
-                                     month_end=month_bounds(month_start)[1], built_at=built_at)
-            with planner_settings(conn, maintenance_work_mem="256MB"):  # (the key's sort in memory)
-                conn.execute(text(f"ALTER TABLE purchase_facts ADD CONSTRAINT {FACTS_KEY_NAME} "
-                                  f"PRIMARY KEY ({key})"))
+    def write(conn) -> None:
+        sqlfiles.execute(conn, "facts_build_month", month_start=month_start,
+                         month_end=month_bounds(month_start)[1], built_at=dt.datetime.now(dt.UTC))
+        if analyze:
             refresh_planner_statistics(conn, "purchase_facts")
-    except (_NotEmpty, IntegrityError, OperationalError) as exc:
-        log.info("purchase facts not built in bulk (%s): month by month instead", type(exc).__name__)
-        return False
-    log.info("purchase facts built in bulk for %s … %s", months[0].strftime("%Y-%m"), months[-1].strftime("%Y-%m"))
-    return True
+
+    return _build(engine, f"purchase facts of {month_start:%Y-%m}", missing, write)
+
+
+def build_selected_months(engine, first_month: dt.date, last_month: dt.date, analyze: bool = True) -> bool:
+    """Build the selected facts of the consecutive months ``first_month`` .. ``last_month``
+    in one pass, unless one of them is cached already (then the caller asks again for the
+    months still missing); True when this call built them."""
+    first_day, last_day = first_month.replace(day=1), month_bounds(last_month)[1]
+
+    def missing() -> bool:
+        with engine.connect() as conn:
+            return not built_months(conn, first_day, last_day, selected_purchase_facts_months)
+
+    def write(conn) -> None:
+        sqlfiles.execute(conn, "facts_build_selected", first_day=first_day, last_day=last_day,
+                         built_at=dt.datetime.now(dt.UTC))
+        if analyze:
+            refresh_planner_statistics(conn, "selected_purchase_facts")
+
+    return _build(engine, f"selected purchase facts of {first_day:%Y-%m} … {last_day:%Y-%m}", missing, write)
+
+
+def split_runs(runs: list[tuple[dt.date, dt.date]], pieces: int) -> list[tuple[dt.date, dt.date]]:
+    """The runs cut into at least ``pieces`` runs of near-equal months (as far as months go)."""
+    months = [month for first, last in runs for month in month_starts(first, last)]
+    if len(runs) >= pieces or len(months) <= len(runs):
+        return runs
+    size = -(-len(months) // pieces)
+    return [cut for first, last in runs for cut in _cut(month_starts(first, last), size)]
+
+
+def _cut(months: list[dt.date], size: int) -> list[tuple[dt.date, dt.date]]:
+    return [(months[i], months[min(i + size, len(months)) - 1]) for i in range(0, len(months), size)]
 
 
 def ensure_facts(engine, period: JudgedPeriod) -> FactsCoverage:
-    """Build the missing months the judged month reads (M and earlier agreement months)."""
+    """Build what the judged month reads and is not cached: M in full, and the selected
+    purchases of M and the earlier months of its agreement years.
+
+    On PostgreSQL the builds run side by side on ``FACTS_BUILD_WORKERS`` connections (an
+    ``INSERT … SELECT`` gets no parallel workers of its own: a cold cache's year of lines
+    would be read by one core); SQLite serialises its writers, so one after the other."""
     with engine.connect() as conn:
         needed = months_needed(conn, period)
-        cached = built_months(conn, needed[0], needed[-1])
-    if not cached and build_months_in_bulk(engine, needed):
-        return FactsCoverage(period.first_day, needed[0], tuple(needed))
-    # One ANALYZE after the series (each costs a sample of the whole table), not one a month.
-    built = tuple(month for month in needed
-                  if month not in cached and build_month(engine, month, analyze=False))
-    if built:
-        with engine.begin() as conn:
-            refresh_planner_statistics(conn, "purchase_facts")
-    return FactsCoverage(period.first_day, needed[0], built)
+    workers = FACTS_BUILD_WORKERS if engine.dialect.name == "postgresql" else 1
+    built: set[dt.date] = set()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        full = pool.submit(build_month, engine, period.first_day)
+        for _attempt in range(BUILD_ATTEMPTS):
+            with engine.connect() as conn:
+                cached = built_months(conn, needed[0], needed[-1], selected_purchase_facts_months)
+            runs = contiguous_runs([month for month in needed if month not in cached])
+            if not runs:
+                break
+            pieces = split_runs(runs, workers)
+            # (a run that found one of its months built by a parallel run is asked again)
+            for (first, last), done in zip(pieces, pool.map(lambda run: build_selected_months(engine, *run), pieces)):
+                if done:
+                    built.update(month_starts(first, last))
+        if full.result():
+            built.add(period.first_day)
+    return FactsCoverage(period.first_day, needed[0], tuple(sorted(built)))
 
 
 def clear_purchase_facts(conn) -> None:
-    """Drop the whole cache (ingest: orders, agreements, products or batches changed)."""
-    conn.execute(delete(purchase_facts))
-    conn.execute(delete(purchase_facts_months))
+    """Drop both caches (ingest: orders, agreements, products or batches changed)."""
+    for table in FACTS_CACHE:
+        conn.execute(delete(table))
