@@ -51,7 +51,8 @@ DAYS = [dt.date(2025 + month // 12, month % 12 + 1, 1).isoformat() for month in 
 ALERT_COLUMNS = ("alert_key", "rule_code", "severity", "period", "branch_code", "institution_code",
                  "metric_value", "threshold_value", "message", "status")
 VOLATILE = {"built_at", "run_id", "first_raised_at", "last_raised_at", "notified_at", "sent_at"}
-TABLES = ("institution_file_metrics", "purchase_facts", "purchase_facts_months")
+TABLES = ("institution_file_metrics", "purchase_facts", "purchase_facts_months", "selected_purchase_facts",
+          "selected_purchase_facts_months")
 
 # one monthly run, as the DAG's tasks do it, in a process of its own: argv = warehouse URL, run day
 WORKER = """

@@ -45,6 +45,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from typing import TYPE_CHECKING
 
@@ -163,28 +164,40 @@ def merged(first: WriteResult, second: WriteResult) -> WriteResult:
 
 
 def judge(engine, run: RunContext, profile: dict | None = None, write_reports: bool = True) -> JudgeResult:
-    """Judge month M: institution file, the rule codes, the branches' execution reports."""
+    """Judge month M: institution file, the rule codes, the branches' execution reports.
+
+    The reports read only the institution file and the facts: on PostgreSQL they are
+    written (Python, one core) while the rules run (the server, the other core), once the
+    institution file is committed. SQLite would hold the rules' commit behind the reports'
+    long read: there one after the other."""
     settings = MonitoringSettings.from_profile(profile or load_profile())
     coverage = ensure_facts(engine, run.period)  # cheap when build_facts already ran
     batch_only = bool(run.scope.batch_code)
     codes = BATCH_CODES if batch_only else CODES
     with engine.begin() as conn:
         write_institution_file(conn, run, coverage)
-        # Two agreement years of one subject can both be active in a boundary month: one
-        # alert per key, the more severe, then the later year.
-        groups: list[Iterable[dict]] = [one_per_key(agreement_candidates(conn, run, settings))]
-        if not batch_only:
-            # Generators: each rule's query runs when the store reaches it, so one rule's
-            # result rows at a time are held (besides the alert rows the store collects).
-            groups += [family(conn, run, settings) for family in OTHER_FAMILIES]
-        written = run.store.replace(conn, BATCH_CODES if batch_only else FIRST_CODES,
-                                    chain.from_iterable(groups), scope=run.scope)
-        if not batch_only:
-            # after the store wrote M's other alerts, in the same transaction: it reads them
-            followed = run.store.replace(conn, (RECTIFICATION,), rectification_candidates(conn, run, settings),
-                                         scope=run.scope)
-            written = merged(written, followed)
-    attachments = write_branch_reports(engine, run, eps=EPS) if write_reports else {}
+    beside = write_reports and engine.dialect.name == "postgresql"
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        reports = pool.submit(write_branch_reports, engine, run, eps=EPS) if beside else None
+        with engine.begin() as conn:
+            # Two agreement years of one subject can both be active in a boundary month: one
+            # alert per key, the more severe, then the later year.
+            groups: list[Iterable[dict]] = [one_per_key(agreement_candidates(conn, run, settings))]
+            if not batch_only:
+                # Generators: each rule's query runs when the store reaches it, so one rule's
+                # result rows at a time are held (besides the alert rows the store collects).
+                groups += [family(conn, run, settings) for family in OTHER_FAMILIES]
+            written = run.store.replace(conn, BATCH_CODES if batch_only else FIRST_CODES,
+                                        chain.from_iterable(groups), scope=run.scope)
+            if not batch_only:
+                # after the store wrote M's other alerts, in the same transaction: it reads them
+                followed = run.store.replace(conn, (RECTIFICATION,), rectification_candidates(conn, run, settings),
+                                             scope=run.scope)
+                written = merged(written, followed)
+        if reports is not None:
+            attachments = reports.result()
+        else:
+            attachments = write_branch_reports(engine, run, eps=EPS) if write_reports else {}
     result = JudgeResult(period=run.period.label, rule_codes=codes, written=written,
                          attachments=attachments, details={"facts": coverage.as_dict()})
     log.info("%s %s: %s", DAG_ID, run.period.label, result.as_xcom())
