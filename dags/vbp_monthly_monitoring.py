@@ -32,7 +32,7 @@ ZH_BODY = f"""
 
 恰好等于阈值不预警。
 
-**任务**：`validate`（对本次读取的数据运行期望套件）→ `build_facts`（一次汇总 M 月订单行写入 `purchase_facts`；
+**任务**：`validate`（对本次读取的数据运行期望套件）与 `build_facts` 同时运行（一次汇总 M 月订单行写入 `purchase_facts`；
 累计指标所需的协议年度各月中选产品网采量另汇总进 `selected_purchase_facts`，已建月份缓存复用）→ `judge`（评判）→ `notify`（通知）。
 
 **输出**：预警（期间 `YYYY-MM`）；一院一档表 `institution_file_metrics`（M 月有效的每份协议一行）；各分局带量执行报表
@@ -71,7 +71,7 @@ same institution × generic name (or category) with an open progress, share, pri
 online-rate alert in each of `rectification_months` (3) consecutive months ending with M,
 judged after M's other alerts are written. A value exactly at a threshold does not alert.
 
-**Tasks**: `validate` (expectation suites on what the run reads) → `build_facts` (one
+**Tasks**: `validate` (expectation suites on what the run reads) beside `build_facts` (one
 aggregation pass over M's order lines into `purchase_facts`; the platform purchases of
 selected products of every month of the agreement years, which the cumulative figures
 sum, into `selected_purchase_facts`; built months are cached) → `judge` → `notify`.
@@ -94,7 +94,7 @@ DOC = dag_doc(DAG_ID, ZH_PURPOSE, ZH_BODY, ENGLISH)
 
 @dag(schedule=schedule_of(DAG_ID), doc_md=DOC, **dag_arguments(DAG_ID))
 def vbp_monthly_monitoring():
-    rule_tasks("vbp_monitor.rules.monitoring", steps=["validate", "build_facts"])
+    rule_tasks("vbp_monitor.rules.monitoring", steps=["validate"], alongside=["build_facts"])
 
 
 vbp_monthly_monitoring()

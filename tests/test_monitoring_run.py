@@ -243,7 +243,7 @@ def test_validate_reads_the_judged_months_rows_cleanly(engine):
     assert open_alerts(engine, "DATA_QUALITY") == []
 
 
-def test_the_dag_builds_facts_between_validation_and_judging():
+def test_the_dag_builds_facts_while_validating_and_judges_after_both():
     from airflow.dag_processing.dagbag import DagBag
 
     from vbp_monitor.core.timetables import FirstWorkingDayTimetable
@@ -251,7 +251,7 @@ def test_the_dag_builds_facts_between_validation_and_judging():
     dag = DagBag(dag_folder=str(Path(__file__).resolve().parents[1] / "dags" / "vbp_monthly_monitoring.py")
                  ).dags["vbp_monthly_monitoring"]
     upstream = {task.task_id: set(task.upstream_task_ids) for task in dag.tasks}
-    assert upstream == {"validate": set(), "build_facts": {"validate"}, "judge": {"build_facts"},
+    assert upstream == {"validate": set(), "build_facts": set(), "judge": {"validate", "build_facts"},
                         "notify": {"judge"}}
     assert isinstance(dag.timetable, FirstWorkingDayTimetable)
     assert set(dag.tags) == {"vbp", "集采监管", "monthly", "月度监测"} and not dag.catchup

@@ -164,7 +164,7 @@ def resolve(module: str, name: str) -> Callable:
 
 
 def rule_tasks(module: str, judge: str = "judge", steps: Sequence[str] = (), notify: bool = True,
-               judge_task_id: str = "judge"):
+               judge_task_id: str = "judge", alongside: Sequence[str] = ()):
     """Wire ``steps… → judge → notify`` for a vbp-monitor DAG; call it inside ``@dag``.
 
     ``module`` holds the logic (e.g. ``vbp_monitor.rules.monitoring``); ``steps`` and
@@ -173,12 +173,13 @@ def rule_tasks(module: str, judge: str = "judge", steps: Sequence[str] = (), not
     ``steps`` run first, in order (validation, a pre-judge step such as building the facts
     cache or migrating the schema), each a task named after its function; ``judge`` returns
     a ``JudgeResult`` (or a dict) whose ``attachments`` the ``notify`` task mails with the
-    run's new alerts. The run context, the engine and JSON-safety are built here once for
-    every DAG.
+    run's new alerts. ``alongside`` names steps that start with the first step and run beside
+    the others (building a cache while the data is validated): ``judge`` waits for them all.
+    The run context, the engine and JSON-safety are built here once for every DAG.
     """
     from airflow.sdk import task
 
-    WIRED.append((module, (*steps, judge)))
+    WIRED.append((module, (*steps, *alongside, judge)))
 
     def as_task(name: str, task_id: str):
         @task(task_id=task_id, multiple_outputs=False)
@@ -213,6 +214,8 @@ def rule_tasks(module: str, judge: str = "judge", steps: Sequence[str] = (), not
     judged = as_task(judge, judge_task_id)()
     if previous is not None:
         previous >> judged
+    for name in alongside:
+        as_task(name, name)() >> judged
     if notify:
         notify_task.override(task_id="notify")(judged)
     return judged
