@@ -16,7 +16,7 @@ each branch from the table (the other batches' rows stay from the last full run)
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from itertools import groupby
 from operator import itemgetter
@@ -108,7 +108,7 @@ def _day(value):
     return value if type(value) is dt.date else as_date(value)
 
 
-def _file_row(row: dict, branch_name: str) -> list:
+def _file_row(row: Mapping, branch_name: str) -> list:
     return [
         branch_name, row["institution_code"], row["institution_name"], row["batch_code"],
         row["batch_name"], row["generic_name"], row["agreement_id"], _day(row["period_start"]),
@@ -136,7 +136,7 @@ def _branch_workbooks(conn, run: RunContext, eps: float, branches: dict) -> Iter
     for row in rows:
         summary.setdefault(row["branch_code"], []).append(row)
 
-    def sheets(branch_code: str, detail_rows: Iterable[dict]) -> Sheets:
+    def sheets(branch_code: str, detail_rows: Iterable[Mapping]) -> Sheets:
         name = branches.get(branch_code, {}).get("name", branch_code)
         return {
             "带量执行情况": (SUMMARY_HEADER, [_summary_row(row, name) for row in summary.pop(branch_code, [])]),
