@@ -49,6 +49,9 @@ BUILD_ATTEMPTS = 5
 # at 1,000,000 lines; a year of selected purchases: ~1.7 million) instead of spilling.
 BUILD_WORK_MEM = "256MB"
 FACTS_BUILD_WORKERS = 2  # builds at once on PostgreSQL: the cores of the machines it runs on
+# Months of selected facts one PostgreSQL build aggregates: its groups stay within work_mem
+# (a quarter of a year: ~500,000 groups at 1,000,000 lines a month) and the builds share out.
+SELECTED_MONTHS_PER_BUILD = 3
 
 
 def month_starts(first: dt.date, last: dt.date) -> list[dt.date]:
@@ -176,17 +179,13 @@ def build_selected_months(engine, first_month: dt.date, last_month: dt.date, ana
     return _build(engine, f"selected purchase facts of {first_day:%Y-%m} … {last_day:%Y-%m}", missing, write)
 
 
-def split_runs(runs: list[tuple[dt.date, dt.date]], pieces: int) -> list[tuple[dt.date, dt.date]]:
-    """The runs cut into at least ``pieces`` runs of near-equal months (as far as months go)."""
-    months = [month for first, last in runs for month in month_starts(first, last)]
-    if len(runs) >= pieces or len(months) <= len(runs):
-        return runs
-    size = -(-len(months) // pieces)
-    return [cut for first, last in runs for cut in _cut(month_starts(first, last), size)]
-
-
-def _cut(months: list[dt.date], size: int) -> list[tuple[dt.date, dt.date]]:
-    return [(months[i], months[min(i + size, len(months)) - 1]) for i in range(0, len(months), size)]
+def split_runs(runs: list[tuple[dt.date, dt.date]], size: int) -> list[tuple[dt.date, dt.date]]:
+    """The runs cut into runs of at most ``size`` months."""
+    pieces = []
+    for first, last in runs:
+        months = month_starts(first, last)
+        pieces += [(months[i], months[min(i + size, len(months)) - 1]) for i in range(0, len(months), size)]
+    return pieces
 
 
 def ensure_facts(engine, period: JudgedPeriod) -> FactsCoverage:
@@ -208,7 +207,7 @@ def ensure_facts(engine, period: JudgedPeriod) -> FactsCoverage:
             runs = contiguous_runs([month for month in needed if month not in cached])
             if not runs:
                 break
-            pieces = split_runs(runs, workers)
+            pieces = split_runs(runs, SELECTED_MONTHS_PER_BUILD) if workers > 1 else runs
             # (a run that found one of its months built by a parallel run is asked again)
             for (first, last), done in zip(pieces, pool.map(lambda run: build_selected_months(engine, *run), pieces)):
                 if done:

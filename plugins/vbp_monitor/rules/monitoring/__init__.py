@@ -3,14 +3,14 @@
 seed 002 §二(三)(四), seed 001 §五(一)(三), seed 004 §二(一). A run judges one calendar
 month M (``periods.judged_month``) with the records dated on or before its last day.
 
-Flow: ``validate`` checks the rows the run reads; ``build_facts`` aggregates M's order
-lines once into ``purchase_facts`` (and the earlier months the cumulative figures need, if
-not cached: ``rules.purchase_facts``); ``judge`` writes the institution file
-(``institution_file_metrics``, one row per agreement active in M), computes the rule codes
-of ``catalog.DAGS[DAG_ID]`` with set-based SQL over the facts (the payment and filing rules
-read only the orders whose deadline falls in M, by index-friendly date ranges), writes them
-through the AlertStore, and writes each branch's execution report
-(``outputs.execution_report``).
+Flow: ``validate`` checks the rows the run reads while ``build_facts`` aggregates M's order
+lines once into ``purchase_facts`` and the selected purchases of the months the cumulative
+figures need into ``selected_purchase_facts``, if not cached (``rules.purchase_facts``);
+``judge`` writes the institution file (``institution_file_metrics``, one row per agreement
+active in M), computes the rule codes of ``catalog.DAGS[DAG_ID]`` with set-based SQL over
+the facts (the payment and filing rules read only the orders whose deadline falls in M, by
+index-friendly date ranges), writes them through the AlertStore, and writes each branch's
+execution report (``outputs.execution_report``).
 
 Rule families, one module each (condition in ``include/sql/monitoring_*.sql``, parameters
 and citations in the profile's ``[monitoring]``, title/severity/routing in the catalog):
