@@ -724,9 +724,14 @@ def judge(engine, run: RunContext, profile: dict | None = None,
     runs succeeded (None: not known, e.g. called outside Airflow — taken as succeeded)."""
     from vbp_monitor.outputs.report_document import write_report_docx, write_reproducible_xlsx
 
+    from vbp_monitor.rules.purchase_facts import build_month
+
     profile = profile or load_profile()
     settings = ReportSettings.from_profile(profile)
     missing = Missing.of(upstream)
+    # M's purchase facts (the online rates): cached by M's monitoring run unless an ingest
+    # cleared them since (then built again from the same orders)
+    build_month(engine, run.period.first_day)
     with engine.connect() as conn:
         figures = read_figures(conn, run, settings)
     report = build_report(figures, run, settings, profile, missing)
