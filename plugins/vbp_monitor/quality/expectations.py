@@ -130,9 +130,21 @@ def suite_name(table: str) -> str:
 
 # ---------------------------------------------------------------- typed views of text
 def numbers(series: pd.Series, kind: str = contract.MONEY) -> pd.Series:
-    """Float view of a text column; NaN where the text is not a number of that kind."""
+    """Float view of a text column; NaN where the text is not a number of that kind. Each
+    distinct text is parsed once (prices and quantities repeat) when that gives what parsing
+    every row gives: floats, or integers (floats where a row has none)."""
+    import numpy as np
     import pandas as pd
 
+    codes, distinct = pd.factorize(series)
+    texts = pd.Series(distinct).astype("str")
+    parsed = pd.to_numeric(texts.where(fullmatches(texts, INT_PATTERN if kind == contract.INT else NUMBER_PATTERN)),
+                           errors="coerce").to_numpy()
+    if len(parsed) and parsed.dtype.kind in "if":
+        if (codes < 0).any() or parsed.dtype.kind == "f":
+            # a missing value's code is -1: the NaN appended
+            return pd.Series(np.append(parsed.astype(float), np.nan)[codes], index=series.index)
+        return pd.Series(parsed[codes], index=series.index)
     text = series.astype("str")
     valid = fullmatches(text, INT_PATTERN if kind == contract.INT else NUMBER_PATTERN) & series.notna()
     return pd.to_numeric(text.where(valid), errors="coerce")
