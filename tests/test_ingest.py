@@ -575,6 +575,7 @@ def test_many_good_rows_load_through_copy_like_row_by_row(engine, tmp_path, monk
     """A file of more rows than COPY_MIN_ROWS (PostgreSQL: COPY of the typed columns) loads the
     very values the paged INSERT loads, with the bad rows quarantined alike."""
     from vbp_monitor.core import db
+    from vbp_monitor.quality import ingest
 
     rows = [order(f"O-{n:05d}", quantity=f"{n % 7 + 1}", unit_price=["0.5", "0.50", "12.3456", "+.5"][n % 4],
                   amount=str((n % 7 + 1) * Decimal(["0.5", "0.50", "12.3456", "0.5"][n % 4])),
@@ -598,8 +599,12 @@ def test_many_good_rows_load_through_copy_like_row_by_row(engine, tmp_path, monk
         return loaded, [(r["row_number"], r["reasons"]) for r in quarantined(engine, "orders.csv")]
 
     by_copy = outcome("manual__1")
-    monkeypatch.setattr(db, "COPY_MIN_ROWS", 10**9)
+    # in chunks: a chunk's COPY runs while the next chunk is read and validated
+    monkeypatch.setattr(ingest, "CHUNK_ROWS", 400)
+    monkeypatch.setattr(db, "COPY_MIN_ROWS", 100)
     assert outcome("manual__2") == by_copy
+    monkeypatch.setattr(db, "COPY_MIN_ROWS", 10**9)
+    assert outcome("manual__3") == by_copy
     assert len([row for row in by_copy[0] if row[0].startswith("O-0")]) == 1296 and len(by_copy[1]) == 2
     loaded = {row[0]: row for row in by_copy[0]}
     assert str(loaded["O-SHORT"][5]).startswith("2025-02-20 09:00:07") and loaded["O-ESCAPE"][3] == "D\\1\tX\rY\nZ"

@@ -791,6 +791,8 @@ def _load(conn, run, table: str, path: Path, header: list[str], rows: Iterator[l
     file of several chunks has each chunk judged with the keys it repeats itself (no pass over
     the file first): the same judgement unless a key is in two chunks, which raises
     ``_KeyInTwoChunks`` at the later one (the caller rolls back and loads again with them)."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     import numpy as np
 
     from vbp_monitor.core import db
@@ -806,42 +808,55 @@ def _load(conn, run, table: str, path: Path, header: list[str], rows: Iterator[l
     read = loaded = quarantined = 0
     now = dt.datetime.now(dt.UTC)
     replace_quarantine(conn, table, file_name, [])
-    for raw, more in frames:
-        if not read and not more and not len(raw) and not spec.optional_file:
-            raise _FileFailure("只有表头（第 1 行），没有数据行", 0)  # a snapshot with no row: an export gone wrong
-        first_row = read + 1
-        read += len(raw)
-        frame = suites.add_helper_columns(conn, table, contract_text(raw, spec, first_row))
-        judged = duplicates
-        if duplicates is None and (more or seen is not None):
-            if seen is None:
-                seen = {column: np.array([], dtype=np.int64) for column in unique_columns(table)}
-            judged = {}
-            for column in seen:
-                judged[column], seen[column] = _chunk_repeats(frame[column], seen[column])
-        outcome = validate_chunk(conn, table, frame, judged)
-        if outcome.file_failures:
-            read += sum(len(rest) for rest, _ in frames)
-            broken = "；".join(f"{f.label}，实际值 {f.observed}" for f in outcome.file_failures)
-            raise _FileFailure(f"未通过期望套件 {outcome.suite_name} 的文件级期望：{broken}", read)
-        reasons = {number: list(texts) for number, texts in outcome.row_reasons.items()}
-        good = frame[~frame[suites.ROW_NUMBER].isin(list(reasons))] if reasons else frame
-        # PostgreSQL's COPY gets the good rows as text rendered array-wise (no Python object per value)
-        records, unparsed = typed_columns(table, good, copy_text=conn.dialect.name == "postgresql"
-                                          and len(good) >= db.COPY_MIN_ROWS)
-        del good
-        for number, texts in unparsed.items():
-            reasons.setdefault(number, []).extend(texts)
-            unparsed_texts.update(texts)
-        bad = _quarantine_rows(raw, frame, spec, first_row, reasons, file_name, run, now) if reasons else []
-        del raw, frame
-        replace_quarantine(conn, table, file_name, bad, delete=False)
-        examples.extend(q["row_key"] or f"第{q['row_number']}行" for q in bad[:MAX_EXAMPLES - len(examples)])
-        quarantined += len(bad)
-        loaded += upsert(conn, table, records)
-        del records, bad
-        outcome.row_reasons, outcome.row_keys = {}, {}  # written: only the failures' counts are kept
-        outcomes.append(outcome)
+    # PostgreSQL's COPY of a chunk's good rows runs in a thread while the next chunk is read
+    # and prepared (the server and Python on two cores); the connection waits for it before
+    # its next use (helper columns read the warehouse only for the agreements, one chunk)
+    with ThreadPoolExecutor(max_workers=1) as copier:
+        copying: Future | None = None
+        for raw, more in frames:
+            if not read and not more and not len(raw) and not spec.optional_file:
+                raise _FileFailure("只有表头（第 1 行），没有数据行", 0)  # a snapshot with no row: an export gone wrong
+            first_row = read + 1
+            read += len(raw)
+            frame = suites.add_helper_columns(conn, table, contract_text(raw, spec, first_row))
+            judged = duplicates
+            if duplicates is None and (more or seen is not None):
+                if seen is None:
+                    seen = {column: np.array([], dtype=np.int64) for column in unique_columns(table)}
+                judged = {}
+                for column in seen:
+                    judged[column], seen[column] = _chunk_repeats(frame[column], seen[column])
+            if copying is not None:
+                loaded += copying.result()
+                copying = None
+            outcome = validate_chunk(conn, table, frame, judged)
+            if outcome.file_failures:
+                read += sum(len(rest) for rest, _ in frames)
+                broken = "；".join(f"{f.label}，实际值 {f.observed}" for f in outcome.file_failures)
+                raise _FileFailure(f"未通过期望套件 {outcome.suite_name} 的文件级期望：{broken}", read)
+            reasons = {number: list(texts) for number, texts in outcome.row_reasons.items()}
+            good = frame[~frame[suites.ROW_NUMBER].isin(list(reasons))] if reasons else frame
+            # PostgreSQL's COPY gets the good rows as text rendered array-wise (no Python object per value)
+            records, unparsed = typed_columns(table, good, copy_text=conn.dialect.name == "postgresql"
+                                              and len(good) >= db.COPY_MIN_ROWS)
+            del good
+            for number, texts in unparsed.items():
+                reasons.setdefault(number, []).extend(texts)
+                unparsed_texts.update(texts)
+            bad = _quarantine_rows(raw, frame, spec, first_row, reasons, file_name, run, now) if reasons else []
+            del raw, frame
+            replace_quarantine(conn, table, file_name, bad, delete=False)
+            examples.extend(q["row_key"] or f"第{q['row_number']}行" for q in bad[:MAX_EXAMPLES - len(examples)])
+            quarantined += len(bad)
+            if isinstance(records, db.CopyColumns):
+                copying = copier.submit(upsert, conn, table, records)
+            else:
+                loaded += upsert(conn, table, records)
+            del records, bad
+            outcome.row_reasons, outcome.row_keys = {}, {}  # written: only the failures' counts are kept
+            outcomes.append(outcome)
+        if copying is not None:
+            loaded += copying.result()
     outcome = suites.merge_outcomes(table, outcomes)
     return {"read": read, "loaded": loaded, "quarantined": quarantined, "examples": examples,
             "failed": "；".join(filter(None, [outcome.failure_summary(), *sorted(unparsed_texts)])),
