@@ -13,10 +13,12 @@ For every contract file present, in ``contract.LOAD_ORDER``:
    cache) and write the file's DATA_QUALITY alert (or resolve the earlier one of the same
    day), in the same transaction.
 
-What the suite judges over the whole file stays whole: the key's uniqueness across chunks
-comes from one pass over the keys first (``duplicate_keys``, ``presolve``); a suite with a
-file-wide figure (the branches' one city row, the agreements' shared periods, a compound
-key) reads its file in one chunk. The outcome is the one of validating the file at once.
+What the suite judges over the whole file stays whole: each chunk is judged on the keys it
+repeats itself, which are the file's repeats unless a key is in two chunks; then the load is
+rolled back and done again with the keys the whole file repeats, found in one pass over them
+first (``duplicate_keys``, ``presolve``). A suite with a file-wide figure (the branches' one
+city row, the agreements' shared periods, a compound key) reads its file in one chunk. The
+outcome is the one of validating the file at once.
 
 Re-ingesting the same files changes nothing. Heavy imports stay inside functions.
 """
@@ -696,7 +698,7 @@ def presolve(table: str, suite_json: dict, frame: pd.DataFrame, duplicates: dict
     * ``match_strftime_format`` → ``not_in_set`` the chunk's values that do not parse (GX
       calls strptime once per row, most of the time of a large file);
     * ``to_be_unique`` → ``not_in_set`` the chunk's values that the whole file repeats
-      (``duplicates``, when the file is read in several chunks): uniqueness across chunks.
+      (``duplicates``, when the file is read in several chunks: see ``_load``).
     """
     kinds = contract.FILES[table].columns
     for expectation in suite_json["expectations"]:
