@@ -74,10 +74,11 @@ class _NotCopyable(Exception):
     """A value COPY's text format would not carry exactly as the bound parameter does."""
 
 
+COPY_SPECIAL = "\\\t\n\r"  # characters COPY's text format escapes
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def _copy_text(value) -> str:
+def copy_text(value) -> str:
     """One value in COPY's text format (the text PostgreSQL parses as the bound value)."""
     if value is None:
         return "\\N"
@@ -105,22 +106,34 @@ _BOOLEAN_TEXT = {True: "t", False: "f"}
 _datetime_text = operator.methodcaller("isoformat", " ")
 
 
-def _copy_column(values: list) -> list[str]:
+class CopyColumns(dict):
+    """Rows as columns (name → equally long lists) already in COPY's text format
+    (``copy_column``): ``upsert`` sends them through COPY as they are (PostgreSQL only)."""
+
+
+def copy_column(values) -> list[str]:
     """A column's values in COPY's text format: one conversion for the column's one type
-    (C-level where it can be), value by value when types mix."""
+    (C-level where it can be), value by value when types mix; a numpy datetime64 array
+    (NaT for NULL) at C speed."""
+    if not isinstance(values, list):
+        import numpy as np
+
+        texts = np.datetime_as_string(values)  # ISO 8601 ('T' between date and time) at the array's unit
+        texts[np.isnat(values)] = _NULL
+        return texts.tolist()
     kinds = set(map(type, values))
     nullable = type(None) in kinds
     kinds.discard(type(None))
     if not kinds:
         return [_NULL] * len(values)
     if len(kinds) > 1:
-        return [_copy_text(value) for value in values]
+        return [copy_text(value) for value in values]
     kind = kinds.pop()
     convert: Any
     if kind is str:
         special = "".join(filter(None, values))
-        if any(char in special for char in "\\\t\n\r"):
-            return [_copy_text(value) for value in values]
+        if any(char in special for char in COPY_SPECIAL):
+            return [copy_text(value) for value in values]
         convert = None
     elif kind is bool:
         convert = _BOOLEAN_TEXT.__getitem__
@@ -160,9 +173,9 @@ def _copy_column(values: list) -> list[str]:
 def _copy_page(rows: list[dict], names: list[str]) -> str:
     """Rows as the body of a COPY … FROM STDIN in text format."""
     if len(names) == 1:
-        columns = [_copy_column([row[names[0]] for row in rows])]
+        columns = [copy_column([row[names[0]] for row in rows])]
     else:
-        columns = [_copy_column(list(column)) for column in zip(*map(operator.itemgetter(*names), rows))]
+        columns = [copy_column(list(column)) for column in zip(*map(operator.itemgetter(*names), rows))]
     return "\n".join(map("\t".join, zip(*columns))) + "\n"
 
 
@@ -171,8 +184,11 @@ def _copy_pages(rows: list[dict] | dict[str, list], names: list[str]) -> Iterato
     ``COPY_PAGE_ROWS`` rows; ``_NotCopyable`` when a value cannot go through COPY exactly."""
     if isinstance(rows, dict):
         count = len(rows[names[0]])
+        rendered = isinstance(rows, CopyColumns)
         for start in range(0, count, COPY_PAGE_ROWS):
-            columns = [_copy_column(rows[name][start:start + COPY_PAGE_ROWS]) for name in names]
+            columns = [rows[name][start:start + COPY_PAGE_ROWS] for name in names]
+            if not rendered:
+                columns = list(map(copy_column, columns))
             yield "\n".join(map("\t".join, zip(*columns))) + "\n"
         return
     for start in range(0, len(rows), COPY_PAGE_ROWS):
@@ -241,7 +257,8 @@ def upsert(conn, table, rows, key_columns=None, update_columns=None) -> int:
     are sent in chunks. Returns the number of rows sent.
 
     ``rows`` may also be a mapping of column name to equally long lists of values (the same
-    rows, column-wise: COPY then converts column by column, no dict per row).
+    rows, column-wise: COPY then converts column by column, no dict per row), or
+    ``CopyColumns`` (PostgreSQL, ``COPY_MIN_ROWS`` rows or more: sent as they are).
     """
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
@@ -263,6 +280,8 @@ def upsert(conn, table, rows, key_columns=None, update_columns=None) -> int:
     keys = list(key_columns or [column.name for column in table.primary_key.columns])
     if update_columns is None:
         update_columns = [name for name in names if name not in keys]
+    if isinstance(rows, CopyColumns) and (conn.dialect.name != "postgresql" or count < COPY_MIN_ROWS):
+        raise ValueError(f"COPY text for {count} rows on {conn.dialect.name}")
     if (conn.dialect.name == "postgresql" and count >= COPY_MIN_ROWS
             and _upsert_by_copy(conn, table, rows if columns is None else columns, names, keys,
                                 list(update_columns))):

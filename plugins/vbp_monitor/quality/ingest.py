@@ -13,10 +13,12 @@ For every contract file present, in ``contract.LOAD_ORDER``:
    cache) and write the file's DATA_QUALITY alert (or resolve the earlier one of the same
    day), in the same transaction.
 
-What the suite judges over the whole file stays whole: the key's uniqueness across chunks
-comes from one pass over the keys first (``duplicate_keys``, ``presolve``); a suite with a
-file-wide figure (the branches' one city row, the agreements' shared periods, a compound
-key) reads its file in one chunk. The outcome is the one of validating the file at once.
+What the suite judges over the whole file stays whole: each chunk is judged on the keys it
+repeats itself, which are the file's repeats unless a key is in two chunks; then the load is
+rolled back and done again with the keys the whole file repeats, found in one pass over them
+first (``duplicate_keys``, ``presolve``). A suite with a file-wide figure (the branches' one
+city row, the agreements' shared periods, a compound key) reads its file in one chunk. The
+outcome is the one of validating the file at once.
 
 Re-ingesting the same files changes nothing. Heavy imports stay inside functions.
 """
@@ -221,8 +223,9 @@ def data_rows(rows: Iterator[list[str]]) -> Iterator[list[str]]:
 def _text_frame(records: list[list[str]], extra: list[int], header: list[str]) -> pd.DataFrame:
     import pandas as pd
 
-    frame = pd.DataFrame(records, columns=header, dtype=str) if records else pd.DataFrame(
-        {name: pd.Series([], dtype=str) for name in header})
+    # object columns: the texts as read (pandas' str dtype would check each value again)
+    frame = pd.DataFrame(records, columns=header, dtype=object) if records else pd.DataFrame(
+        {name: pd.Series([], dtype=object) for name in header})
     frame[suites.EXTRA_FIELDS] = pd.Series(extra, dtype="int64") if extra else pd.Series([], dtype="int64")
     return frame
 
@@ -277,13 +280,21 @@ def read_contract_file(path: Path, spec: contract.FileSpec) -> tuple[pd.DataFram
     return frame, header
 
 
+def _stripped(values: list) -> list:
+    """The texts stripped, None for '' and for what is not text. str.strip mapped at C speed
+    (pandas' .str.strip and mask(== '') cost ~5×), the blanks looked for only when there are."""
+    try:
+        texts = list(map(str.strip, values))
+    except TypeError:  # not all text
+        return [(v.strip() or None) if type(v) is str else None for v in values]
+    return [text or None for text in texts] if "" in texts else texts
+
+
 def contract_text(frame: pd.DataFrame, spec: contract.FileSpec, first_row: int = 1) -> pd.DataFrame:
     """Contract columns stripped, '' as missing, numbered ``first_row``.. (the data row number)."""
     import pandas as pd
 
-    # str.strip per value in one comprehension: pandas' .str.strip and mask(== '') cost ~5×
-    out = pd.DataFrame({name: pd.Series([(v.strip() or None) if type(v) is str else None
-                                         for v in frame[name].tolist()], index=frame.index, dtype=str)
+    out = pd.DataFrame({name: pd.Series(_stripped(frame[name].tolist()), index=frame.index, dtype=str)
                         for name in spec.columns}, index=frame.index)
     out[suites.EXTRA_FIELDS] = frame[suites.EXTRA_FIELDS].to_numpy()
     out[suites.ROW_NUMBER] = range(first_row, first_row + len(out))
@@ -336,36 +347,56 @@ def _number_limit(table: str, column: str) -> Decimal | int | None:
     return None
 
 
-def _typed_column(kind: str, series: pd.Series, limit=None) -> list:
+def _typed_column(kind: str, series: pd.Series, limit=None, parsed: pd.Series | None = None,
+                  copy_text: bool = False):
     """Python values for the warehouse; ``None`` for missing text, ``Unfit`` for text that
     does not parse or does not fit (a NUL, longer than an XLSX cell, a year outside
-    PLAUSIBLE_YEARS, a number beyond the column's precision)."""
+    PLAUSIBLE_YEARS, a number beyond the column's precision).
+
+    A time column is read from ``parsed`` when given (``suites.timestamps`` of ``series``,
+    the validation's helper column). ``copy_text``: the values that fit in COPY's text format
+    instead (``db.copy_text``), each distinct text rendered once; a time column whose texts all
+    parsed in range as a numpy datetime64 array (NaT where missing)."""
     import numpy as np
     import pandas as pd
+
+    from vbp_monitor.core import db
 
     values = series.tolist()
     low, high = PLAUSIBLE_YEARS
     if kind == contract.TEXT:
         try:  # the common case, judged for the whole column at C speed: every text fits
             present = series.dropna().tolist()
-            fits = "\x00" not in "".join(present) and max(map(len, present), default=0) <= MAX_TEXT_CHARS
+            joined = "".join(present)
+            fits = "\x00" not in joined and max(map(len, present), default=0) <= MAX_TEXT_CHARS
         except TypeError:  # not all text
             fits = False
+        if fits and copy_text and not any(char in joined for char in db.COPY_SPECIAL):
+            # texts COPY reads as they are
+            if len(present) == len(values):
+                return values
+            return [db.copy_text(None) if v is None or v != v else v for v in values]
         if fits:
-            return [None if v is None or v != v else v for v in values]
-        return [None if v is None or v != v else
-                Unfit("含 NUL 字符（0x00）") if "\x00" in v else
-                Unfit(f"长 {len(v)} 字符，超过 {MAX_TEXT_CHARS}") if len(v) > MAX_TEXT_CHARS else v
-                for v in values]
+            texts = [None if v is None or v != v else v for v in values]
+            return db.copy_column(texts) if copy_text else texts
+        texts = [None if v is None or v != v else
+                 Unfit("含 NUL 字符（0x00）") if "\x00" in v else
+                 Unfit(f"长 {len(v)} 字符，超过 {MAX_TEXT_CHARS}") if len(v) > MAX_TEXT_CHARS else v
+                 for v in values]
+        return [v if type(v) is Unfit else db.copy_text(v) for v in texts] if copy_text else texts
     if kind == contract.TIMESTAMP:
-        parsed = pd.to_datetime(series, format=suites.TIMESTAMP_FORMAT, errors="coerce")
-        pydatetimes = parsed.dt.to_pydatetime().tolist()
+        if parsed is None:
+            parsed = suites.timestamps(series)
         missing = series.isna().to_numpy()
         years = parsed.dt.year.to_numpy()
         if not (~missing & ~((years >= low) & (years <= high))).any():  # every text parsed, in range
+            if copy_text:
+                return parsed.to_numpy()
+            pydatetimes = parsed.dt.to_pydatetime().tolist()
             for i in np.flatnonzero(missing).tolist():
                 pydatetimes[i] = None
             return pydatetimes
+        pydatetimes = parsed.dt.to_pydatetime().tolist()
         stamps: list = []
         for text, v in zip(values, pydatetimes):
             if text is None or text != text:
@@ -398,13 +429,19 @@ def _typed_column(kind: str, series: pd.Series, limit=None) -> list:
     cache: dict[str, object] = {}  # dates, prices and flags repeat a lot: each distinct text once
     for v in dict.fromkeys(values):  # (a NaN is its own key: the very object of ``values``)
         if v is None or v != v:
-            cache[v] = None
+            cache[v] = db.copy_text(None) if copy_text else None
             continue
         try:
-            cache[v] = parse(v)
+            value = parse(v)
         except (ValueError, ArithmeticError):
-            cache[v] = Unfit(f"无法按 {suites.kind_label(kind)} 解析")
+            value = Unfit(f"无法按 {suites.kind_label(kind)} 解析")
+        cache[v] = db.copy_text(value) if copy_text and type(value) is not Unfit else value
     return list(map(cache.__getitem__, values))
+
+
+def _hours(seconds: float) -> Decimal:
+    """response_hours of a response ``seconds`` after the order (``contract.derive``)."""
+    return (Decimal(seconds) / Decimal(3600)).quantize(Decimal("0.000001"))
 
 
 def _derived_columns(table: str, columns: dict[str, list], numbers: list[int],
@@ -430,9 +467,55 @@ def _derived_columns(table: str, columns: dict[str, list], numbers: list[int],
         seconds = (response - order_time).total_seconds()
         value = cache.get(seconds)
         if value is None:
-            value = cache[seconds] = (Decimal(seconds) / Decimal(3600)).quantize(Decimal("0.000001"))
+            value = cache[seconds] = _hours(seconds)
         hours.append(value)
     return {**columns, "order_date": [order_time.date() for order_time in order_times], "response_hours": hours}
+
+
+def _hours_texts(seconds) -> list[str]:
+    """``_hours`` of float seconds (a numpy array, no NaN) in COPY's text format. Whole seconds
+    (times parse to the second) by integers: micro-hours = seconds × 2500 / 9 to the nearest
+    (never a tie: 9 is odd)."""
+    import numpy as np
+
+    if not (seconds == np.round(seconds)).all():
+        return [str(_hours(s)) for s in seconds.tolist()]
+    micro = (seconds.astype(np.int64) * 2500 + 4) // 9
+    whole, fraction = np.divmod(np.abs(micro), 10**6)
+    return [f"{'-' if negative else ''}{w}.{f:06d}"
+            for negative, w, f in zip((micro < 0).tolist(), whole.tolist(), fraction.tolist())]
+
+
+def _derived_order_texts(order_times, responses, order_time_texts: list[str]) -> dict[str, list[str]]:
+    """The orders' derived columns (``_derived_columns``) in COPY's text format, from the
+    times as datetime64 arrays and the order times' texts: the same values, array-wise."""
+    import numpy as np
+    import pandas as pd
+
+    from vbp_monitor.core import db
+
+    # float seconds as timedelta.total_seconds() gives them (microseconds / 10**6), each distinct
+    # once; no response (NaN) is code -1: the NULL appended
+    codes, seconds = pd.factorize((responses - order_times) / np.timedelta64(1, "s"))
+    hours = np.array([*_hours_texts(seconds), db.copy_text(None)])
+    # an order time's text starts with its day (YYYY-MM-DD: years are 2000–2099)
+    return {"order_date": [text[:10] for text in order_time_texts], "response_hours": hours[codes].tolist()}
+
+
+def _time_texts(stamps, texts) -> list[str]:
+    """A time column in COPY's text format: its texts (numpy object array, missing as NaN) when
+    they are all in the zero-padded shape (what they parsed to, written as PostgreSQL reads
+    it), else ``stamps`` (datetime64) rendered."""
+    import numpy as np
+
+    from vbp_monitor.core import db
+
+    present = ~np.isnat(stamps)
+    if not in_shape(texts[present], suites.TIMESTAMP_FORMAT).all():
+        return db.copy_column(stamps)
+    if present.all():
+        return texts.tolist()
+    return np.where(present, texts, db.copy_text(None)).tolist()
 
 
 def typed_records(table: str, frame: pd.DataFrame) -> tuple[list[dict], dict[int, list[str]]]:
@@ -443,25 +526,48 @@ def typed_records(table: str, frame: pd.DataFrame) -> tuple[list[dict], dict[int
     return [dict(zip(names, values)) for values in zip(*columns.values())], unparsed
 
 
-def typed_columns(table: str, frame: pd.DataFrame) -> tuple[dict[str, list], dict[int, list[str]]]:
-    """``typed_records`` column-wise: ``{column: values}`` of the rows that fit (no dict per row)."""
+def typed_columns(table: str, frame: pd.DataFrame, copy_text: bool = False) -> tuple[dict, dict[int, list[str]]]:
+    """``typed_records`` column-wise: ``{column: values}`` of the rows that fit (no dict per row).
+
+    A time column is read from its validation helper (``<column>__time``) when ``frame`` has
+    it. ``copy_text``: the same rows in COPY's text format (``db.CopyColumns``, for
+    PostgreSQL's COPY), each distinct text rendered once and times array-wise; not for a
+    table whose derived columns come from typed rows other than the orders (batches)."""
+    import numpy as np
+
+    from vbp_monitor.core import db
+    from vbp_monitor.model.schema import metadata
+
     spec = contract.FILES[table]
-    columns = {name: _typed_column(kind, frame[name], _number_limit(table, name) if kind in suites.NUMERIC_KINDS
-                                   else None)
+    copy_text = copy_text and (table == "orders" or set(metadata.tables[table].c.keys()) <= set(spec.columns))
+    columns = {name: _typed_column(kind, frame[name],
+                                   _number_limit(table, name) if kind in suites.NUMERIC_KINDS else None,
+                                   frame.get(suites.time_helper(name)), copy_text)
                for name, kind in spec.columns.items()}
     numbers = frame[suites.ROW_NUMBER].tolist()
     unparsed: dict[int, list[str]] = {}
     for name, values in columns.items():
-        if Unfit not in set(map(type, values)):
+        if not isinstance(values, list) or Unfit not in set(map(type, values)):
             continue
         for i, value in enumerate(values):
             if type(value) is Unfit:
                 unparsed.setdefault(numbers[i], []).append(f"{suites.column_label(name)} {value}")
     if unparsed:
         kept = [i for i, number in enumerate(numbers) if number not in unparsed]
-        columns = {name: [values[i] for i in kept] for name, values in columns.items()}
+        columns = {name: [values[i] for i in kept] if isinstance(values, list) else values[kept]
+                   for name, values in columns.items()}
         numbers = [numbers[i] for i in kept]
-    return _derived_columns(table, columns, numbers, unparsed), unparsed
+    if not copy_text:
+        return _derived_columns(table, columns, numbers, unparsed), unparsed
+    stamps = {}
+    for name, kind in spec.columns.items():
+        if kind == contract.TIMESTAMP:  # (a list when a text did not fit: datetimes and None left)
+            stamps[name] = np.asarray(columns[name], dtype="datetime64[us]")
+            texts = frame[name].to_numpy(dtype=object)
+            columns[name] = _time_texts(stamps[name], texts[kept] if unparsed else texts)
+    if table == "orders":
+        columns.update(_derived_order_texts(stamps["order_time"], stamps["response_time"], columns["order_time"]))
+    return db.CopyColumns(columns), unparsed
 
 
 # ---------------------------------------------------------------- writing
@@ -509,11 +615,9 @@ def after_load(conn, table: str) -> None:
 UNIQUE = "expect_column_values_to_be_unique"
 STRFTIME = "expect_column_values_to_match_strftime_format"
 NOT_IN_SET = "expect_column_values_to_not_be_in_set"
-# the contract's formats in their zero-padded ASCII shape: pandas parses these at C speed
-CANONICAL_SHAPES = {
-    suites.TIMESTAMP_FORMAT: r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}",
-    suites.DATE_FORMAT: r"[0-9]{4}-[0-9]{2}-[0-9]{2}",
-}
+# the contract's formats in their zero-padded ASCII shape (each 0 an ASCII digit): pandas
+# parses these at C speed
+CANONICAL_SHAPES = {suites.TIMESTAMP_FORMAT: "0000-00-00 00:00:00", suites.DATE_FORMAT: "0000-00-00"}
 # suites with a figure over the whole file beyond chunkable()'s types: the agreements'
 # period_conflicts compares every agreement of an institution and batch in the file
 WHOLE_FILE_TABLES = frozenset({"agreements"})
@@ -543,40 +647,66 @@ def _strptime_fails(text: str, strftime_format: str) -> bool:
     return False
 
 
-def unparseable(series: pd.Series, strftime_format: str) -> list[str]:
+def in_shape(texts, strftime_format: str):
+    """Per text (a numpy object array of str), whether it is in the format's zero-padded ASCII
+    shape (``CANONICAL_SHAPES``), checked on its code points at C speed; a time's seconds
+    below 60 too (pandas reads 60 and 61, which datetime refuses)."""
+    import numpy as np
+
+    shape = CANONICAL_SHAPES[strftime_format]
+    width = len(shape)
+    fits = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)) == width
+    # the texts of the shape's length as rows of code points (UTF-32: one unit per character)
+    encoded = "".join(texts[fits].tolist()).encode("utf-32-le", "surrogatepass")
+    points = np.frombuffer(encoded, dtype=np.uint32).reshape(-1, width)
+    digits = [i for i, char in enumerate(shape) if char == "0"]
+    marks = [i for i, char in enumerate(shape) if char != "0"]
+    shaped = (((points[:, digits] - ord("0")) < 10).all(axis=1)  # (below "0" wraps around: large)
+              & (points[:, marks] == np.array([ord(shape[i]) for i in marks], dtype=np.uint32)).all(axis=1))
+    if strftime_format == suites.TIMESTAMP_FORMAT:
+        shaped &= points[:, 17] < ord("6")
+    fits[fits] = shaped
+    return fits
+
+
+def unparseable(series: pd.Series, strftime_format: str, parsed: pd.Series | None = None) -> list[str]:
     """The distinct values of ``series`` that ``datetime.strptime(value, strftime_format)``
     rejects (GX's test for expect_column_values_to_match_strftime_format), found without
     calling it on every value: what pandas parses in the zero-padded shape is valid; only
-    the rest is tried one distinct value at a time."""
+    the rest is tried one distinct value at a time. ``parsed``: pandas' parse of ``series``
+    in that format, when the caller has it (the validation's helper column)."""
+    import numpy as np
     import pandas as pd
 
-    values = series.dropna()
-    shape = CANONICAL_SHAPES.get(strftime_format)
-    if shape is not None and len(values):
-        canonical = suites.fullmatches(values, shape)
-        parsed = pd.to_datetime(values.where(canonical), format=strftime_format, errors="coerce")
-        # pandas also reads year 0000 and seconds 60 and 61, which datetime (so strptime) refuses
-        valid = canonical & parsed.notna() & (parsed.dt.year >= dt.MINYEAR)
-        if strftime_format == suites.TIMESTAMP_FORMAT:
-            valid &= values.str.slice(17, 19) < "60"
-        values = values[~valid]
-    return sorted(v for v in values.unique().tolist() if _strptime_fails(v, strftime_format))
+    present = series.notna().to_numpy()
+    texts = series.to_numpy(dtype=object)[present]
+    if strftime_format in CANONICAL_SHAPES and len(texts):
+        if parsed is None:
+            parsed = pd.to_datetime(series, format=strftime_format, errors="coerce")
+        stamps = parsed.to_numpy()[present]
+        # pandas also reads year 0000, which datetime (so strptime) refuses
+        years = stamps.astype("datetime64[Y]").astype(np.int64) + 1970
+        texts = texts[~(in_shape(texts, strftime_format) & ~np.isnat(stamps) & (years >= dt.MINYEAR))]
+    return sorted(v for v in set(texts.tolist()) if _strptime_fails(v, strftime_format))
 
 
-def presolve(suite_json: dict, frame: pd.DataFrame, duplicates: dict[str, set[str]] | None) -> dict:
+def presolve(table: str, suite_json: dict, frame: pd.DataFrame, duplicates: dict[str, set[str]] | None) -> dict:
     """The resolved suite with two expectations stated as an equivalent one for this chunk
     (as ``resolve_references`` does with references; messages keep the stated type):
 
     * ``match_strftime_format`` → ``not_in_set`` the chunk's values that do not parse (GX
       calls strptime once per row, most of the time of a large file);
     * ``to_be_unique`` → ``not_in_set`` the chunk's values that the whole file repeats
-      (``duplicates``, when the file is read in several chunks): uniqueness across chunks.
+      (``duplicates``, when the file is read in several chunks: see ``_load``).
     """
+    kinds = contract.FILES[table].columns
     for expectation in suite_json["expectations"]:
         kwargs = expectation.get("kwargs", {})
         column = kwargs.get("column")
         if expectation["type"] == STRFTIME and set(kwargs) == {"column", "strftime_format"}:
-            value_set = unparseable(frame[column], kwargs["strftime_format"])
+            helper = suites.time_helper(column)
+            same = helper in frame and suites.TIME_FORMATS.get(kinds.get(column)) == kwargs["strftime_format"]
+            value_set = unparseable(frame[column], kwargs["strftime_format"], frame[helper] if same else None)
         elif expectation["type"] == UNIQUE and duplicates is not None and set(kwargs) == {"column"}:
             present = frame[column].dropna()
             value_set = sorted(set(present[present.isin(duplicates[column])].tolist()))
@@ -588,12 +718,31 @@ def presolve(suite_json: dict, frame: pd.DataFrame, duplicates: dict[str, set[st
     return suite_json
 
 
-def validate_chunk(conn, table: str, frame: pd.DataFrame,
+def validate_chunk(conn, table: str, prepared: pd.DataFrame,
                    duplicates: dict[str, set[str]] | None) -> suites.SuiteOutcome:
-    """``expectations.validate_frame`` for one chunk of a file (see ``presolve``)."""
-    prepared = suites.add_helper_columns(conn, table, frame)
+    """``expectations.validate_frame`` for one chunk of a file whose helper columns are added
+    (``expectations.add_helper_columns``: typing reads its times from them; see ``presolve``)."""
     resolved = suites.resolve_references(conn, suites.load_suite_json(table), prepared)
-    return suites.run_suite(table, presolve(resolved, prepared, duplicates), prepared)
+    return suites.run_suite(table, presolve(table, resolved, prepared, duplicates), prepared)
+
+
+class _KeyInTwoChunks(Exception):
+    """Chunks judged on the keys each repeats itself: a key is in two of them (see ``_load``)."""
+
+
+def _chunk_repeats(keys: pd.Series, seen):
+    """The values ``keys`` repeats, and ``seen`` (the earlier chunks' distinct key hashes,
+    sorted) with this chunk's added; ``_KeyInTwoChunks`` when a hash was seen (a key of an
+    earlier chunk or, far more rarely, another key of the same hash)."""
+    import numpy as np
+
+    present = keys.dropna()
+    values = present.tolist()
+    mine = np.unique(np.fromiter(map(hash, values), dtype=np.int64, count=len(values)))
+    merged = np.sort(np.concatenate([seen, mine]), kind="stable")  # (two sorted runs: merged in one pass)
+    if (merged[1:] == merged[:-1]).any():
+        raise _KeyInTwoChunks
+    return set(present[present.duplicated(keep=False)].tolist()), merged
 
 
 # ---------------------------------------------------------------- one file
@@ -634,56 +783,108 @@ def _quarantine_rows(raw: pd.DataFrame, frame: pd.DataFrame, spec: contract.File
     } for number, key, row in zip(numbers, keys, bad.to_dict("records"))]
 
 
-def _load(conn, run, table: str, path: Path, header: list[str], rows: Iterator[list[str]]) -> dict:
+def _load(conn, run, table: str, path: Path, header: list[str], rows: Iterator[list[str]],
+          duplicates: dict[str, set[str]] | None) -> dict:
     """Validate, quarantine and upsert the file chunk by chunk in ``conn``'s transaction;
-    raises ``_FileFailure`` (the caller rolls back) on a file-level failure."""
+    raises ``_FileFailure`` (the caller rolls back) on a file-level failure.
+
+    ``duplicates``: the values each unique column repeats in the whole file, or None. Then a
+    file of several chunks has each chunk judged with the keys it repeats itself (no pass over
+    the file first): the same judgement unless a key is in two chunks, which raises
+    ``_KeyInTwoChunks`` at the later one (the caller rolls back and loads again with them)."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    import numpy as np
+
+    from vbp_monitor.core import db
+
     spec = contract.FILES[table]
     file_name = path.name
     size = chunk_rows(table)
     frames = text_frames(rows, header, size)
-    duplicates: dict[str, set[str]] | None = None
+    seen: dict | None = None  # per unique column: the distinct key hashes of the chunks so far
     outcomes: list[suites.SuiteOutcome] = []
     unparsed_texts: set[str] = set()
     examples: list[str] = []
     read = loaded = quarantined = 0
     now = dt.datetime.now(dt.UTC)
     replace_quarantine(conn, table, file_name, [])
-    for raw, more in frames:
-        if not read and not more and not len(raw) and not spec.optional_file:
-            raise _FileFailure("只有表头（第 1 行），没有数据行", 0)  # a snapshot with no row: an export gone wrong
-        if more and duplicates is None:
-            # several chunks: uniqueness is the whole file's (one pass over the keys first)
-            keys = file_rows(path, spec)
-            next(keys)
-            duplicates = {column: duplicate_keys(keys, header, column) for column in unique_columns(table)}
-        first_row = read + 1
-        read += len(raw)
-        frame = contract_text(raw, spec, first_row)
-        outcome = validate_chunk(conn, table, frame, duplicates)
-        if outcome.file_failures:
-            read += sum(len(rest) for rest, _ in frames)
-            broken = "；".join(f"{f.label}，实际值 {f.observed}" for f in outcome.file_failures)
-            raise _FileFailure(f"未通过期望套件 {outcome.suite_name} 的文件级期望：{broken}", read)
-        reasons = {number: list(texts) for number, texts in outcome.row_reasons.items()}
-        good = frame[~frame[suites.ROW_NUMBER].isin(list(reasons))]
-        records, unparsed = typed_columns(table, good)
-        del good
-        for number, texts in unparsed.items():
-            reasons.setdefault(number, []).extend(texts)
-            unparsed_texts.update(texts)
-        bad = _quarantine_rows(raw, frame, spec, first_row, reasons, file_name, run, now) if reasons else []
-        del raw, frame
-        replace_quarantine(conn, table, file_name, bad, delete=False)
-        examples.extend(q["row_key"] or f"第{q['row_number']}行" for q in bad[:MAX_EXAMPLES - len(examples)])
-        quarantined += len(bad)
-        loaded += upsert(conn, table, records)
-        del records, bad
-        outcome.row_reasons, outcome.row_keys = {}, {}  # written: only the failures' counts are kept
-        outcomes.append(outcome)
+    # PostgreSQL's COPY of a chunk's good rows runs in a thread while the next chunk is read
+    # and prepared (the server and Python on two cores); the connection waits for it before
+    # its next use (helper columns read the warehouse only for the agreements, one chunk)
+    with ThreadPoolExecutor(max_workers=1) as copier:
+        copying: Future | None = None
+        for raw, more in frames:
+            if not read and not more and not len(raw) and not spec.optional_file:
+                raise _FileFailure("只有表头（第 1 行），没有数据行", 0)  # a snapshot with no row: an export gone wrong
+            first_row = read + 1
+            read += len(raw)
+            frame = suites.add_helper_columns(conn, table, contract_text(raw, spec, first_row))
+            judged = duplicates
+            if duplicates is None and (more or seen is not None):
+                if seen is None:
+                    seen = {column: np.array([], dtype=np.int64) for column in unique_columns(table)}
+                judged = {}
+                for column in seen:
+                    judged[column], seen[column] = _chunk_repeats(frame[column], seen[column])
+            if copying is not None:
+                loaded += copying.result()
+                copying = None
+            outcome = validate_chunk(conn, table, frame, judged)
+            if outcome.file_failures:
+                read += sum(len(rest) for rest, _ in frames)
+                broken = "；".join(f"{f.label}，实际值 {f.observed}" for f in outcome.file_failures)
+                raise _FileFailure(f"未通过期望套件 {outcome.suite_name} 的文件级期望：{broken}", read)
+            reasons = {number: list(texts) for number, texts in outcome.row_reasons.items()}
+            good = frame[~frame[suites.ROW_NUMBER].isin(list(reasons))] if reasons else frame
+            # PostgreSQL's COPY gets the good rows as text rendered array-wise (no Python object per value)
+            records, unparsed = typed_columns(table, good, copy_text=conn.dialect.name == "postgresql"
+                                              and len(good) >= db.COPY_MIN_ROWS)
+            del good
+            for number, texts in unparsed.items():
+                reasons.setdefault(number, []).extend(texts)
+                unparsed_texts.update(texts)
+            bad = _quarantine_rows(raw, frame, spec, first_row, reasons, file_name, run, now) if reasons else []
+            del raw, frame
+            replace_quarantine(conn, table, file_name, bad, delete=False)
+            examples.extend(q["row_key"] or f"第{q['row_number']}行" for q in bad[:MAX_EXAMPLES - len(examples)])
+            quarantined += len(bad)
+            if isinstance(records, db.CopyColumns):
+                copying = copier.submit(upsert, conn, table, records)
+            else:
+                loaded += upsert(conn, table, records)
+            del records, bad
+            outcome.row_reasons, outcome.row_keys = {}, {}  # written: only the failures' counts are kept
+            outcomes.append(outcome)
+        if copying is not None:
+            loaded += copying.result()
     outcome = suites.merge_outcomes(table, outcomes)
     return {"read": read, "loaded": loaded, "quarantined": quarantined, "examples": examples,
             "failed": "；".join(filter(None, [outcome.failure_summary(), *sorted(unparsed_texts)])),
             "suite_name": outcome.suite_name}
+
+
+def _load_and_alert(engine, run, table: str, path: Path, header: list[str], rows: Iterator[list[str]],
+                    duplicates: dict[str, set[str]] | None) -> tuple[int, int, int]:
+    """``_load`` and the file's DATA_QUALITY alert in one transaction; (read, loaded, quarantined)."""
+    file_name = path.name
+    with engine.begin() as conn:
+        done = _load(conn, run, table, path, header, rows, duplicates)
+        loaded, quarantined = done["loaded"], done["quarantined"]
+        if loaded:
+            after_load(conn, table)
+        candidates = []
+        if quarantined:
+            message = (
+                f"数据质量问题：{file_name} 共 {done['read']} 行，其中 {quarantined} 行未通过期望套件 "
+                f"{done['suite_name']} 的校验，已隔离（quarantine 表，未入库，规则不使用这些行）；"
+                f"其余 {loaded} 行已入库。未通过的期望：{done['failed']}。示例主键：{'、'.join(done['examples'])}。"
+                f"请数据组核对平台导出、更正后重新投递 {file_name}；当天重新投递且校验通过后本预警自动关闭。"
+                f"依据：{suites.clause()}。"
+            )
+            candidates.append(suites.data_quality_alert(conn, file_name, message, quarantined))
+        run.store.replace(conn, ["DATA_QUALITY"], candidates, source_file=file_name)
+    return done["read"], loaded, quarantined
 
 
 def ingest_file(engine, run, table: str, path: Path) -> dict:
@@ -711,30 +912,23 @@ def ingest_file(engine, run, table: str, path: Path) -> dict:
         return _rejected(engine, run, file_name, read, f"的表头（第 1 行）缺少契约列 {'、'.join(missing)}", summary)
 
     try:
-        with engine.begin() as conn:
-            done = _load(conn, run, table, path, header, rows)
-            summary["read"] = done["read"]
-            loaded, quarantined = done["loaded"], done["quarantined"]
-            if loaded:
-                after_load(conn, table)
-            candidates = []
-            if quarantined:
-                message = (
-                    f"数据质量问题：{file_name} 共 {done['read']} 行，其中 {quarantined} 行未通过期望套件 "
-                    f"{done['suite_name']} 的校验，已隔离（quarantine 表，未入库，规则不使用这些行）；"
-                    f"其余 {loaded} 行已入库。未通过的期望：{done['failed']}。示例主键：{'、'.join(done['examples'])}。"
-                    f"请数据组核对平台导出、更正后重新投递 {file_name}；当天重新投递且校验通过后本预警自动关闭。"
-                    f"依据：{suites.clause()}。"
-                )
-                candidates.append(suites.data_quality_alert(conn, file_name, message, quarantined))
-            run.store.replace(conn, ["DATA_QUALITY"], candidates, source_file=file_name)
+        try:
+            read, loaded, quarantined = _load_and_alert(engine, run, table, path, header, rows, None)
+        except _KeyInTwoChunks:
+            # (rolled back) again, with the keys the whole file repeats found first: one pass over them
+            keys = file_rows(path, spec)
+            next(keys)
+            duplicates = {column: duplicate_keys(keys, header, column) for column in unique_columns(table)}
+            rows = file_rows(path, spec)
+            next(rows)
+            read, loaded, quarantined = _load_and_alert(engine, run, table, path, header, rows, duplicates)
     except _FileFailure as failure:
         summary["read"] = failure.read
         return _rejected(engine, run, file_name, failure.read, failure.why, summary)
     except ContractFileError as error:  # a row further on does not read (rolled back)
         return _rejected(engine, run, file_name, 0, str(error).removeprefix(f"{file_name} "), summary)
 
-    summary.update(loaded=loaded, quarantined=quarantined, seconds=round(time.perf_counter() - started, 2))
+    summary.update(read=read, loaded=loaded, quarantined=quarantined, seconds=round(time.perf_counter() - started, 2))
     log.info("%s: read %d, loaded %d, quarantined %d (%.1fs)", file_name, summary["read"], loaded,
              quarantined, summary["seconds"])
     return summary
