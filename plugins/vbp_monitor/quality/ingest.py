@@ -819,7 +819,10 @@ def _load(conn, run, table: str, path: Path, header: list[str], rows: Iterator[l
                 raise _FileFailure("只有表头（第 1 行），没有数据行", 0)  # a snapshot with no row: an export gone wrong
             first_row = read + 1
             read += len(raw)
-            frame = suites.add_helper_columns(conn, table, contract_text(raw, spec, first_row))
+            # (no connection while a COPY holds it: only the agreements' helper columns read the
+            # warehouse, and their file is one chunk, so nothing is in flight then)
+            frame = suites.add_helper_columns(conn if copying is None else None, table,
+                                              contract_text(raw, spec, first_row))
             judged = duplicates
             if duplicates is None and (more or seen is not None):
                 if seen is None:

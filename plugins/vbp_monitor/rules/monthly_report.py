@@ -723,7 +723,6 @@ def judge(engine, run: RunContext, profile: dict | None = None,
     mails (``documents``) and the figures' counts. ``upstream``: whether each of the month's
     runs succeeded (None: not known, e.g. called outside Airflow — taken as succeeded)."""
     from vbp_monitor.outputs.report_document import write_report_docx, write_reproducible_xlsx
-
     from vbp_monitor.rules.purchase_facts import build_month
 
     profile = profile or load_profile()
