@@ -46,11 +46,12 @@ log = logging.getLogger(__name__)
 
 BUILD_ATTEMPTS = 5
 # The one GROUP BY of a build holds its groups in memory (a month in full: ~560,000 groups
-# at 1,000,000 lines; a year of selected purchases: ~1.7 million) instead of spilling.
+# at 1,000,000 lines) or spills little (13 months of selected purchases: ~2.1 million).
 BUILD_WORK_MEM = "256MB"
 # On PostgreSQL M in full and the selected months are built side by side. Measured at
-# 1,000,000 lines a month, cold: 14.5 s so, 17.8 s one after the other; cutting the selected
-# months into more builds at once gained nothing (two index scans at once ran at half speed).
+# 1,000,000 lines a month, cold: 14.6 s side by side, 17.8 s one after the other; cutting the
+# selected months into more builds at once gained nothing (two index scans at once each ran
+# at half speed).
 FACTS_BUILD_WORKERS = 2
 
 
@@ -139,7 +140,7 @@ def _build(engine, what: str, missing: Callable[[], bool], write: Callable) -> b
     return False  # pragma: no cover
 
 
-def build_month(engine, month_start: dt.date, force: bool = False, analyze: bool = True) -> bool:
+def build_month(engine, month_start: dt.date, force: bool = False) -> bool:
     """Build one month's full facts unless cached; True when this call built it."""
     month_start = month_start.replace(day=1)
 
@@ -154,13 +155,12 @@ def build_month(engine, month_start: dt.date, force: bool = False, analyze: bool
     def write(conn) -> None:
         sqlfiles.execute(conn, "facts_build_month", month_start=month_start,
                          month_end=month_bounds(month_start)[1], built_at=dt.datetime.now(dt.UTC))
-        if analyze:
-            refresh_planner_statistics(conn, "purchase_facts")
+        refresh_planner_statistics(conn, "purchase_facts")
 
     return _build(engine, f"purchase facts of {month_start:%Y-%m}", missing, write)
 
 
-def build_selected_months(engine, first_month: dt.date, last_month: dt.date, analyze: bool = True) -> bool:
+def build_selected_months(engine, first_month: dt.date, last_month: dt.date) -> bool:
     """Build the selected facts of the consecutive months ``first_month`` .. ``last_month``
     in one pass, unless one of them is cached already (then the caller asks again for the
     months still missing); True when this call built them."""
@@ -173,8 +173,7 @@ def build_selected_months(engine, first_month: dt.date, last_month: dt.date, ana
     def write(conn) -> None:
         sqlfiles.execute(conn, "facts_build_selected", first_day=first_day, last_day=last_day,
                          built_at=dt.datetime.now(dt.UTC))
-        if analyze:
-            refresh_planner_statistics(conn, "selected_purchase_facts")
+        refresh_planner_statistics(conn, "selected_purchase_facts")
 
     return _build(engine, f"selected purchase facts of {first_day:%Y-%m} … {last_day:%Y-%m}", missing, write)
 
