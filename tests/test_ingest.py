@@ -403,6 +403,15 @@ def test_a_branch_code_that_could_leave_the_output_folder_or_a_header_is_quarant
 
 
 # ---------------------------------------------------------------- large files
+def orders_outcome(engine, landing, run_id: str) -> tuple:
+    """What a user sees of an ingest of orders.csv: its summary, quarantine, alert and rows."""
+    summary = ingest_landing(engine, run_for(run_id=run_id), landing)["files"]["orders.csv"]
+    rows = [(r["row_number"], r["row_key"], r["raw_row"], r["reasons"]) for r in quarantined(engine, "orders.csv")]
+    return ({k: v for k, v in summary.items() if k != "seconds"}, rows,
+            [(a["message"], a["metric_value"], a["status"]) for a in dq_alerts(engine, source_file="orders.csv")],
+            table_rows(engine, "orders"))
+
+
 def test_a_file_larger_than_a_chunk_loads_like_one_chunk(engine, tmp_path, monkeypatch):
     from vbp_monitor.quality import ingest
 
@@ -416,17 +425,10 @@ def test_a_file_larger_than_a_chunk_loads_like_one_chunk(engine, tmp_path, monke
     ])
     landing = write_landing(tmp_path / "landing", data)
 
-    def outcome(run_id):
-        summary = ingest_landing(engine, run_for(run_id=run_id), landing)["files"]["orders.csv"]
-        rows = [(r["row_number"], r["row_key"], r["raw_row"], r["reasons"]) for r in quarantined(engine, "orders.csv")]
-        return ({k: v for k, v in summary.items() if k != "seconds"}, rows,
-                [(a["message"], a["metric_value"], a["status"]) for a in dq_alerts(engine, source_file="orders.csv")],
-                table_rows(engine, "orders"))
-
-    whole = outcome("manual__1")  # 9 rows: one chunk
+    whole = orders_outcome(engine, landing, "manual__1")  # 9 rows: one chunk
     monkeypatch.setattr(ingest, "CHUNK_ROWS", 4)
     monkeypatch.setattr(ingest, "KEY_BATCH_ROWS", 2)
-    chunked = outcome("manual__2")  # rows 1-4, 5-8, 9
+    chunked = orders_outcome(engine, landing, "manual__2")  # rows 1-4, 5-8, 9
     assert chunked == whole
 
     summary, rows, [(message, metric, status)], loaded = chunked
@@ -458,21 +460,14 @@ def test_keys_repeated_within_their_chunks_are_judged_without_a_pass_over_the_fi
     ])
     landing = write_landing(tmp_path / "landing", data)
 
-    def outcome(run_id):
-        summary = ingest_landing(engine, run_for(run_id=run_id), landing)["files"]["orders.csv"]
-        rows = [(r["row_number"], r["row_key"], r["raw_row"], r["reasons"]) for r in quarantined(engine, "orders.csv")]
-        return ({k: v for k, v in summary.items() if k != "seconds"}, rows,
-                [(a["message"], a["metric_value"], a["status"]) for a in dq_alerts(engine, source_file="orders.csv")],
-                table_rows(engine, "orders"))
-
-    whole = outcome("manual__1")
+    whole = orders_outcome(engine, landing, "manual__1")
     monkeypatch.setattr(ingest, "CHUNK_ROWS", 4)
 
     def no_pass(*args):
         raise AssertionError("no key is in two chunks: no pass over the keys")
 
     monkeypatch.setattr(ingest, "duplicate_keys", no_pass)
-    chunked = outcome("manual__2")
+    chunked = orders_outcome(engine, landing, "manual__2")
     assert chunked == whole
     summary, rows, _, loaded = chunked
     assert [(number, key) for number, key, _, _ in rows] == [(5, "O-E"), (6, "O-E"), (9, "O-H"), (10, "O-H")]
