@@ -4,10 +4,10 @@
 --
 -- segment_start splits the month at the agreement-period boundaries inside it (every
 -- period_start, every period_end + 1 day), so a figure "from max(first day of M,
--- period_start) to min(last day of M, period_end)" is an exact sum of whole segments.
--- The segment map is a tiny per-month set (<= 31 rows: day -> segment_start) joined to the
--- lines by order_date; period_end + 1 day comes from work_calendar.day_ordinal.
--- Unit price stays in the key so the price-cap rules are exact.
+-- period_start) to min(last day of M, period_end)" is an exact sum of whole segments: the
+-- view facts_segment_days (migration 0006) maps each day of M (<= 31 rows, read by range)
+-- to its segment; the lines join it by order_date. Unit price stays in the key so the
+-- price-cap rules are exact.
 --
 -- Run inside one transaction (purchase_facts.build_month): list the month in the cache
 -- index FIRST, then delete and rebuild its facts, then count its lines. The index's key is
@@ -23,37 +23,14 @@ INSERT INTO purchase_facts (
     month_start, segment_start, institution_code, product_code, channel, unit_price,
     quantity, amount, line_count
 )
-WITH boundaries AS (
-    SELECT a.period_start AS day
-    FROM agreements a
-    WHERE a.period_start > :month_start
-      AND a.period_start <= :month_end
-    UNION
-    SELECT next_day.day
-    FROM agreements a
-    JOIN work_calendar period_end ON period_end.day = a.period_end
-    JOIN work_calendar next_day ON next_day.day_ordinal = period_end.day_ordinal + 1
-    WHERE a.period_end >= :month_start
-      AND a.period_end < :month_end
-    UNION
-    SELECT wc.day
-    FROM work_calendar wc
-    WHERE wc.day = :month_start
-),
-segment_map AS (
-    SELECT d.day, MAX(b.day) AS segment_start
-    FROM work_calendar d
-    JOIN boundaries b ON b.day <= d.day
-    WHERE d.day >= :month_start
-      AND d.day <= :month_end
-    GROUP BY d.day
-)
 SELECT :month_start, sm.segment_start, o.institution_code, o.product_code, o.channel,
        o.unit_price, SUM(o.quantity), SUM(o.amount), COUNT(*)
 FROM orders o
-JOIN segment_map sm ON sm.day = o.order_date
+JOIN facts_segment_days sm ON sm.day = o.order_date
 WHERE o.order_date >= :month_start
   AND o.order_date <= :month_end
+  AND sm.day >= :month_start
+  AND sm.day <= :month_end
   AND o.cancelled = FALSE
 GROUP BY sm.segment_start, o.institution_code, o.product_code, o.channel, o.unit_price;
 UPDATE purchase_facts_months

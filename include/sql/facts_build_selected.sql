@@ -2,8 +2,8 @@
 -- first month, last day of the last): what the cumulative figures of DAG 2 sum over an
 -- agreement year (seed 002 §二(三): 累计采购中选产品数量). ONE pass over the months' order
 -- lines, keeping the platform purchases of selected products, grouped by month, segment,
--- institution and product. Segments as in facts_build_month.sql: each month also starts
--- one (every day's segment_start lies in its own month).
+-- institution and product, in the segments of facts_build_month.sql (the view
+-- facts_segment_days: every month starts one, so a segment lies in its own month).
 --
 -- Run inside one transaction (purchase_facts.build_selected_months), in the order of
 -- facts_build_month.sql (the index's key is the lock): list the months in the cache index,
@@ -19,40 +19,15 @@ DELETE FROM selected_purchase_facts WHERE month_start >= :first_day AND month_st
 INSERT INTO selected_purchase_facts (
     month_start, segment_start, institution_code, product_code, quantity, line_count
 )
-WITH boundaries AS (
-    SELECT a.period_start AS day
-    FROM agreements a
-    WHERE a.period_start > :first_day
-      AND a.period_start <= :last_day
-    UNION
-    SELECT next_day.day
-    FROM agreements a
-    JOIN work_calendar period_end ON period_end.day = a.period_end
-    JOIN work_calendar next_day ON next_day.day_ordinal = period_end.day_ordinal + 1
-    WHERE a.period_end >= :first_day
-      AND a.period_end < :last_day
-    UNION
-    SELECT wc.day
-    FROM work_calendar wc
-    WHERE wc.day >= :first_day
-      AND wc.day <= :last_day
-      AND wc.day = wc.month_start
-),
-segment_map AS (
-    SELECT d.day, d.month_start, MAX(b.day) AS segment_start
-    FROM work_calendar d
-    JOIN boundaries b ON b.day <= d.day AND b.day >= d.month_start
-    WHERE d.day >= :first_day
-      AND d.day <= :last_day
-    GROUP BY d.day, d.month_start
-)
 SELECT sm.month_start, sm.segment_start, o.institution_code, o.product_code,
        SUM(o.quantity), COUNT(*)
 FROM orders o
-JOIN segment_map sm ON sm.day = o.order_date
+JOIN facts_segment_days sm ON sm.day = o.order_date
 JOIN products p ON p.product_code = o.product_code
 WHERE o.order_date >= :first_day
   AND o.order_date <= :last_day
+  AND sm.day >= :first_day
+  AND sm.day <= :last_day
   AND o.cancelled = FALSE
   AND o.channel = 'platform'
   AND p.is_selected = TRUE

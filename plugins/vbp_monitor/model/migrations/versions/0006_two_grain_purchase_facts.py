@@ -4,7 +4,8 @@ The facts are a cache (rebuilt from the orders whenever a source changes): the o
 are dropped and created anew. ``purchase_facts`` loses its six-column key (a month is
 written whole by one transaction that lists it first in ``purchase_facts_months``) and
 keeps an index on the month; ``selected_purchase_facts`` (+ its ``_months`` index) holds
-the platform purchases of selected products that the cumulative figures sum.
+the platform purchases of selected products that the cumulative figures sum. The view
+``facts_segment_days`` gives each calendar day the segment both builds group it in.
 
 Revision ID: 0006
 Revises: 0005
@@ -18,6 +19,31 @@ revision = '0006'
 down_revision = '0005'
 branch_labels = None
 depends_on = None
+
+
+# Each day's fact segment: the latest boundary on or before it in its own month. Boundaries:
+# the first day of every month, every agreement's period_start and the day after its
+# period_end (a figure from max(first day of M, period_start) to min(last day of M,
+# period_end) is then an exact sum of whole segments). Read with a range on ``day``.
+SEGMENT_DAYS_VIEW = """
+CREATE VIEW facts_segment_days AS
+WITH boundaries AS (
+    SELECT a.period_start AS day
+    FROM agreements a
+    UNION
+    SELECT next_day.day
+    FROM agreements a
+    JOIN work_calendar period_end ON period_end.day = a.period_end
+    JOIN work_calendar next_day ON next_day.day_ordinal = period_end.day_ordinal + 1
+    UNION
+    SELECT wc.month_start
+    FROM work_calendar wc
+)
+SELECT d.day, d.month_start, MAX(b.day) AS segment_start
+FROM work_calendar d
+JOIN boundaries b ON b.day <= d.day AND b.day >= d.month_start
+GROUP BY d.day, d.month_start
+"""
 
 
 def _months(name: str) -> None:
@@ -59,9 +85,11 @@ def upgrade() -> None:
     )
     op.create_index('ix_selected_purchase_facts_month_start', 'selected_purchase_facts', ['month_start'])
     _months('selected_purchase_facts_months')
+    op.execute(SEGMENT_DAYS_VIEW)
 
 
 def downgrade() -> None:
+    op.execute("DROP VIEW facts_segment_days")
     op.drop_table('selected_purchase_facts_months')
     op.drop_table('selected_purchase_facts')
     op.drop_table('purchase_facts_months')
