@@ -3,8 +3,9 @@
 The facts are a cache (rebuilt from the orders whenever a source changes): the old tables
 are dropped and created anew. ``purchase_facts`` loses its six-column key (a month is
 written whole by one transaction that lists it first in ``purchase_facts_months``) and
-keeps an index on the month; ``selected_purchase_facts`` (+ its ``_months`` index) holds
-the platform purchases of selected products that the cumulative figures sum. The view
+keeps an index on the month; ``selected_purchase_facts`` (+ its ``_months`` index, and no
+index of its own: it is read whole) holds the platform purchases of selected products that
+the cumulative figures sum. The view
 ``facts_segment_days`` gives each calendar day the segment both builds group it in.
 
 Revision ID: 0006
@@ -83,7 +84,6 @@ def upgrade() -> None:
     sa.Column('quantity', sa.Numeric(precision=20, scale=4), nullable=False),
     sa.Column('line_count', sa.Integer(), nullable=False),
     )
-    op.create_index('ix_selected_purchase_facts_month_start', 'selected_purchase_facts', ['month_start'])
     _months('selected_purchase_facts_months')
     op.execute(SEGMENT_DAYS_VIEW)
 
