@@ -11,8 +11,8 @@ import builders as b
 from vbp_monitor.alerts.store import AlertStore, Scope
 from vbp_monitor.core.catalog import routed_to_city
 from vbp_monitor.core.profiles import load_profile
+from vbp_monitor.model.schema import clear_facts_cache
 from vbp_monitor.rules.monitoring import DAG_ID, judge
-from vbp_monitor.rules.purchase_facts import clear_purchase_facts
 
 pytestmark = pytest.mark.usefixtures("output_dir")
 
@@ -94,7 +94,7 @@ def test_a_resolved_alert_breaks_the_run(engine):
     # corrected platform files: February's purchase was cancelled (the facts cache is cleared)
     with engine.begin() as conn:
         conn.execute(text("UPDATE orders SET cancelled = TRUE WHERE order_id = 'H1-2025-02'"))
-        clear_purchase_facts(conn)
+        clear_facts_cache(conn)
     judge(engine, b.run_for("2025-02", run_id="corrected"), PROFILE)
     assert not [row for row in b.open_alerts(engine) if row["period"] == "2025-02"]
     judge(engine, b.run_for("2025-03", run_id="corrected"), PROFILE)

@@ -24,10 +24,10 @@ from builders import (
 )
 from vbp_monitor.alerts.store import Scope
 from vbp_monitor.core.profiles import load_profile
+from vbp_monitor.model.schema import clear_facts_cache
 from vbp_monitor.model.schema import orders as orders_table
 from vbp_monitor.model.schema import purchase_facts as facts_table
 from vbp_monitor.outputs.execution_report import report_path
-from vbp_monitor.rules import purchase_facts
 from vbp_monitor.rules.monitoring import CODES, judge
 
 # every test here writes spreadsheets: into its own tmp folder (conftest.output_dir)
@@ -92,7 +92,7 @@ def test_a_corrected_order_then_a_rerun_resolves_the_alert(engine):
     with engine.begin() as conn:
         conn.execute(update(orders_table).where(orders_table.c.order_id == "O1")
                      .values(quantity=Decimal(500), amount=Decimal(250)))
-        purchase_facts.clear_purchase_facts(conn)
+        clear_facts_cache(conn)
     result = judge(engine, run_for("2025-06", run_id="rerun"), PROFILE)
 
     assert open_alerts(engine, "PROGRESS_BEHIND") == []
@@ -112,7 +112,7 @@ def test_branch_scope_judges_and_resolves_only_that_branch(engine):
         conn.execute(update(orders_table).values(product_code="P-AML-S", channel="platform",
                                                  unit_price=Decimal("0.5")))
         conn.execute(update(orders_table).values(amount=orders_table.c.quantity * Decimal("0.5")))
-        purchase_facts.clear_purchase_facts(conn)
+        clear_facts_cache(conn)
     result = judge(engine, run_for("2025-06", run_id="b1", scope=Scope(branch_code="B1")), PROFILE)
 
     b1_open = [row for row in open_alerts(engine) if row["branch_code"] == "B1"]
@@ -140,7 +140,7 @@ def test_batch_scope_judges_only_that_batchs_agreement_rules(engine):
         conn.execute(update(orders_table).values(cancelled=True))  # would resolve the payment alert
         seed(conn, {"orders": [order("NB2-BUY", "H1", 12000, "2025-06-05", product="P-MET-S", price="0.20"),
                                order("NB1-BUY", "H1", 12000, "2025-06-05")]})
-        purchase_facts.clear_purchase_facts(conn)
+        clear_facts_cache(conn)
     result = judge(engine, run_for("2025-06", run_id="nb2", scope=Scope(batch_code="NB2")), PROFILE)
 
     assert list(result.rule_codes) == ["PROGRESS_BEHIND", "SELECTED_SHARE_LOW"]
@@ -167,7 +167,7 @@ def test_backfilling_months_in_parallel_equals_running_them_one_by_one(engine):
     sequential = [snapshot(engine, month) for month in months]
 
     with engine.begin() as conn:
-        purchase_facts.clear_purchase_facts(conn)
+        clear_facts_cache(conn)
     with ThreadPoolExecutor(max_workers=3) as pool:
         list(pool.map(lambda m: judge(engine, run_for(m, run_id=f"par-{m}"), PROFILE), months))
 

@@ -193,12 +193,12 @@ def test_the_report_rebuilds_the_months_facts_an_ingest_cleared_since_the_monito
     # an ingest of orders (or products, batches, agreements) between June's monitoring run and
     # the report (or a rerun of the report months later) clears the facts cache: the online
     # rates must still be the month's, not a month without purchases
-    from vbp_monitor.rules.purchase_facts import clear_purchase_facts
+    from vbp_monitor.model.schema import clear_facts_cache
 
     monitored_june(engine)
     first = judge(engine, report_run(), PROFILE, upstream=ALL_SUCCEEDED)
     with engine.begin() as conn:
-        clear_purchase_facts(conn)
+        clear_facts_cache(conn)
     again = judge(engine, report_run(run_id="report-2"), PROFILE, upstream=ALL_SUCCEEDED)
     assert "药品网采率8.43%（要求不低于90.00%）" in document_text(Path(again["files"][0]))
     assert again["documents"][0]["key"] == first["documents"][0]["key"]

@@ -8,8 +8,13 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from builders import agreement, city, num, order, run_for, seed
+from vbp_monitor.model.schema import (
+    clear_facts_cache,
+    purchase_facts_months,
+    selected_purchase_facts,
+    selected_purchase_facts_months,
+)
 from vbp_monitor.model.schema import purchase_facts as facts_table
-from vbp_monitor.model.schema import purchase_facts_months, selected_purchase_facts, selected_purchase_facts_months
 from vbp_monitor.rules import purchase_facts
 
 
@@ -144,7 +149,7 @@ def test_parallel_builds_give_the_same_table_as_sequential_ones(engine):
     sequential, sequential_index = facts(engine), set(built(engine))
 
     with engine.begin() as conn:
-        purchase_facts.clear_purchase_facts(conn)
+        clear_facts_cache(conn)
     assert facts(engine) == [] and built(engine) == {}
 
     # every month requested by three concurrent "backfill runs" at once
@@ -182,7 +187,7 @@ def test_concurrent_cold_runs_build_each_month_once_and_agree(engine):
     assert set(alone[3]) == set(months) and len(alone[1]) > 0
 
     with engine.begin() as conn:
-        purchase_facts.clear_purchase_facts(conn)
+        clear_facts_cache(conn)
     with ThreadPoolExecutor(max_workers=3) as pool:
         coverages = list(pool.map(lambda _: purchase_facts.ensure_facts(engine, run_for("2025-07").period),
                                   range(3)))

@@ -172,6 +172,19 @@ selected_purchase_facts_months = _table(
 # Cleared together whenever a source of theirs (orders, products, batches, agreements) changes.
 FACTS_CACHE = (purchase_facts, purchase_facts_months, selected_purchase_facts, selected_purchase_facts_months)
 
+
+def clear_facts_cache(conn) -> None:
+    """Empty both facts caches. PostgreSQL truncates them: deleting row by row the millions
+    of facts a province's runs cached would cost an ingest seconds and leave as many dead
+    rows. The lock TRUNCATE holds until the caller commits also makes a facts build that
+    started before it finish first (its facts, of the old rows, are then truncated too) and
+    one that starts after it wait for the new rows."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("TRUNCATE " + ", ".join(table.name for table in FACTS_CACHE)))
+    else:
+        for table in FACTS_CACHE:
+            conn.execute(table.delete())
+
 # 一院一档: one row per active agreement and month.
 institution_file_metrics = _table(
     "institution_file_metrics", ("period", "agreement_id"), {

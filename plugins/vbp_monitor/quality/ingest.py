@@ -597,16 +597,13 @@ def replace_quarantine(conn, table: str, source_file: str, rows: list[dict], del
 
 def after_load(conn, table: str) -> None:
     """Refresh what depends on a table that just changed."""
-    from sqlalchemy import delete
-
     from vbp_monitor.model.calendar_tables import ensure_cycle_month_calendar, rebuild_work_calendar
-    from vbp_monitor.model.schema import FACTS_CACHE
+    from vbp_monitor.model.schema import clear_facts_cache
 
     if table == "holidays":
         rebuild_work_calendar(conn)
     if table in FACTS_SOURCES:
-        for cache in FACTS_CACHE:  # the facts are a cache of orders × products × batches × agreements
-            conn.execute(delete(cache))
+        clear_facts_cache(conn)  # the facts are a cache of orders × products × batches × agreements
     if table == "agreements":
         ensure_cycle_month_calendar(conn)
 

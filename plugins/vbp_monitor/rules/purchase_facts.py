@@ -14,9 +14,9 @@ Every monthly-monitoring rule reads the facts instead of the order lines:
 of an agreement year are exact sums of whole segments.
 
 ``purchase_facts_months`` and ``selected_purchase_facts_months`` are the cache indexes: a
-listed month is built and reused by every later run. Ingest must call
-:func:`clear_purchase_facts` whenever orders, products, batches or agreements change, so a
-stale month is never read.
+listed month is built and reused by every later run. Ingest calls
+``model.schema.clear_facts_cache`` whenever orders, products, batches or agreements change,
+so a stale month is never read.
 
 Parallel backfills may build the same month at once. A build is one transaction that lists
 its months in the index first, then deletes and inserts their facts: when two collide,
@@ -32,7 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import Table, delete, select, text
+from sqlalchemy import Table, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from vbp_monitor.core import sqlfiles
@@ -40,7 +40,7 @@ from vbp_monitor.core.db import planner_settings
 from vbp_monitor.core.formatting import as_date
 from vbp_monitor.core.periods import JudgedPeriod
 from vbp_monitor.core.prc_calendar import add_months, month_bounds
-from vbp_monitor.model.schema import FACTS_CACHE, purchase_facts_months, selected_purchase_facts_months
+from vbp_monitor.model.schema import purchase_facts_months, selected_purchase_facts_months
 
 log = logging.getLogger(__name__)
 
@@ -204,9 +204,3 @@ def ensure_facts(engine, period: JudgedPeriod) -> FactsCoverage:
         if full.result():
             built.add(period.first_day)
     return FactsCoverage(period.first_day, needed[0], tuple(sorted(built)))
-
-
-def clear_purchase_facts(conn) -> None:
-    """Drop both caches (ingest: orders, agreements, products or batches changed)."""
-    for table in FACTS_CACHE:
-        conn.execute(delete(table))
