@@ -518,16 +518,10 @@ def _time_texts(stamps, texts) -> list[str]:
     return np.where(present, texts, db.copy_text(None)).tolist()
 
 
-def typed_records(table: str, frame: pd.DataFrame) -> tuple[list[dict], dict[int, list[str]]]:
-    """Typed and derived rows of the good rows, and reasons for rows that still fail to
-    parse or fit the warehouse (a safety net behind the suite's type expectations)."""
-    columns, unparsed = typed_columns(table, frame)
-    names = list(columns)
-    return [dict(zip(names, values)) for values in zip(*columns.values())], unparsed
-
-
 def typed_columns(table: str, frame: pd.DataFrame, copy_text: bool = False) -> tuple[dict, dict[int, list[str]]]:
-    """``typed_records`` column-wise: ``{column: values}`` of the rows that fit (no dict per row).
+    """The good rows typed and derived, column-wise: ``{column: values}`` of the rows that fit
+    (no dict per row), and the reasons of the rows that still fail to parse or fit the
+    warehouse (a safety net behind the suite's type expectations).
 
     A time column is read from its validation helper (``<column>__time``) when ``frame`` has
     it. ``copy_text``: the same rows in COPY's text format (``db.CopyColumns``, for

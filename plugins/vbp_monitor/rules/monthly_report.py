@@ -58,6 +58,7 @@ from vbp_monitor.outputs.documents import DraftTable
 from vbp_monitor.outputs.report_document import Chart, ReportDocument, ReportSection, Series
 from vbp_monitor.outputs.run_files import files_digest, run_file_path, run_folder, run_stamp
 from vbp_monitor.outputs.spreadsheets import BookTitle, Column
+from vbp_monitor.rules.purchase_facts import build_month
 
 if TYPE_CHECKING:  # pragma: no cover
     from vbp_monitor.orchestration.run_context import RunContext
@@ -723,7 +724,6 @@ def judge(engine, run: RunContext, profile: dict | None = None,
     mails (``documents``) and the figures' counts. ``upstream``: whether each of the month's
     runs succeeded (None: not known, e.g. called outside Airflow — taken as succeeded)."""
     from vbp_monitor.outputs.report_document import write_report_docx, write_reproducible_xlsx
-    from vbp_monitor.rules.purchase_facts import build_month
 
     profile = profile or load_profile()
     settings = ReportSettings.from_profile(profile)
