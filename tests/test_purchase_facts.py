@@ -127,6 +127,58 @@ def test_selected_facts_keep_the_platform_purchases_of_selected_products_by_segm
     assert purchase_facts.build_selected_months(engine, dt.date(2025, 4, 1), dt.date(2025, 5, 1)) is False
 
 
+def _selected_month_case(engine) -> list:
+    """April 2025 with every kind of line the selected facts leave out or split on."""
+    orders = [
+        order("A", "H1", 10, "2025-04-01"),
+        order("B", "H1", 20, "2025-04-12", price="0.60"),
+        order("C", "H1", 30, "2025-04-20"),
+        order("D", "H2", 4, "2025-04-21", price="0.55"),
+        order("OFF", "H1", 7, "2025-04-20", channel="offline"),
+        order("CANCELLED", "H1", 1000, "2025-04-15", cancelled="true"),
+        order("MAY", "H1", 5, "2025-05-02"),
+    ]
+    with engine.begin() as conn:
+        seed(conn, city(agreements=[agreement("H1-NEW", "H1", "2025-04-10", "2026-04-09")], orders=orders))
+    return orders
+
+
+def test_a_months_selected_facts_from_its_full_facts_equal_those_from_its_lines(engine):
+    """The judged month's selected facts are summed from its full facts (no second pass
+    over its lines): the same rows and line counts as the pass over the lines gives."""
+    _selected_month_case(engine)
+    april = dt.date(2025, 4, 1)
+    purchase_facts.build_selected_months(engine, april, april)
+    from_lines = (selected_facts(engine), built(engine, selected_purchase_facts_months))
+    with engine.begin() as conn:
+        clear_facts_cache(conn)
+
+    assert purchase_facts.build_month(engine, april) is True
+    assert purchase_facts.build_selected_from_full(engine, april) is True
+
+    assert (selected_facts(engine), built(engine, selected_purchase_facts_months)) == from_lines
+    assert [r[4] for r in from_lines[0]] == [Decimal("10"), Decimal("50"), Decimal("4")]  # H1, H1 and H2 from the 10th
+    assert purchase_facts.build_selected_from_full(engine, april) is False  # cached
+
+
+def test_selected_facts_are_not_derived_from_full_facts_an_ingest_cleared(engine):
+    """Full facts cleared before the derivation: nothing listed, and the judged month's
+    coverage then takes the selected facts from the lines."""
+    _selected_month_case(engine)
+    april = dt.date(2025, 4, 1)
+    try:
+        purchase_facts.build_selected_from_full(engine, april)
+    except purchase_facts.FullFactsGone:
+        pass
+    else:
+        raise AssertionError("derived selected facts from full facts that are not built")
+    assert selected_facts(engine) == [] and built(engine, selected_purchase_facts_months) == {}
+
+    coverage = purchase_facts.ensure_facts(engine, run_for("2025-04").period)
+    assert april in coverage.built
+    assert [r[4] for r in selected_facts(engine)] == [Decimal("10"), Decimal("50"), Decimal("4")]
+
+
 def test_a_month_without_active_agreements_needs_only_itself(engine):
     with engine.begin() as conn:
         seed(conn, city(orders=[order("O1", "H1", 1, "2025-06-15")]))

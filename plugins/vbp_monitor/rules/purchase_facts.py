@@ -178,29 +178,75 @@ def build_selected_months(engine, first_month: dt.date, last_month: dt.date) -> 
     return _build(engine, f"selected purchase facts of {first_day:%Y-%m} … {last_day:%Y-%m}", missing, write)
 
 
+class FullFactsGone(RuntimeError):
+    """The month's full facts were cleared (an ingest) before its selected facts were
+    derived from them: derive nothing, build from the order lines instead."""
+
+
+def build_selected_from_full(engine, month_start: dt.date) -> bool:
+    """Build one month's selected facts from its full facts (``purchase_facts``, cached)
+    unless cached already; True when this call built them. Raises :class:`FullFactsGone`
+    (rolled back) when the full facts are no longer listed."""
+    month_start = month_start.replace(day=1)
+
+    def missing() -> bool:
+        with engine.connect() as conn:
+            return not built_months(conn, month_start, month_start, selected_purchase_facts_months)
+
+    def write(conn) -> None:
+        sqlfiles.execute(conn, "facts_build_selected_from_month", month_start=month_start,
+                         built_at=dt.datetime.now(dt.UTC))
+        # (after the index's lock: an ingest that cleared the month has committed by now)
+        if not is_built(conn, month_start):
+            raise FullFactsGone(f"purchase facts of {month_start:%Y-%m} were cleared")
+        refresh_planner_statistics(conn, "selected_purchase_facts")
+
+    return _build(engine, f"selected purchase facts of {month_start:%Y-%m} (from its full facts)", missing, write)
+
+
+def _build_selected_runs(engine, months: list[dt.date], pool: ThreadPoolExecutor) -> set[dt.date]:
+    """Build the selected facts of ``months`` not cached, one pass over the lines per run of
+    consecutive months; the months this call built."""
+    built: set[dt.date] = set()
+    if not months:
+        return built
+    for _attempt in range(BUILD_ATTEMPTS):
+        with engine.connect() as conn:
+            cached = built_months(conn, months[0], months[-1], selected_purchase_facts_months)
+        runs = contiguous_runs([month for month in months if month not in cached])
+        if not runs:
+            break
+        # (a run that found one of its months built by a parallel run is asked again)
+        for (first, last), done in zip(runs, pool.map(lambda run: build_selected_months(engine, *run), runs)):
+            if done:
+                built.update(month_starts(first, last))
+    return built
+
+
 def ensure_facts(engine, period: JudgedPeriod) -> FactsCoverage:
     """Build what the judged month reads and is not cached: M in full, and the selected
     purchases of M and the earlier months of its agreement years.
 
-    On PostgreSQL the two builds run side by side on their own connections (an ``INSERT …
-    SELECT`` gets no parallel workers of its own); SQLite serialises its writers, so one
-    after the other."""
+    The earlier months' selected facts come from one pass over their order lines; M's from
+    M's full facts once they are built (a second pass over M's lines would cost more). On
+    PostgreSQL the full build of M and the earlier months' pass run side by side on their
+    own connections (an ``INSERT … SELECT`` gets no parallel workers of its own); SQLite
+    serialises its writers, so one after the other."""
     with engine.connect() as conn:
         needed = months_needed(conn, period)
     workers = FACTS_BUILD_WORKERS if engine.dialect.name == "postgresql" else 1
-    built: set[dt.date] = set()
+    month = period.first_day
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        full = pool.submit(build_month, engine, period.first_day)
-        for _attempt in range(BUILD_ATTEMPTS):
-            with engine.connect() as conn:
-                cached = built_months(conn, needed[0], needed[-1], selected_purchase_facts_months)
-            runs = contiguous_runs([month for month in needed if month not in cached])
-            if not runs:
-                break
-            # (a run that found one of its months built by a parallel run is asked again)
-            for (first, last), done in zip(runs, pool.map(lambda run: build_selected_months(engine, *run), runs)):
-                if done:
-                    built.update(month_starts(first, last))
+        full = pool.submit(build_month, engine, month)
+        built = _build_selected_runs(engine, [m for m in needed if m != month], pool)
         if full.result():
-            built.add(period.first_day)
-    return FactsCoverage(period.first_day, needed[0], tuple(sorted(built)))
+            built.add(month)
+    try:
+        if build_selected_from_full(engine, month):
+            built.add(month)
+    except FullFactsGone:
+        log.info("purchase facts of %s were cleared meanwhile: its selected facts come from its lines",
+                 f"{month:%Y-%m}")
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            built |= _build_selected_runs(engine, [month], pool)
+    return FactsCoverage(month, needed[0], tuple(sorted(built)))

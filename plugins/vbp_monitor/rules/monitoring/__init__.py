@@ -163,27 +163,38 @@ def merged(first: WriteResult, second: WriteResult) -> WriteResult:
                        resolved=first.resolved + second.resolved, by_rule=first.by_rule + second.by_rule)
 
 
+def other_candidates(engine, run: RunContext, settings: MonitoringSettings) -> list[dict]:
+    """The candidates of the families that do not read the institution file, on a
+    connection of their own (read only): one list, in ``OTHER_FAMILIES`` order."""
+    with engine.connect() as conn:
+        return list(chain.from_iterable(family(conn, run, settings) for family in OTHER_FAMILIES))
+
+
 def judge(engine, run: RunContext, profile: dict | None = None, write_reports: bool = True) -> JudgeResult:
     """Judge month M: institution file, the rule codes, the branches' execution reports.
 
-    The reports read only the institution file and the facts: on PostgreSQL they are
-    written (Python, one core) while the rules run (the server, the other core), once the
-    institution file is committed. SQLite would hold the rules' commit behind the reports'
-    long read: there one after the other."""
+    On PostgreSQL three things run at once, each on its own connection: the rule families
+    that do not read the institution file start beside its INSERT … SELECT; once it is
+    committed, the reports (Python, one core; they read only the institution file and the
+    facts) are written while the agreement rules run and every alert is stored. SQLite
+    would hold the rules' commit behind the reports' long read: there one after the other."""
     settings = MonitoringSettings.from_profile(profile or load_profile())
     coverage = ensure_facts(engine, run.period)  # cheap when build_facts already ran
     batch_only = bool(run.scope.batch_code)
     codes = BATCH_CODES if batch_only else CODES
-    with engine.begin() as conn:
-        write_institution_file(conn, run, coverage)
-    beside = write_reports and engine.dialect.name == "postgresql"
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        reports = pool.submit(write_branch_reports, engine, run, eps=EPS) if beside else None
+    beside = engine.dialect.name == "postgresql"
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        others = pool.submit(other_candidates, engine, run, settings) if beside and not batch_only else None
+        with engine.begin() as conn:
+            write_institution_file(conn, run, coverage)
+        reports = pool.submit(write_branch_reports, engine, run, eps=EPS) if beside and write_reports else None
         with engine.begin() as conn:
             # Two agreement years of one subject can both be active in a boundary month: one
             # alert per key, the more severe, then the later year.
             groups: list[Iterable[dict]] = [one_per_key(agreement_candidates(conn, run, settings))]
-            if not batch_only:
+            if others is not None:
+                groups.append(others.result())
+            elif not batch_only:
                 # Generators: each rule's query runs when the store reaches it, so one rule's
                 # result rows at a time are held (besides the alert rows the store collects).
                 groups += [family(conn, run, settings) for family in OTHER_FAMILIES]
