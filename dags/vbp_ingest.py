@@ -29,7 +29,7 @@ ZH_BODY = """
 * 表头缺少契约列（或未通过文件级期望）的文件**整体拒收**：不入库任何行；一条 `DATA_QUALITY` 预警（high）指明文件和列。
 * 违反行级期望的行进入 `quarantine` 隔离表（文件、数据行号、主键、原始行、原因），不参与任何规则；合格行照常入库。
   每个文件每次运行一条 `DATA_QUALITY` 预警（指标 = 隔离行数），列明套件、未通过的期望和示例主键。
-* 合格行按主键更新或插入：重复接入同一文件不产生变化。接入节假日会重建工作日历；订单、产品、批次或协议会使月度采购汇总缓存失效。
+* 合格行按主键更新或插入：重复接入同一文件不产生变化。接入节假日会重建工作日历；订单只使其订单行（新旧下单日）所在月份的月度采购汇总缓存失效，产品、批次或协议使全部月份失效。
 
 **输出**：数据仓库各表、`quarantine` 隔离表、`DATA_QUALITY` 预警（期间 = 运行日 D，`source_file` = 文件），
 以及任务返回值：每个文件读取 / 入库 / 隔离 / 拒收的行数。
@@ -75,8 +75,9 @@ off-platform orders, exactly one `city` row in branches).
   `DATA_QUALITY` alert per file and run (metric = rows quarantined) names the suite, the
   failed expectations and example keys.
 * Good rows are upserted by primary key: re-ingesting the same files changes nothing.
-  Loading holidays rebuilds the working-day calendar; orders, products, batches or
-  agreements invalidate the monthly purchase facts cache.
+  Loading holidays rebuilds the working-day calendar; orders invalidate the monthly
+  purchase facts cache of the months of their lines (new and former order dates),
+  products, batches or agreements every month of it.
 
 **Outputs**: the warehouse tables, `quarantine`, DATA_QUALITY alerts (period = the run's day
 D, `source_file` = the file), and the task's return value: rows read / loaded / quarantined

@@ -40,7 +40,7 @@ ZH_BODY = f"""
 约定 / 零采购 / 进度滞后 / 正常 / 超量的通用名，非中选产品，中选与非中选金额；另附一院一档行），作为该分局邮件附件。
 
 **参数**：`branch_code` 只评判一个分局的机构；`batch_code` 只评判该批次的协议类规则（`PROGRESS_BEHIND`、`SELECTED_SHARE_LOW`）；
-`force_resend` 重新发送邮件。平台更正文件接入后（会清空汇总缓存），对同一逻辑日期重跑：指标重新计算，不再触发的预警变为 `resolved`。
+`force_resend` 重新发送邮件。平台更正文件接入后（订单文件清空其订单行所在月份的汇总缓存，产品、批次、协议文件清空全部月份），对同一逻辑日期重跑：指标重新计算，不再触发的预警变为 `resolved`。
 """
 
 ENGLISH = """
@@ -85,7 +85,8 @@ the institution-file rows), attached to that branch's email.
 
 **Params**: `branch_code` judges one branch's institutions; `batch_code` judges only that
 batch's agreement rules (PROGRESS_BEHIND, SELECTED_SHARE_LOW); `force_resend` re-mails.
-After corrected platform files are ingested (which clears the facts cache), rerun the same
+After corrected platform files are ingested (orders clear the cached facts of the months
+of their lines, products, batches or agreements every month), rerun the same
 logical date: figures are rebuilt and alerts no longer raised become `resolved`.
 """
 

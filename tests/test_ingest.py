@@ -50,6 +50,21 @@ def quarantined(engine, source_file: str) -> list[dict]:
         ).mappings()]
 
 
+JAN, FEB, MAR = dt.date(2025, 1, 1), dt.date(2025, 2, 1), dt.date(2025, 3, 1)
+
+
+def list_months(engine, *months: dt.date) -> None:
+    """List months in the full facts' cache index (as a build would, without facts)."""
+    with engine.begin() as conn:
+        conn.execute(insert(purchase_facts_months), [
+            {"month_start": month, "built_at": dt.datetime.now(dt.UTC), "line_count": 3} for month in months])
+
+
+def listed_months(engine) -> set[dt.date]:
+    with engine.connect() as conn:
+        return set(conn.execute(select(purchase_facts_months.c.month_start)).scalars())
+
+
 # ---------------------------------------------------------------- loading
 def test_every_table_loads_and_a_second_ingest_changes_nothing(engine, tmp_path):
     landing = write_landing(tmp_path / "landing", full_city())
@@ -79,14 +94,18 @@ def test_every_table_loads_and_a_second_ingest_changes_nothing(engine, tmp_path)
     assert cycle_months == 24
 
     before = {name: table_rows(engine, name) for name in contract.LOAD_ORDER}
-    with engine.begin() as conn:
-        conn.execute(insert(purchase_facts_months), [{"month_start": dt.date(2025, 2, 1),
-                                                      "built_at": dt.datetime.now(dt.UTC), "line_count": 3}])
+    list_months(engine, JAN, FEB)
     ingest_landing(engine, run_for(run_id="manual__2"), landing)
     assert {name: table_rows(engine, name) for name in contract.LOAD_ORDER} == before
     assert dq_alerts(engine) == []
-    with engine.connect() as conn:  # orders were (re)loaded: the monthly facts cache is stale
-        assert conn.execute(select(func.count()).select_from(purchase_facts_months)).scalar_one() == 0
+    # products, batches and agreements were (re)loaded: every month of the facts cache is stale
+    assert listed_months(engine) == set()
+    # orders alone, the same rows: the months of their lines (all in February 2025) are stale
+    list_months(engine, JAN, FEB)
+    ingest_landing(engine, run_for(run_id="manual__3"),
+                   write_landing(tmp_path / "orders_again", {"orders": full_city()["orders"]}))
+    assert {name: table_rows(engine, name) for name in contract.LOAD_ORDER} == before
+    assert listed_months(engine) == {JAN}
 
 
 def test_absent_files_leave_their_tables_alone(engine, tmp_path):
@@ -603,3 +622,138 @@ def test_many_good_rows_load_through_copy_like_row_by_row(engine, tmp_path, monk
     assert len([row for row in by_copy[0] if row[0].startswith("O-0")]) == 1296 and len(by_copy[1]) == 2
     loaded = {row[0]: row for row in by_copy[0]}
     assert str(loaded["O-SHORT"][5]).startswith("2025-02-20 09:00:07") and loaded["O-ESCAPE"][3] == "D\\1\tX\rY\nZ"
+
+
+# ---------------------------------------------------------------- the monthly facts cache
+def facts_cache(engine) -> dict[str, dict[dt.date, list[tuple]]]:
+    """The rows of both facts caches and their indexes (with built_at: when a month was built)
+    by table and month."""
+    from vbp_monitor.model.schema import FACTS_CACHE
+
+    cache: dict[str, dict[dt.date, list[tuple]]] = {}
+    with engine.connect() as conn:
+        for table in FACTS_CACHE:
+            by_month: dict[dt.date, list[tuple]] = {}
+            for row in conn.execute(select(table)):
+                by_month.setdefault(row.month_start, []).append(tuple(row))
+            cache[table.name] = {month: sorted(rows, key=repr) for month, rows in by_month.items()}
+    return cache
+
+
+def figures(engine) -> dict[str, dict[dt.date, list[tuple]]]:
+    """``facts_cache`` without the indexes' built_at: what the rules read."""
+    return {name: {month: [tuple(v for v in row if not isinstance(v, dt.datetime)) for row in rows]
+                   for month, rows in by_month.items()}
+            for name, by_month in facts_cache(engine).items()}
+
+
+def quantities(engine, table_name: str) -> dict[dt.date, Decimal]:
+    """A facts table's quantity by month (what a user sees of a month's purchases)."""
+    from builders import num
+
+    table = metadata.tables[table_name]
+    with engine.connect() as conn:
+        return {month: num(total) for month, total in conn.execute(
+            select(table.c.month_start, func.sum(table.c.quantity)).group_by(table.c.month_start))}
+
+
+def build_months(engine, *months: dt.date) -> None:
+    """What monthly monitoring builds: each month's full facts, the selected facts of them all."""
+    from vbp_monitor.rules import purchase_facts
+
+    for month in months:
+        purchase_facts.build_month(engine, month)
+    purchase_facts.build_selected_months(engine, months[0], months[-1])
+
+
+def from_scratch(engine, *months: dt.date) -> dict:
+    """The figures of ``months`` built again from an empty cache (the cache is rebuilt)."""
+    from vbp_monitor.model.schema import clear_facts_cache
+
+    with engine.begin() as conn:
+        clear_facts_cache(conn)
+    build_months(engine, *months)
+    return figures(engine)
+
+
+def only(folder, name: str, rows: list[dict]):
+    """A landing folder with one contract file."""
+    return write_landing(folder, {name: rows})
+
+
+@pytest.fixture
+def three_months_cached(engine, tmp_path):
+    """The small city with order lines in January, February and March 2025, ingested, and
+    monthly monitoring's facts of the three months built (both grains)."""
+    landing = write_landing(tmp_path / "landing", full_city(orders=[
+        order("O-JAN", order_time="2025-01-15 09:00:00", quantity="40", amount="20"),
+        order("O-JAN2", order_time="2025-01-20 09:00:00", quantity="7", amount="3.5"),
+        order("O-MAR", order_time="2025-03-05 09:00:00", quantity="9", amount="4.5"),
+    ]))
+    ingest_landing(engine, run_for(), landing)
+    build_months(engine, JAN, FEB, MAR)
+    cache = facts_cache(engine)
+    assert all(set(by_month) == {JAN, FEB, MAR} for by_month in cache.values())
+    assert quantities(engine, "purchase_facts") == {JAN: 47, FEB: 1200, MAR: 9}  # O-3 is cancelled
+    assert quantities(engine, "selected_purchase_facts") == {JAN: 47, FEB: 1000, MAR: 9}  # O-2: offline
+    return cache
+
+
+def test_an_orders_delivery_clears_only_the_months_of_its_lines(engine, tmp_path, three_months_cached):
+    """A February delivery (a new line, a corrected one) leaves January's and March's facts
+    and index rows as they were; a rebuild gives February's new figures, the ones of a build
+    from scratch."""
+    from builders import run_for as monitoring_run
+    from vbp_monitor.rules import purchase_facts
+
+    cached = three_months_cached
+    corrected = dict(full_city()["orders"][0], quantity="2000", amount="1000")  # O-1, 3 February
+    summary = ingest_landing(engine, run_for(run_id="manual__2"),
+                             only(tmp_path / "february", "orders", [corrected, order("O-FEB", quantity="30", amount="15")]))
+    assert summary["files"]["orders.csv"]["loaded"] == 2
+
+    assert facts_cache(engine) == {name: {JAN: by_month[JAN], MAR: by_month[MAR]} for name, by_month in cached.items()}
+
+    # monthly monitoring of February builds February again (its full facts and selected purchases)
+    coverage = purchase_facts.ensure_facts(engine, monitoring_run("2025-02").period)
+    assert coverage.built == (FEB,)
+    assert quantities(engine, "purchase_facts") == {JAN: 47, FEB: 2230, MAR: 9}
+    assert quantities(engine, "selected_purchase_facts") == {JAN: 47, FEB: 2030, MAR: 9}
+    rebuilt = facts_cache(engine)
+    assert {name: {JAN: by_month[JAN], MAR: by_month[MAR]} for name, by_month in rebuilt.items()} == {
+        name: {JAN: by_month[JAN], MAR: by_month[MAR]} for name, by_month in cached.items()}
+    assert figures(engine) == from_scratch(engine, JAN, FEB, MAR)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["one-chunk", "copy-per-row"])
+def test_a_line_moved_to_another_month_clears_both_months(engine, tmp_path, three_months_cached, monkeypatch,
+                                                          chunked):
+    """A re-delivery moves O-JAN (same order_id, new order_time) from January to February:
+    January's facts are stale too (the line's old month). ``copy-per-row``: one line a chunk,
+    each through COPY on PostgreSQL (in the COPY thread; the moved line's by the staging table)."""
+    from builders import run_for as monitoring_run
+    from vbp_monitor.core import db
+    from vbp_monitor.quality import ingest
+    from vbp_monitor.rules import purchase_facts
+
+    if chunked:
+        monkeypatch.setattr(ingest, "CHUNK_ROWS", 1)
+        monkeypatch.setattr(db, "COPY_MIN_ROWS", 1)
+    moved = order("O-JAN", order_time="2025-02-25 09:00:00", quantity="40", amount="20")
+    ingest_landing(engine, run_for(run_id="manual__2"),
+                   only(tmp_path / "moved", "orders", [order("O-FEB", quantity="30", amount="15"), moved]))
+
+    assert facts_cache(engine) == {name: {MAR: by_month[MAR]} for name, by_month in three_months_cached.items()}
+
+    purchase_facts.ensure_facts(engine, monitoring_run("2025-02").period)
+    purchase_facts.build_month(engine, JAN)
+    assert quantities(engine, "purchase_facts") == {JAN: 7, FEB: 1270, MAR: 9}
+    assert quantities(engine, "selected_purchase_facts") == {JAN: 7, FEB: 1070, MAR: 9}
+    assert figures(engine) == from_scratch(engine, JAN, FEB, MAR)
+
+
+def test_a_products_delivery_clears_every_month(engine, tmp_path, three_months_cached):
+    """Products (like batches and agreements) change every month's selection and segments."""
+    ingest_landing(engine, run_for(run_id="manual__2"), only(tmp_path / "products", "products",
+                                                             full_city()["products"]))
+    assert facts_cache(engine) == {name: {} for name in three_months_cached}

@@ -2,14 +2,17 @@
 purchases, one GROUP BY pass each, split at agreement-period boundaries, cached in their
 *_months indexes and safe to build in parallel."""
 import datetime as dt
+import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
 
 from builders import agreement, city, num, order, run_for, seed
 from vbp_monitor.model.schema import (
     clear_facts_cache,
+    orders,
     purchase_facts_months,
     selected_purchase_facts,
     selected_purchase_facts_months,
@@ -247,3 +250,87 @@ def test_concurrent_cold_runs_build_each_month_once_and_agree(engine):
     assert (facts(engine), selected_facts(engine), built(engine),
             built(engine, selected_purchase_facts_months)) == alone
     assert set().union(*(coverage.built for coverage in coverages)) == set(months)
+
+
+def test_clearing_some_months_waits_for_a_build_in_flight_and_holds_back_a_later_one(engine):
+    """PostgreSQL (SQLite serialises its writers): an ingest clearing February's facts locks
+    the cache indexes. A February build in flight commits first and its facts, of the old
+    lines, are deleted; a build that starts while the ingest is open waits for it and reads
+    the new lines."""
+    from vbp_monitor.core import sqlfiles
+    from vbp_monitor.core.prc_calendar import month_bounds
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writer at a time: a build and an ingest never overlap")
+    jan, feb = dt.date(2025, 1, 1), dt.date(2025, 2, 1)
+    with engine.begin() as conn:
+        seed(conn, city(orders=[order("J1", "H1", 5, "2025-01-15"), order("F1", "H1", 10, "2025-02-15")]))
+    purchase_facts.build_month(engine, jan)
+
+    def correct(conn, quantity: int) -> None:  # what the ingest of a corrected F1 writes
+        conn.execute(orders.update().where(orders.c.order_id == "F1")
+                     .values(quantity=quantity, amount=Decimal(quantity) / 2))
+
+    def blocked_or_done(future) -> None:
+        """Until ``future`` is done or a session of the database waits on a lock (10 s at most)."""
+        for _ in range(200):
+            with engine.connect() as conn:
+                if future.done() or conn.execute(text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock'")).scalar_one():
+                    return
+            time.sleep(0.05)
+
+    def clear_february(quantity: int) -> None:
+        with engine.begin() as conn:
+            correct(conn, quantity)
+            clear_facts_cache(conn, [feb])
+
+    # a build in flight: February listed and its facts written, not committed
+    with engine.connect() as build, ThreadPoolExecutor(max_workers=1) as pool:
+        transaction = build.begin()
+        sqlfiles.execute(build, "facts_build_month", month_start=feb, month_end=month_bounds(feb)[1],
+                         built_at=dt.datetime.now(dt.UTC))
+        ingest = pool.submit(clear_february, 20)
+        blocked_or_done(ingest)
+        transaction.commit()
+        ingest.result()
+    assert built(engine) == {jan: 1} and {row[0] for row in facts(engine)} == {jan}
+
+    # an ingest in flight: February corrected and cleared, not committed
+    with engine.connect() as conn, ThreadPoolExecutor(max_workers=1) as pool:
+        transaction = conn.begin()
+        correct(conn, 30)
+        clear_facts_cache(conn, [feb])
+        building = pool.submit(purchase_facts.build_month, engine, feb)
+        blocked_or_done(building)
+        transaction.commit()
+        assert building.result() is True
+    assert [row[6] for row in facts(engine) if row[0] == feb] == [Decimal("30")]
+
+
+def test_clearing_some_months_leaves_the_others(engine):
+    """clear_facts_cache(months): those months' facts and index rows of both grains (a day of
+    the month names it); nothing for no month; every month when they cover every month built."""
+    orders = [order(f"O{m}", "H1", 10 * m, f"2025-{m:02d}-15") for m in range(1, 4)]
+    with engine.begin() as conn:
+        seed(conn, city(agreements=[agreement("A1", "H1", "2025-01-01", "2025-12-31")], orders=orders))
+    months = [dt.date(2025, m, 1) for m in range(1, 4)]
+    for month in months:
+        purchase_facts.build_month(engine, month)
+    purchase_facts.build_selected_months(engine, months[0], months[-1])
+    everything = facts(engine), selected_facts(engine), built(engine), built(engine, selected_purchase_facts_months)
+
+    with engine.begin() as conn:
+        clear_facts_cache(conn, [])
+    assert (facts(engine), selected_facts(engine), built(engine),
+            built(engine, selected_purchase_facts_months)) == everything
+    with engine.begin() as conn:
+        clear_facts_cache(conn, {dt.date(2025, 2, 14), dt.date(2025, 7, 1)})
+    kept = [months[0], months[2]]
+    assert [row[0] for row in facts(engine)] == [row[0] for row in selected_facts(engine)] == kept
+    assert built(engine) == built(engine, selected_purchase_facts_months) == {months[0]: 1, months[2]: 1}
+    with engine.begin() as conn:
+        clear_facts_cache(conn, months)
+    assert (facts(engine), selected_facts(engine), built(engine),
+            built(engine, selected_purchase_facts_months)) == ([], [], {}, {})

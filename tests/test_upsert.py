@@ -82,3 +82,58 @@ def test_keys_repeated_in_one_call_like_few(engine, monkeypatch):
         db.upsert(conn, orders, rows, update_columns=[])
     assert stored(engine) == by_copy
     assert len(by_copy) == 1499 and {row[4] for row in by_copy} == {"platform"}
+
+
+def dated(rows: list[dict], first: int = 0) -> list[dict]:
+    """The rows with an order_date a day apart every 100 rows (row n: 1 January 2025 + n // 100 days)."""
+    return [dict(row, order_date=dt.date(2025, 1, 1) + dt.timedelta(days=(first + n) // 100))
+            for n, row in enumerate(rows)]
+
+
+def test_old_values_are_the_stored_values_of_the_keys_written_again(engine, monkeypatch):
+    """``old_values``: new keys add nothing; a key already stored adds what its row had before
+    the write (PostgreSQL: the COPY straight into the table, then the staging path; SQLite
+    and few rows: the pages of VALUES)."""
+    first = dated(order_rows(1500))
+    # keys O-01000 … O-02499: 500 stored (days 10–14), 1000 new; every row moves to March
+    second = [dict(row, order_date=dt.date(2025, 3, 1), channel="offline") for row in order_rows(2500)[1000:]]
+
+    def written(rows_by_write: list[list[dict]]) -> list[dict[str, set]]:
+        with engine.begin() as conn:
+            conn.execute(orders.delete())
+        found = []
+        with engine.begin() as conn:
+            for rows in rows_by_write:
+                old: dict[str, set] = {"order_date": set(), "channel": set()}
+                db.upsert(conn, orders, rows, old_values=old)
+                found.append(old)
+        return found
+
+    stored_days = {dt.date(2025, 1, 11 + n) for n in range(5)}
+    expected = [{"order_date": set(), "channel": set()}, {"order_date": stored_days, "channel": {"platform"}}]
+    assert written([first, second]) == expected
+    assert {row[12] for row in stored(engine)} == {dt.date(2025, 3, 1)} | {
+        dt.date(2025, 1, 1) + dt.timedelta(days=n) for n in range(10)}
+    # a few rows (pages of VALUES on both databases), one of them stored
+    assert written([first[:3], [dict(first[2], order_date=dt.date(2025, 4, 1)), second[-1]]]) == [
+        {"order_date": set(), "channel": set()}, {"order_date": {dt.date(2025, 1, 1)}, "channel": {"platform"}}]
+    monkeypatch.setattr(db, "COPY_MIN_ROWS", 10**9)
+    monkeypatch.setattr(db, "UPSERT_CHUNK_ROWS", 400)  # keys of several pages
+    assert written([first, second]) == expected
+
+
+def test_old_values_of_a_compound_key(engine):
+    """Keys of two columns (a tuple IN on the VALUES path)."""
+    from vbp_monitor.model.schema import cycle_month_calendar
+
+    start = dt.date(2025, 1, 1)
+    rows = [{"period_start": start, "cycle_month": k, "month_start": dt.date(2025, k, 1),
+             "month_end": dt.date(2025, k, 28)} for k in range(1, 4)]
+    moved = [dict(rows[1], month_start=dt.date(2026, 2, 1)),
+             {"period_start": dt.date(2025, 2, 1), "cycle_month": 2, "month_start": dt.date(2025, 3, 1),
+              "month_end": dt.date(2025, 3, 31)}]
+    with engine.begin() as conn:
+        assert db.upsert(conn, cycle_month_calendar, rows, old_values=(old := {"month_start": set()})) == 3
+        assert old == {"month_start": set()}
+        db.upsert(conn, cycle_month_calendar, moved, old_values=old)
+    assert old == {"month_start": {dt.date(2025, 2, 1)}}

@@ -196,13 +196,17 @@ def _copy_pages(rows: list[dict] | dict[str, list], names: list[str]) -> Iterato
 
 
 def _upsert_by_copy(conn, table, rows: list[dict] | dict[str, list], names: list[str], keys: list[str],
-                    update_columns: list[str]) -> bool:
+                    update_columns: list[str], old_values: dict[str, set] | None = None) -> bool:
     """PostgreSQL: COPY the rows straight into the table (in a savepoint: what it does when
     no row conflicts is what the upsert does); when that fails (a key already stored or
     repeated, or any other error) the savepoint is rolled back and the rows go by COPY into a
     temporary staging table (same transaction, the raw DBAPI connection of ``conn``), then one
     INSERT … SELECT … ON CONFLICT. False when a value cannot go through COPY exactly (nothing
-    was written then)."""
+    was written then).
+
+    ``old_values`` (see ``upsert``): nothing when the COPY straight into the table succeeded
+    (no key was stored); else the stored rows the staging table's keys meet, read before the
+    INSERT."""
     import io
     import uuid
 
@@ -232,6 +236,19 @@ def _upsert_by_copy(conn, table, rows: list[dict] | dict[str, list], names: list
                        f"SELECT {columns} FROM {target} WITH NO DATA")
         for page in pages:
             cursor.copy_expert(f"COPY {staging} ({columns}) FROM STDIN", io.StringIO(page), len(page) + 1)
+        if old_values:
+            wanted = list(old_values)
+            # each staging row's key looked up in the target's key index: hashing the target
+            # instead (the plan of a staging table without statistics) reads all of it, 1.2 s
+            # at 1,000,000 orders against 0.6 s for 100,000 lookups
+            with planner_settings(conn, enable_hashjoin="off", enable_mergejoin="off"):
+                cursor.execute(f"SELECT DISTINCT {', '.join(f't.{quote(name)}' for name in wanted)} "
+                               f"FROM {staging} s JOIN {target} t ON "
+                               + " AND ".join(f"t.{quote(name)} = s.{quote(name)}" for name in keys))
+                found = cursor.fetchall()
+            for values in found:
+                for name, value in zip(wanted, values):
+                    old_values[name].add(value)
         conflict = ", ".join(quote(name) for name in keys)
         if update_columns:
             action = "DO UPDATE SET " + ", ".join(f"{quote(name)} = EXCLUDED.{quote(name)}"
@@ -246,7 +263,22 @@ def _upsert_by_copy(conn, table, rows: list[dict] | dict[str, list], names: list
     return True
 
 
-def upsert(conn, table, rows, key_columns=None, update_columns=None) -> int:
+def _add_old_values(conn, table, keys: list[str], rows: list[dict], old_values: dict[str, set]) -> None:
+    """Into ``old_values`` (see ``upsert``): the distinct values stored in the rows of ``rows``' keys."""
+    from sqlalchemy import select, tuple_
+
+    wanted = list(old_values)
+    if len(keys) == 1:
+        stored = table.c[keys[0]].in_([row[keys[0]] for row in rows])
+    else:
+        stored = tuple_(*(table.c[name] for name in keys)).in_([tuple(row[name] for name in keys) for row in rows])
+    for values in conn.execute(select(*(table.c[name] for name in wanted)).distinct().where(stored)):
+        for name, value in zip(wanted, values):
+            old_values[name].add(value)
+
+
+def upsert(conn, table, rows, key_columns=None, update_columns=None, *,
+           old_values: dict[str, set] | None = None) -> int:
     """The one upsert for PostgreSQL and SQLite: INSERT … ON CONFLICT (key) DO UPDATE.
 
     ``key_columns`` default to the primary key; ``update_columns`` default to every other
@@ -259,6 +291,12 @@ def upsert(conn, table, rows, key_columns=None, update_columns=None) -> int:
     ``rows`` may also be a mapping of column name to equally long lists of values (the same
     rows, column-wise: COPY then converts column by column, no dict per row), or
     ``CopyColumns`` (PostgreSQL, ``COPY_MIN_ROWS`` rows or more: sent as they are).
+
+    ``old_values``: for each column it names, a set that receives the distinct values the
+    column had in the rows whose key was already stored before this write (an update may have
+    changed them: what the write moved rows away from); rows of new keys add nothing. Read by
+    one query per page of rows (the VALUES path) or one join with the staging table; nothing
+    when the COPY straight into the table succeeded (then no key was stored).
     """
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
@@ -284,7 +322,7 @@ def upsert(conn, table, rows, key_columns=None, update_columns=None) -> int:
         raise ValueError(f"COPY text for {count} rows on {conn.dialect.name}")
     if (conn.dialect.name == "postgresql" and count >= COPY_MIN_ROWS
             and _upsert_by_copy(conn, table, rows if columns is None else columns, names, keys,
-                                list(update_columns))):
+                                list(update_columns), old_values)):
         return count
     if columns is not None:
         rows = [dict(zip(names, values)) for values in zip(*columns.values())]
@@ -300,7 +338,10 @@ def upsert(conn, table, rows, key_columns=None, update_columns=None) -> int:
     else:
         paged = statement
     for start in range(0, len(rows), UPSERT_CHUNK_ROWS):
-        conn.execute(paged, rows[start:start + UPSERT_CHUNK_ROWS]).close()
+        page = rows[start:start + UPSERT_CHUNK_ROWS]
+        if old_values:
+            _add_old_values(conn, table, keys, page, old_values)
+        conn.execute(paged, page).close()
     return count
 
 

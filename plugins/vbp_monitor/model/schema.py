@@ -8,6 +8,8 @@ affinity, so rule SQL compares with a tolerance far below the contract's 4 decim
 """
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import (
@@ -23,7 +25,9 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    select,
     text,
+    union,
 )
 
 from vbp_monitor.model import contract
@@ -169,17 +173,46 @@ selected_purchase_facts = Table(
 selected_purchase_facts_months = _table(
     "selected_purchase_facts_months", ("month_start",),
     {"month_start": DATE, "built_at": "timestamptz", "line_count": INT})
-# Cleared together whenever a source of theirs (orders, products, batches, agreements) changes.
+# Cleared whenever a source of theirs changes: the months of the orders an ingest changed, or
+# every month when products, batches or agreements change (ingest.after_load).
 FACTS_CACHE = (purchase_facts, purchase_facts_months, selected_purchase_facts, selected_purchase_facts_months)
+FACTS_INDEXES = (purchase_facts_months, selected_purchase_facts_months)
 
 
-def clear_facts_cache(conn) -> None:
-    """Empty both facts caches. PostgreSQL truncates them: deleting row by row the millions
-    of facts a province's runs cached would cost an ingest seconds and leave as many dead
-    rows. The lock TRUNCATE holds until the caller commits also makes a facts build that
-    started before it finish first (its facts, of the old rows, are then truncated too) and
-    one that starts after it wait for the new rows."""
-    if conn.dialect.name == "postgresql":
+def clear_facts_cache(conn, months: Collection[dt.date] | None = None) -> None:
+    """Clear both facts caches in the caller's transaction: every month (None), or only the
+    months whose first days ``months`` gives (an empty collection clears nothing).
+
+    Every month: PostgreSQL truncates them: deleting row by row the millions of facts a
+    province's runs cached would cost an ingest seconds and leave as many dead rows. The lock
+    TRUNCATE holds until the caller commits also makes a facts build that started before it
+    finish first (its facts, of the old rows, are then truncated too) and one that starts
+    after it wait for the new rows.
+
+    Some months: their facts and index rows are deleted. On PostgreSQL the two indexes are
+    first locked IN SHARE ROW EXCLUSIVE MODE until the caller commits, for the same two
+    outcomes: a build writes its index first (ROW EXCLUSIVE, held to its commit), so one in
+    flight commits before the lock is granted and the DELETEs after it see its facts, of the
+    old rows; one that starts later waits on its index until the caller commits, then reads
+    the new rows. Without the lock, a build that listed a month before the DELETE could
+    commit facts of the old rows after it (a DELETE does not see uncommitted rows), and they
+    would stay cached. When the months cover every month built, PostgreSQL truncates."""
+    postgresql = conn.dialect.name == "postgresql"
+    if months is not None:
+        months = sorted({month.replace(day=1) for month in months})
+        if not months:
+            return
+        some = True
+        if postgresql:
+            conn.execute(text(f"LOCK TABLE {', '.join(index.name for index in FACTS_INDEXES)} "
+                              "IN SHARE ROW EXCLUSIVE MODE"))
+            built = set(conn.execute(union(*(select(index.c.month_start) for index in FACTS_INDEXES))).scalars())
+            some = not built <= set(months)  # (else truncated below: no dead rows)
+        if some:
+            for table in FACTS_CACHE:
+                conn.execute(table.delete().where(table.c.month_start.in_(months)))
+            return
+    if postgresql:
         conn.execute(text("TRUNCATE " + ", ".join(table.name for table in FACTS_CACHE)))
     else:
         for table in FACTS_CACHE:

@@ -10,8 +10,9 @@ For every contract file present, in ``contract.LOAD_ORDER``:
    are replaced) and upsert the good rows (typed, derived) by primary key; a failed
    file-level expectation rolls everything back and rejects the file whole;
 4. refresh what depends on the table (work calendar, cycle-month calendar, monthly facts
-   cache) and write the file's DATA_QUALITY alert (or resolve the earlier one of the same
-   day), in the same transaction.
+   cache: of the orders, only the months whose lines were loaded or moved away from) and
+   write the file's DATA_QUALITY alert (or resolve the earlier one of the same day), in the
+   same transaction.
 
 What the suite judges over the whole file stays whole: each chunk is judged on the keys it
 repeats itself, which are the file's repeats unless a key is in two chunks; then the load is
@@ -28,7 +29,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,6 +57,8 @@ KEY_BATCH_ROWS = 100_000
 READ_BLOCK_BYTES = 1 << 20
 MAX_EXAMPLES = 5  # example keys in a file's alert
 FACTS_SOURCES = {"orders", "products", "batches", "agreements"}
+# the one whose load clears only the facts months it changed (of its order_date)
+MONTHLY_FACTS_SOURCE = "orders"
 
 
 class ContractFileError(ValueError):
@@ -502,6 +505,20 @@ def _derived_order_texts(order_times, responses, order_time_texts: list[str]) ->
     return {"order_date": [text[:10] for text in order_time_texts], "response_hours": hours[codes].tolist()}
 
 
+def _month_starts(stamps) -> set[dt.date]:
+    """The first days of the months of the days of ``stamps`` (datetime64, NaT ignored),
+    array-wise: the distinct days counted (no sort, no Python object per row), then each
+    distinct day's month."""
+    import numpy as np
+
+    days = stamps[~np.isnat(stamps)].astype("datetime64[D]").view(np.int64)
+    if not len(days):
+        return set()
+    first = days.min()
+    distinct = (np.flatnonzero(np.bincount(days - first)) + first).astype("datetime64[D]")
+    return {day.replace(day=1) for day in distinct.tolist()}
+
+
 def _time_texts(stamps, texts) -> list[str]:
     """A time column in COPY's text format: its texts (numpy object array, missing as NaN) when
     they are all in the zero-padded shape (what they parsed to, written as PostgreSQL reads
@@ -518,7 +535,8 @@ def _time_texts(stamps, texts) -> list[str]:
     return np.where(present, texts, db.copy_text(None)).tolist()
 
 
-def typed_columns(table: str, frame: pd.DataFrame, copy_text: bool = False) -> tuple[dict, dict[int, list[str]]]:
+def typed_columns(table: str, frame: pd.DataFrame, copy_text: bool = False,
+                  months: set[dt.date] | None = None) -> tuple[dict, dict[int, list[str]]]:
     """The good rows typed and derived, column-wise: ``{column: values}`` of the rows that fit
     (no dict per row), and the reasons of the rows that still fail to parse or fit the
     warehouse (a safety net behind the suite's type expectations).
@@ -526,7 +544,8 @@ def typed_columns(table: str, frame: pd.DataFrame, copy_text: bool = False) -> t
     A time column is read from its validation helper (``<column>__time``) when ``frame`` has
     it. ``copy_text``: the same rows in COPY's text format (``db.CopyColumns``, for
     PostgreSQL's COPY), each distinct text rendered once and times array-wise; not for a
-    table whose derived columns come from typed rows other than the orders (batches)."""
+    table whose derived columns come from typed rows other than the orders (batches).
+    ``months`` (orders): receives the first days of the months of the rows' order_date."""
     import numpy as np
 
     from vbp_monitor.core import db
@@ -552,7 +571,10 @@ def typed_columns(table: str, frame: pd.DataFrame, copy_text: bool = False) -> t
                    for name, values in columns.items()}
         numbers = [numbers[i] for i in kept]
     if not copy_text:
-        return _derived_columns(table, columns, numbers, unparsed), unparsed
+        derived = _derived_columns(table, columns, numbers, unparsed)
+        if months is not None:
+            months.update(day.replace(day=1) for day in set(derived["order_date"]))
+        return derived, unparsed
     stamps = {}
     for name, kind in spec.columns.items():
         if kind == contract.TIMESTAMP:  # (a list when a text did not fit: datetimes and None left)
@@ -561,16 +583,20 @@ def typed_columns(table: str, frame: pd.DataFrame, copy_text: bool = False) -> t
             columns[name] = _time_texts(stamps[name], texts[kept] if unparsed else texts)
     if table == "orders":
         columns.update(_derived_order_texts(stamps["order_time"], stamps["response_time"], columns["order_time"]))
+        if months is not None:
+            months.update(_month_starts(stamps["order_time"]))
     return db.CopyColumns(columns), unparsed
 
 
 # ---------------------------------------------------------------- writing
-def upsert(conn, table_name: str, rows: list[dict] | dict[str, list]) -> int:
-    """Good rows of a contract table, by primary key (``core.db.upsert``)."""
+def upsert(conn, table_name: str, rows: list[dict] | dict[str, list],
+           old_values: dict[str, set] | None = None) -> int:
+    """Good rows of a contract table, by primary key (``core.db.upsert``, with its
+    ``old_values``)."""
     from vbp_monitor.core import db
     from vbp_monitor.model.schema import metadata
 
-    return db.upsert(conn, metadata.tables[table_name], rows)
+    return db.upsert(conn, metadata.tables[table_name], rows, old_values=old_values)
 
 
 def replace_quarantine(conn, table: str, source_file: str, rows: list[dict], delete: bool = True) -> None:
@@ -589,15 +615,22 @@ def replace_quarantine(conn, table: str, source_file: str, rows: list[dict], del
         conn.execute(insert(quarantine), rows[start:start + QUARANTINE_CHUNK_ROWS])
 
 
-def after_load(conn, table: str) -> None:
-    """Refresh what depends on a table that just changed."""
+def after_load(conn, table: str, changed_months: Collection[dt.date] | None = None) -> None:
+    """Refresh what depends on a table that just changed.
+
+    ``changed_months``, of the orders: the months of the loaded lines' order_date and of the
+    order_date the updated lines had before (``_load``): only these months' facts are
+    cleared (a facts row is of its line's order month). Products, batches and agreements
+    change the segments and selection of every month: every month is cleared; so is it for
+    orders without ``changed_months``."""
     from vbp_monitor.model.calendar_tables import ensure_cycle_month_calendar, rebuild_work_calendar
     from vbp_monitor.model.schema import clear_facts_cache
 
     if table == "holidays":
         rebuild_work_calendar(conn)
     if table in FACTS_SOURCES:
-        clear_facts_cache(conn)  # the facts are a cache of orders × products × batches × agreements
+        # the facts are a cache of orders × products × batches × agreements
+        clear_facts_cache(conn, changed_months if table == MONTHLY_FACTS_SOURCE else None)
     if table == "agreements":
         ensure_cycle_month_calendar(conn)
 
@@ -782,7 +815,11 @@ def _load(conn, run, table: str, path: Path, header: list[str], rows: Iterator[l
     ``duplicates``: the values each unique column repeats in the whole file, or None. Then a
     file of several chunks has each chunk judged with the keys it repeats itself (no pass over
     the file first): the same judgement unless a key is in two chunks, which raises
-    ``_KeyInTwoChunks`` at the later one (the caller rolls back and loads again with them)."""
+    ``_KeyInTwoChunks`` at the later one (the caller rolls back and loads again with them).
+
+    Of the orders, the summary's ``changed_months`` are the months whose facts the load made
+    stale (``after_load``): of the loaded lines' order_date, and of the order_date the lines
+    whose key was stored had before (``db.upsert``'s ``old_values``)."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
     import numpy as np
@@ -798,6 +835,11 @@ def _load(conn, run, table: str, path: Path, header: list[str], rows: Iterator[l
     unparsed_texts: set[str] = set()
     examples: list[str] = []
     read = loaded = quarantined = 0
+    by_month = table == MONTHLY_FACTS_SOURCE
+    new_months: set[dt.date] = set()
+    # the order_date of stored lines the upsert updated: filled by the COPY thread too (read
+    # only after every COPY's future gave its result, when the thread pool is shut down)
+    old_values: dict[str, set] | None = {"order_date": set()} if by_month else None
     now = dt.datetime.now(dt.UTC)
     replace_quarantine(conn, table, file_name, [])
     # PostgreSQL's COPY of a chunk's good rows runs in a thread while the next chunk is read
@@ -833,7 +875,8 @@ def _load(conn, run, table: str, path: Path, header: list[str], rows: Iterator[l
             good = frame[~frame[suites.ROW_NUMBER].isin(list(reasons))] if reasons else frame
             # PostgreSQL's COPY gets the good rows as text rendered array-wise (no Python object per value)
             records, unparsed = typed_columns(table, good, copy_text=conn.dialect.name == "postgresql"
-                                              and len(good) >= db.COPY_MIN_ROWS)
+                                              and len(good) >= db.COPY_MIN_ROWS,
+                                              months=new_months if by_month else None)
             del good
             for number, texts in unparsed.items():
                 reasons.setdefault(number, []).extend(texts)
@@ -844,18 +887,21 @@ def _load(conn, run, table: str, path: Path, header: list[str], rows: Iterator[l
             examples.extend(q["row_key"] or f"第{q['row_number']}行" for q in bad[:MAX_EXAMPLES - len(examples)])
             quarantined += len(bad)
             if isinstance(records, db.CopyColumns):
-                copying = copier.submit(upsert, conn, table, records)
+                copying = copier.submit(upsert, conn, table, records, old_values)
             else:
-                loaded += upsert(conn, table, records)
+                loaded += upsert(conn, table, records, old_values)
             del records, bad
             outcome.row_reasons, outcome.row_keys = {}, {}  # written: only the failures' counts are kept
             outcomes.append(outcome)
         if copying is not None:
             loaded += copying.result()
+    # (every COPY done: old_values is complete)
+    changed_months = (new_months | {day.replace(day=1) for day in old_values["order_date"]}
+                      if old_values is not None else None)
     outcome = suites.merge_outcomes(table, outcomes)
     return {"read": read, "loaded": loaded, "quarantined": quarantined, "examples": examples,
             "failed": "；".join(filter(None, [outcome.failure_summary(), *sorted(unparsed_texts)])),
-            "suite_name": outcome.suite_name}
+            "suite_name": outcome.suite_name, "changed_months": changed_months}
 
 
 def _load_and_alert(engine, run, table: str, path: Path, header: list[str], rows: Iterator[list[str]],
@@ -866,7 +912,7 @@ def _load_and_alert(engine, run, table: str, path: Path, header: list[str], rows
         done = _load(conn, run, table, path, header, rows, duplicates)
         loaded, quarantined = done["loaded"], done["quarantined"]
         if loaded:
-            after_load(conn, table)
+            after_load(conn, table, changed_months=done["changed_months"])
         candidates = []
         if quarantined:
             message = (

@@ -14,9 +14,11 @@ Every monthly-monitoring rule reads the facts instead of the order lines:
 of an agreement year are exact sums of whole segments.
 
 ``purchase_facts_months`` and ``selected_purchase_facts_months`` are the cache indexes: a
-listed month is built and reused by every later run. Ingest calls
-``model.schema.clear_facts_cache`` whenever orders, products, batches or agreements change,
-so a stale month is never read.
+listed month is built and reused by every later run. A facts row belongs to the calendar
+month of its lines' order_date, so an ingest of orders clears only the months it changed
+(``model.schema.clear_facts_cache``): of the loaded lines' order_date and of the order_date
+an updated line had before; one of products, batches or agreements clears every month. A
+stale month is never read.
 
 Parallel backfills may build the same month at once. A build is one transaction that lists
 its months in the index first, then deletes and inserts their facts: when two collide,
