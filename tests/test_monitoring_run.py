@@ -230,6 +230,36 @@ def test_execution_report_per_branch_and_its_institution_file_sheet(engine, outp
     assert [row[1] for row in b2.iter_rows(min_row=5, values_only=True)] == ["H2"]
 
 
+def test_the_institution_file_streams_its_figures_as_postgresql_writes_them(engine):
+    """sqlfiles.stream(numeric_text=True), as the execution report reads the institution
+    file: on PostgreSQL a NUMERIC comes as its text, the very digits of the Decimal it would
+    be (the ratios with their 6 places); SQLite's values are as they are; the connection
+    reads Decimals again after."""
+    from vbp_monitor.core import sqlfiles
+
+    with engine.begin() as conn:
+        seed(conn, busy_city())
+    judge(engine, run_for("2025-06"), PROFILE, write_reports=False)
+
+    params = dict(period="2025-06", branch_code=None)
+    with engine.connect() as conn:
+        as_mappings = [dict(row._mapping) for row in sqlfiles.stream(conn, "monitoring_institution_file_rows",
+                                                                     **params)]
+        as_read = [tuple(row) for row in sqlfiles.stream(conn, "monitoring_institution_file_rows",
+                                                          numeric_text=True, **params)]
+        after = [dict(row._mapping) for row in sqlfiles.stream(conn, "monitoring_institution_file_rows", **params)]
+    assert len(as_read) == len(as_mappings) == 2 and after == as_mappings
+    for row, mapping in zip(as_read, as_mappings, strict=True):
+        for value, (name, expected) in zip(row, mapping.items(), strict=True):
+            if engine.dialect.name == "postgresql" and isinstance(expected, Decimal):
+                assert type(value) is str and Decimal(value).as_tuple() == expected.as_tuple(), name
+            else:
+                assert value == expected and type(value) is type(expected), name
+    if engine.dialect.name == "postgresql":  # the ratios: 6 places, formatting.stored's
+        ratios = [value for row in as_read for value in (row[11], row[16], row[17], row[21], row[22]) if value]
+        assert ratios and all(len(ratio.split(".")[1]) == 6 for ratio in ratios)
+
+
 def test_validate_reads_the_judged_months_rows_cleanly(engine):
     from vbp_monitor.rules.monitoring import validate
 

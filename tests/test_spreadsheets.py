@@ -125,12 +125,15 @@ def test_typed_columns_short_cut_types_and_measures_like_typed_cell():
     generator = random.Random(11)
     values += [Decimal(generator.randint(-10**9, 10**9)) / Decimal(10 ** generator.randint(0, 8))
                for _ in range(300)]
+    # figures as their text (PostgreSQL's NUMERIC read as text), and texts that are not quite
+    values += [str(value) for value in values if type(value) is Decimal]
+    values += ["1,234", " 7 ", "1_000", "-0", "0E-6", "Infinity", "-NaN", "１２", "0.000050"]
     values += values  # repeated values come from the memo
     # a column of mixed values (typed row by row), and columns of one type each, as a
     # database gives them (typed once per distinct value)
     samples = [values] + [[value for value in values if type(value) in kinds] + [None]
                           for kinds in ((Decimal,), (str,), (int,), (dt.date,), (Decimal, str), (Decimal, int))]
-    for sample in samples:
+    for sample in samples * 2:  # (the second time, figure texts come from their typer's memo)
         rows = [[value] * len(columns) for value in sample]
         typed = _typed_columns(rows, columns)
         expected_widths = [0] * len(columns)

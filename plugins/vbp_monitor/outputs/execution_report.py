@@ -15,9 +15,8 @@ each branch from the table (the other batches' rows stay from the last full run)
 """
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping
-from decimal import ROUND_HALF_UP, Decimal
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
@@ -25,13 +24,15 @@ from typing import TYPE_CHECKING
 
 from vbp_monitor.core import sqlfiles
 from vbp_monitor.core.db import planner_settings
-from vbp_monitor.core.formatting import STORED_PLACES, as_date, decimal_of, stored
+from vbp_monitor.core.formatting import as_date, decimal_of, stored
 from vbp_monitor.core.labels import OWNERSHIP_ZH, label
 from vbp_monitor.model.reference import branch_directory, city_branch_code
 from vbp_monitor.outputs.run_files import run_file_path, run_folder
 from vbp_monitor.outputs.spreadsheets import BookTitle, Column, Sheets, write_branch_files
 
 if TYPE_CHECKING:  # pragma: no cover
+    from sqlalchemy.engine import Row
+
     from vbp_monitor.orchestration.run_context import RunContext
 
 # The report's folder is named after its DAG (outputs import no rules module).
@@ -93,61 +94,76 @@ def _summary_row(row: dict, branch_name: str) -> list:
     ]
 
 
-def _exact(value):
-    """formatting.decimal_of, the Decimal PostgreSQL gives returned without a call (the
-    institution file: a dozen figures a row, a hundred thousand rows in a province)."""
-    return value if type(value) is Decimal else decimal_of(value)
-
-
-def _stored(value):
-    """formatting.stored, the Decimal PostgreSQL gives rounded without its chain of calls."""
-    return value.quantize(STORED_PLACES, rounding=ROUND_HALF_UP) if type(value) is Decimal else stored(value)
-
-
-def _day(value):
-    return value if type(value) is dt.date else as_date(value)
-
-
 def _file_row(row: Mapping, branch_name: str) -> list:
+    """A row of the institution file as the sheet shows it, from SQLite (floats, dates as
+    text); PostgreSQL's rows are written as read (see ``_branch_workbooks``)."""
     return [
         branch_name, row["institution_code"], row["institution_name"], row["batch_code"],
-        row["batch_name"], row["generic_name"], row["agreement_id"], _day(row["period_start"]),
-        _day(row["period_end"]), _day(row["as_of_date"]), _exact(row["agreed_quantity"]),
-        _stored(row["agreed_ratio"]), _exact(row["selected_quantity"]), _exact(row["selected_amount"]),
-        _exact(row["same_generic_quantity"]), _exact(row["same_generic_amount"]),
-        _stored(row["selected_quantity_share"]), _stored(row["selected_amount_share"]),
-        _exact(row["non_selected_quantity"]), _exact(row["non_selected_amount"]),
-        _exact(row["cumulative_selected_quantity"]), _stored(row["completion_rate"]),
-        _stored(row["time_progress"]),
+        row["batch_name"], row["generic_name"], row["agreement_id"], as_date(row["period_start"]),
+        as_date(row["period_end"]), as_date(row["as_of_date"]), decimal_of(row["agreed_quantity"]),
+        stored(row["agreed_ratio"]), decimal_of(row["selected_quantity"]), decimal_of(row["selected_amount"]),
+        decimal_of(row["same_generic_quantity"]), decimal_of(row["same_generic_amount"]),
+        stored(row["selected_quantity_share"]), stored(row["selected_amount_share"]),
+        decimal_of(row["non_selected_quantity"]), decimal_of(row["non_selected_amount"]),
+        decimal_of(row["cumulative_selected_quantity"]), stored(row["completion_rate"]),
+        stored(row["time_progress"]),
     ]
 
 
-def _branch_workbooks(conn, run: RunContext, eps: float, branches: dict) -> Iterator[tuple[str, Sheets]]:
-    """(branch code, sheets) of each branch in the scope, one branch's rows at a time.
-
-    The institution-file rows (one per agreement: the bulk) stream from the database in
-    branch order; the summary (one row per institution × batch × agreement year) is read
-    first and grouped by branch. ``branches``: model.reference.branch_directory."""
+def _summary(conn, run: RunContext, eps: float) -> dict[str, list[dict]]:
+    """The summary rows (one per institution × batch × agreement year) by branch."""
     summary: dict[str, list[dict]] = {}
     # (the facts × institution-file join on institution and generic: see write_institution_file)
-    with planner_settings(conn, work_mem="64MB", enable_mergejoin="off"):
+    with planner_settings(conn, work_mem="64MB", enable_mergejoin="off", jit="off"):
         rows = sqlfiles.query(conn, "monitoring_execution_report", period=run.period.label,
                               month_start=run.period.first_day, eps=eps, branch_code=run.scope.branch_code)
     for row in rows:
         summary.setdefault(row["branch_code"], []).append(row)
+    return summary
 
-    def sheets(branch_code: str, detail_rows: Iterable[Mapping]) -> Sheets:
+
+def _read_summary(engine, run: RunContext, eps: float) -> dict[str, list[dict]]:
+    with engine.connect() as conn:
+        return _summary(conn, run, eps)
+
+
+def _branch_workbooks(conn, run: RunContext, branches: dict,
+                      summary_of: Callable[[], dict[str, list[dict]]]) -> Iterator[tuple[str, Sheets]]:
+    """(branch code, sheets) of each branch in the scope, one branch's rows at a time.
+
+    The institution-file rows (one per agreement: the bulk) stream from the database in
+    branch order; the summary (``summary_of()``: by branch) is asked for when the first
+    workbook is made. ``branches``: model.reference.branch_directory.
+
+    On PostgreSQL the rows' figures come as PostgreSQL's text of them (sqlfiles.stream:
+    a Decimal is made of each distinct text when the sheet is typed, not of each cell) and
+    a row is the query's own, the branch's name first: the figures need no rounding here
+    (the query gives the ratios their 6 places: formatting.stored's) and the dates are dates.
+    SQLite's rows go through ``_file_row``."""
+    summary: dict[str, list[dict]] | None = None
+    as_read = conn.dialect.name == "postgresql"
+
+    def sheets(branch_code: str, detail_rows: Iterable[Row]) -> Sheets:
+        nonlocal summary
+        if summary is None:
+            summary = summary_of()
         name = branches.get(branch_code, {}).get("name", branch_code)
+        if as_read:
+            file_rows: list = [(name, *row[1:]) for row in detail_rows]
+        else:
+            file_rows = [_file_row(row._mapping, name) for row in detail_rows]
         return {
             "带量执行情况": (SUMMARY_HEADER, [_summary_row(row, name) for row in summary.pop(branch_code, [])]),
-            "一院一档": (FILE_HEADER, [_file_row(row, name) for row in detail_rows]),
+            "一院一档": (FILE_HEADER, file_rows),
             "口径说明": (NOTES_HEADER, NOTES),
         }
 
-    file_rows = sqlfiles.stream(conn, "monitoring_institution_file_rows", period=run.period.label,
-                                branch_code=run.scope.branch_code)
-    for branch_code, detail_rows in groupby(file_rows, key=itemgetter("branch_code")):
+    rows = sqlfiles.stream(conn, "monitoring_institution_file_rows", numeric_text=as_read,
+                           period=run.period.label, branch_code=run.scope.branch_code)
+    for branch_code, detail_rows in groupby(rows, key=itemgetter(0)):  # (branch_code)
         yield branch_code, sheets(branch_code, detail_rows)
+    if summary is None:
+        summary = summary_of()
     for branch_code in sorted(summary):  # (every summary row has its file rows: none left)
         yield branch_code, sheets(branch_code, [])
 
@@ -157,14 +173,23 @@ def write_branch_reports(engine, run: RunContext, eps: float) -> dict[str, list[
 
     ``eps``: the rules' relative tolerance, so "below time progress" here is the rules' own.
     One branch's rows are held at a time (the institution file streams in branch order).
+    On PostgreSQL the summary (its join of the month's facts: seconds of the server's time
+    at province scale) is read on a connection of its own while the institution file's rows
+    start to stream on this one.
     """
     from vbp_monitor.core.profiles import load_profile
 
-    with engine.connect() as conn:
+    summary_of: Callable[[], dict[str, list[dict]]]
+    with ThreadPoolExecutor(max_workers=1) as pool, engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            summary_of = pool.submit(_read_summary, engine, run, eps).result
+        else:
+            summary = _summary(conn, run, eps)
+            summary_of = summary.copy
         # the title block: the issuing office (the city bureau), the report and its month
         branches = branch_directory(conn)
         office = branches.get(city_branch_code(conn), {}).get("name", "")
         title = BookTitle(office=office, title=REPORT_TITLE, period=run.period.label, profile=load_profile())
         return write_branch_files(report_folder(run.period.label), REPORT_PREFIX, run.period.label,
-                                  _branch_workbooks(conn, run, eps, branches), scope_branch=run.scope.branch_code,
-                                  title=title)
+                                  _branch_workbooks(conn, run, branches, summary_of),
+                                  scope_branch=run.scope.branch_code, title=title)

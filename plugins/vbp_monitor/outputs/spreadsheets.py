@@ -25,8 +25,10 @@ imported inside the functions (DAG files import this module at parse time).
 Workbooks are written in openpyxl's write-only mode; the rows of a sheet go into the sheet's
 file as XML text (``_RowStream``: the cells openpyxl would write, without an openpyxl Cell
 and an XML element per cell), between the elements openpyxl writes above and below them.
-A large sheet (the 一院一档 of a branch) costs a few string operations a cell; a caller
-that hands ``write_branch_files`` one audience at a time holds one workbook's rows at a time.
+A large sheet (the 一院一档 of a branch) costs a few dictionary look-ups a cell: each distinct
+value of a column is typed and rendered once (a figure's text once per run: the number
+kinds' typers keep what they read), a row is its cells' pieces joined; a caller that hands
+``write_branch_files`` one audience at a time holds one workbook's rows at a time.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
+from operator import itemgetter
 from pathlib import Path
 from typing import cast
 
@@ -316,39 +319,80 @@ _ABSENT = _Absent()
 _ALIKE_TYPES = frozenset({type(None), str, int, dt.date, _Absent})
 
 
+def _typed_general(value, column) -> tuple[tuple, int]:
+    """``(typed cell, width shown)`` of any value in ``column``: typed_cell and _cell_width."""
+    if value is None or value is _ABSENT:
+        return (value, None), 0
+    cell = typed_cell(value, column)
+    return cell, 0 if cell[0] is None else _cell_width(*cell)
+
+
+# A figure read from its text (PostgreSQL's NUMERIC) recurs across the sheets of a run (one
+# quantity in many branches' institution files): a number kind's typer keeps the typed cells
+# of up to this many texts.
+_FIGURE_MEMO = 1 << 16
+
+
+@functools.cache  # one per kind and breach: its memo of texts serves every such column
+def _figure_typer(kind: str, breach: Breach):
+    """_column_typer of a number column (``kind`` one of _NUMBER_KINDS)."""
+    column = Column(kind, kind, breach=breach)
+    places, number_format = _NUMBER_KINDS[kind]
+    # formatting.rounded's rule: toward the side that does not hide a breach
+    mode = {"below": ROUND_FLOOR, "above": ROUND_CEILING}.get(breach, ROUND_HALF_UP)
+    fraction_format = XLSX_DECIMAL if kind in ("quantity", "decimal") else number_format
+    # _cell_width of the kind's cells (an integer's format "0" shows its digits)
+    width_of = {"money": "{:,.2f}".format, "percent": lambda figure: f"{figure * 100:.2f}%",
+                "integer": str}.get(kind, "{:,}".format)
+
+    def typed(value):
+        if type(value) is Decimal and value.is_finite():
+            shown = value.quantize(places, rounding=mode)  # = formatting.rounded
+            if shown == shown.to_integral_value():
+                figure: int | float = int(shown)
+                cell = (figure, number_format)
+            else:  # (float() of a Decimal reads its str: the float whose repr it is)
+                figure = float(shown)
+                cell = (figure, fraction_format)
+            return cell, len(width_of(figure))
+        return _typed_general(value, column)
+
+    def read(text: str):
+        # a figure as its text, read as typed_cell reads it; anything else (a "—", "1,234",
+        # "NaN") goes the general way
+        try:
+            number = Decimal(text)
+        except (ArithmeticError, ValueError):
+            return _typed_general(text, column)
+        return typed(number) if number.is_finite() else _typed_general(text, column)
+
+    memo: dict[str, tuple] = {}
+
+    def typer(value):
+        if type(value) is str:  # (no Decimal made of each cell: one of each distinct text)
+            cell = memo.get(value)
+            if cell is None:
+                if len(memo) >= _FIGURE_MEMO:
+                    memo.clear()
+                cell = memo[value] = read(value)
+            return cell
+        return typed(value)
+    return typer
+
+
 def _column_typer(column):
     """``value → (typed cell, width shown)`` of one column: ``typed_cell`` and
-    ``_cell_width``, the values a column commonly holds (a Decimal in a number column, a
-    date in a date column, printable text in a text column, what the database gives a
-    plain-title column) without typed_cell's checks of every other kind of value."""
+    ``_cell_width``, the values a column commonly holds (a Decimal or the text of a figure in
+    a number column, a date in a date column, printable text in a text column, what the
+    database gives a plain-title column) without typed_cell's checks of every other kind of
+    value."""
     kind = getattr(column, "kind", None)
 
     def general(value):
-        if value is None or value is _ABSENT:
-            return (value, None), 0
-        cell = typed_cell(value, column)
-        return cell, 0 if cell[0] is None else _cell_width(*cell)
+        return _typed_general(value, column)
 
     if kind in _NUMBER_KINDS:
-        places, number_format = _NUMBER_KINDS[kind]
-        # formatting.rounded's rule: toward the side that does not hide a breach
-        mode = {"below": ROUND_FLOOR, "above": ROUND_CEILING}.get(getattr(column, "breach", None), ROUND_HALF_UP)
-        fraction_format = XLSX_DECIMAL if kind in ("quantity", "decimal") else number_format
-        # _cell_width of the kind's cells (an integer's format "0" shows its digits)
-        width_of = {"money": "{:,.2f}".format, "percent": lambda figure: f"{figure * 100:.2f}%",
-                    "integer": str}.get(kind, "{:,}".format)
-
-        def typer(value):
-            if type(value) is Decimal and value.is_finite():
-                shown = value.quantize(places, rounding=mode)  # = formatting.rounded
-                if shown == shown.to_integral_value():
-                    figure: int | float = int(shown)
-                    cell = (figure, number_format)
-                else:  # (float() of a Decimal reads its str: the float whose repr it is)
-                    figure = float(shown)
-                    cell = (figure, fraction_format)
-                return cell, len(width_of(figure))
-            return general(value)
+        typer = _figure_typer(kind, getattr(column, "breach", None))
     elif kind == "date":
         def typer(value):
             if type(value) is dt.date:
@@ -357,7 +401,8 @@ def _column_typer(column):
     elif kind in ("text", "long_text"):
         def typer(value):
             if type(value) is str and value.isprintable() and not value.startswith(FORMULA_TRIGGERS):
-                return (value, None), _text_width(value)  # printable: no line breaks
+                # printable: no line breaks (ASCII: as wide as long, codes and ids need no memo)
+                return (value, None), len(value) if value.isascii() else _text_width(value)
             return general(value)
     elif kind is None:
         def typer(value):
@@ -414,18 +459,15 @@ def _typed_columns(body_rows: list, columns: list) -> list[_TypedColumn]:
             keys = values
         else:
             keys = range(len(values))
-        try:
-            distinct = dict(zip(keys, values))  # key → value, in order of first appearance
+        try:  # key → value, in order of first appearance (a value its own key: value → None)
+            distinct = dict.fromkeys(values) if keys is values else dict(zip(keys, values))
         except TypeError:  # a signalling NaN has no hash
             keys = range(len(values))
             distinct = dict(zip(keys, values))
-        cells = {}
-        width = 0
-        for key, value in distinct.items():
-            cells[key], shown = typer(value)
-            if shown > width:
-                width = shown
-        typed.append(_TypedColumn(keys, cells, width))
+        # (cell, width shown) of each distinct value
+        typed_values = list(map(typer, distinct if keys is values else distinct.values()))
+        cells = dict(zip(distinct, map(itemgetter(0), typed_values), strict=True))
+        typed.append(_TypedColumn(keys, cells, max(map(itemgetter(1), typed_values), default=0)))
     return typed
 
 
@@ -647,24 +689,28 @@ def _fill_sheet(sheet, header: list, rows: list[list], title: BookTitle | None, 
     # use them, row by row as a cell-by-cell writer would: that order numbers them in styles.xml.
     positions = [number for number, row in enumerate(rows) if not isinstance(row, SectionRow)]
     first_uses: list[tuple[int, int, tuple | None]] = []
-    style_keys: list[dict] = []
+    # a cell's style key: (number format, wrapped); the cells of a column that wraps nothing
+    # and of rows that all reach it are keyed by their number format alone
+    padded = min(map(len, body_rows), default=len(columns)) < len(columns)
+    style_keys: list[dict | None] = []
     for index, column in enumerate(typed):
-        keys_of: dict = {}
-        for key, (value, number_format) in column.cells.items():
-            if value is _ABSENT:
-                continue
-            keys_of[key] = (number_format, wraps[index] and isinstance(value, str))
-        style_keys.append(keys_of)
+        if wraps[index] or padded:
+            keys_of: dict = {key: (number_format, wraps[index] and isinstance(value, str))
+                             for key, (value, number_format) in column.cells.items() if value is not _ABSENT}
+            style_keys.append(keys_of)
+            # each style key's first cell (of the distinct cells in order of first appearance:
+            # the first of equal style keys is the one a dict keeps of them reversed)
+            first_keys = dict(zip(reversed(keys_of.values()), reversed(keys_of)))
+        else:
+            style_keys.append(None)
+            first_keys = {(number_format, False): key for number_format, key in zip(
+                map(itemgetter(1), reversed(column.cells.values())), reversed(column.cells))}
+        first_uses.extend((positions[column.keys.index(key)], index, style_key)
+                          for style_key, key in first_keys.items())
     section_style = None
     if len(positions) < len(rows):
         first_section = next(number for number, row in enumerate(rows) if isinstance(row, SectionRow))
         first_uses.append((first_section, -1, None))
-    for index, (column, keys_of) in enumerate(zip(typed, style_keys, strict=True)):
-        seen: set[tuple] = set()
-        for key, style_key in keys_of.items():  # distinct cells in order of first appearance
-            if style_key not in seen:
-                seen.add(style_key)
-                first_uses.append((positions[column.keys.index(key)], index, style_key))
     body_ids: dict[tuple, int] = {}
     for _, _, style_key in sorted(first_uses, key=lambda use: use[:2]):
         if style_key is None:
@@ -673,33 +719,42 @@ def _fill_sheet(sheet, header: list, rows: list[list], title: BookTitle | None, 
         else:
             body_ids[style_key] = styles.body_id(sheet, *style_key)
 
-    # Each distinct cell of a column is written once; a row is one format() of its cells.
+    # Each distinct cell of a column is written once, as UTF-8: '"' (the end of its reference)
+    # and its _cell_body (a figure's inline, without the call); a row is its pieces joined,
+    # with no Python step per row or per cell.
     cell_columns = []
     line_columns = []
     for index, (column, keys_of) in enumerate(zip(typed, style_keys, strict=True)):
-        bodies = {key: _cell_body(body_ids[keys_of[key]], value) if value is not _ABSENT else ""
-                  for key, (value, _) in column.cells.items()}
+        if keys_of is None:  # (the style by the number format: the cell is not wrapped)
+            ids = {number_format: style for (number_format, wrapped), style in body_ids.items() if not wrapped}
+            bodies = {key: _figure_body(ids[number_format], value) if type(value) is int or type(value) is float
+                      else ('"' + _cell_body(ids[number_format], value)).encode()
+                      for key, (value, number_format) in column.cells.items()}
+        else:
+            bodies = {key: ('"' + _cell_body(body_ids[keys_of[key]], value)).encode() if value is not _ABSENT else b""
+                      for key, (value, _) in column.cells.items()}
         cell_columns.append(map(bodies.__getitem__, column.keys))
         if wraps[index]:
             lines_of = {key: _lines_needed(str(value), widths[index]) if isinstance(value, str) else 1
                         for key, (value, _) in column.cells.items()}
             line_columns.append(map(lines_of.__getitem__, column.keys))
+    row_lines: Iterator[int] | None
     if not line_columns:
-        row_lines: Iterator[int] = itertools.repeat(1)
+        row_lines = None  # every body row one line high
     elif len(line_columns) == 1:
         row_lines = line_columns[0]
     else:
         row_lines = map(max, *line_columns)
-    heights: dict[int, str] = {}
+    heights: dict[int, bytes] = {}
 
-    def height(lines: int) -> str:
+    def height(lines: int) -> bytes:
         if lines not in heights:
-            heights[lines] = _xml_number(lines * LINE_HEIGHT + 3)
+            heights[lines] = _xml_number(lines * LINE_HEIGHT + 3).encode()
         return heights[lines]
 
     row_number = header_row + 1
-    # runs of body rows of one length between section rows: each run is written by
-    # str.format over the columns' cells, without a Python step per row
+    # runs of body rows of one length between section rows: each run is written as the
+    # pieces of its rows, taken in turn from iterators over the rows (zip), joined
     for length, run in itertools.groupby(rows, key=lambda row: -1 if isinstance(row, SectionRow) else len(row)):
         if length < 0:
             for section in cast(Iterable[SectionRow], run):
@@ -711,13 +766,21 @@ def _fill_sheet(sheet, header: list, rows: list[list], title: BookTitle | None, 
                 row_number += 1
             continue
         count = sum(1 for _ in run)
-        # '<row r="{0}" ht="{1}" …><c r="A{0}"{2}<c r="B{0}"{3}…</row>' (the row number as
-        # text: the template uses it once a cell)
-        template = '<row r="{0}" ht="{1}" customHeight="1">' + "".join(
-            f'<c r="{letters[index]}{{0}}"{{{index + 2}}}' for index in range(length)) + "</row>"
-        numbers = map(str, range(row_number, row_number + count))
-        # (zip stops at the end of ``numbers``, its first iterable, taking nothing more of the others)
-        stream.rows(itertools.starmap(template.format, zip(numbers, map(height, row_lines), *cell_columns)))
+        numbers = list(map(b"%d".__mod__, range(row_number, row_number + count)))
+        # '<row r="7" ht="17.5" customHeight="1">', '<c r="A7"' + body, '<c r="B7"' + body, …,
+        # '</row>' in pieces: the row number, once for the row and once a cell
+        pieces: list[Iterator[bytes]] = [
+            itertools.repeat(b'<row r="'), iter(numbers), itertools.repeat(b'" ht="'),
+            itertools.repeat(height(1)) if row_lines is None else map(height, row_lines),
+            itertools.repeat(b'" customHeight="1">')]
+        for index, cells in enumerate(cell_columns):
+            if index < length:
+                pieces += [itertools.repeat(f'<c r="{letters[index]}'.encode()), iter(numbers), cells]
+            else:  # (the cells past the row's end: absent, written as nothing)
+                pieces.append(cells)
+        pieces.append(itertools.repeat(b"</row>"))
+        # (zip stops at the end of ``numbers``, its second iterable, taking nothing more of the others)
+        stream.rows(zip(*pieces))
         row_number += count
     stream.flush()
 
@@ -738,6 +801,26 @@ def _date_serial(day: dt.date) -> str:
     from openpyxl.utils.datetime import to_excel
 
     return _xml_number(to_excel(day))
+
+
+# (style id, figure) → its cell's _cell_body as _fill_sheet writes it: a figure recurs across
+# the sheets of a run (one amount in many branches' institution files), kept for so many
+_FIGURE_BODIES: dict[tuple[int, int | float], bytes] = {}
+_FIGURE_BODIES_KEPT = 1 << 16
+
+
+def _figure_body(style: int, figure: int | float) -> bytes:
+    """'"' and ``_cell_body(style, figure)`` of an int or float (equal ones alike: "%.16g" of
+    1 and 1.0 is 1; but not 0 and -0.0, equal too: a zero is not kept)."""
+    if not figure:
+        return f'" s="{style}" t="n"><v>{figure:.16g}</v></c>'.encode()
+    key = (style, figure)
+    body = _FIGURE_BODIES.get(key)
+    if body is None:
+        if len(_FIGURE_BODIES) >= _FIGURE_BODIES_KEPT:
+            _FIGURE_BODIES.clear()
+        body = _FIGURE_BODIES[key] = f'" s="{style}" t="n"><v>{figure:.16g}</v></c>'.encode()
+    return body
 
 
 def _cell_xml(ref: str, style: int, value) -> str:
@@ -839,11 +922,11 @@ class _RowStream:
         if len(self._pending) > _ROW_CHUNK:
             self.flush()
 
-    def rows(self, rows: Iterator[str]) -> None:
-        """Whole ``<row>`` elements, as XML text, a few hundred at a time."""
+    def rows(self, rows: Iterator[tuple[bytes, ...]]) -> None:
+        """Whole ``<row>`` elements, each as its pieces of XML (UTF-8), a few hundred at a time."""
         self.flush()
-        while chunk := "".join(itertools.islice(rows, _ROW_CHUNK // 16)):
-            self._handle.write(chunk.encode("utf-8"))
+        while batch := list(itertools.islice(rows, _ROW_CHUNK // 16)):
+            self._handle.write(b"".join(itertools.chain.from_iterable(batch)))
 
     def flush(self) -> None:
         if self._pending:
