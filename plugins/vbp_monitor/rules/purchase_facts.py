@@ -8,7 +8,8 @@ Every monthly-monitoring rule reads the facts instead of the order lines:
 * ``selected_purchase_facts``: of every month of the agreement years active in M, only
   what the cumulative figures sum — platform purchases of selected products by segment,
   institution and product (``facts_build_selected.sql``: a quarter of the rows; the
-  missing months of a run in ONE pass over their lines).
+  missing earlier months of a run in ONE pass over their lines; the judged month's summed
+  from its full facts, ``facts_build_selected_from_month.sql``).
 
 ``segment_start`` splits a month at agreement-period boundaries, so partial-month figures
 of an agreement year are exact sums of whole segments.
