@@ -207,9 +207,9 @@ def build_selected_from_full(engine, month_start: dt.date) -> bool:
     return _build(engine, f"selected purchase facts of {month_start:%Y-%m} (from its full facts)", missing, write)
 
 
-def _build_selected_runs(engine, months: list[dt.date], pool: ThreadPoolExecutor) -> set[dt.date]:
+def _build_selected_runs(engine, months: list[dt.date], pool: ThreadPoolExecutor | None = None) -> set[dt.date]:
     """Build the selected facts of ``months`` not cached, one pass over the lines per run of
-    consecutive months; the months this call built."""
+    consecutive months (the runs side by side in ``pool`` when given); the months this call built."""
     built: set[dt.date] = set()
     if not months:
         return built
@@ -220,7 +220,8 @@ def _build_selected_runs(engine, months: list[dt.date], pool: ThreadPoolExecutor
         if not runs:
             break
         # (a run that found one of its months built by a parallel run is asked again)
-        for (first, last), done in zip(runs, pool.map(lambda run: build_selected_months(engine, *run), runs)):
+        each = pool.map if pool is not None else map
+        for (first, last), done in zip(runs, each(lambda run: build_selected_months(engine, *run), runs)):
             if done:
                 built.update(month_starts(first, last))
     return built
@@ -250,6 +251,5 @@ def ensure_facts(engine, period: JudgedPeriod) -> FactsCoverage:
     except FullFactsGone:
         log.info("purchase facts of %s were cleared meanwhile: its selected facts come from its lines",
                  f"{month:%Y-%m}")
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            built |= _build_selected_runs(engine, [month], pool)
+        built |= _build_selected_runs(engine, [month])
     return FactsCoverage(month, needed[0], tuple(sorted(built)))
