@@ -33,5 +33,9 @@ def test_bench_prints_its_table_at_a_tiny_size(tmp_path):
     for label in ("| ingest of one month's orders.csv", "| monitoring 2025-12 cold", "| monitoring 2025-12 warm",
                   "| monitoring cold at 0.5×", "| monitoring cold at 1×", "| parse vbp_monthly_monitoring.py"):
         assert any(line.startswith(label) for line in lines), label
+    assert "| part | seconds | × GROUP BY |" in lines
+    assert any(line.startswith("| PAYMENT_OVERDUE: ") for line in lines)
+    assert any(line.startswith("| **warm: the sum** | ") for line in lines)
     assert lines[-1].startswith("RESULT: monitoring cold ")
+    assert "the spec's floor " in lines[-1]
     assert "peak RSS" in lines[-1]
