@@ -102,7 +102,26 @@ def figures(engine):
         institutions = institution_results(conn, run, SETTINGS)
         agreements = agreement_figures(conn, run, SETTINGS)
         rates = branch_rates(conn, run, SETTINGS)
+    assert_same_agreement_checks(institutions, agreements)
     return Results(institutions, agreements, rates, SETTINGS, {}, "CITY", 2025, RUN_DAY)
+
+
+def assert_same_agreement_checks(institutions: list[dict], agreements: list[dict]) -> None:
+    """assessment_institutions.sql repeats the agreement CTEs of assessment_agreements.sql:
+    every test that reads both checks that they agree. An institution's C1 and C2 counts
+    (agreements with an agreed quantity, those behind, those below their ratio) are those of
+    its agreement rows (on_target / ratio_reached 0), whatever the scenario."""
+    counts: dict[str, list[int]] = {}
+    for agreement in agreements:
+        if agreement["agreed_quantity"] > 0:
+            count = counts.setdefault(agreement["institution_code"], [0, 0, 0])
+            count[0] += 1
+            count[1] += agreement["on_target"] == 0
+            count[2] += agreement["ratio_reached"] == 0
+    for institution in institutions:
+        assert [institution["agreements"], institution["agreements_behind"],
+                institution["agreements_ratio_low"]] == counts.get(institution["institution_code"], [0, 0, 0]), \
+            institution["institution_code"]
 
 
 def open_alerts(engine, rule_code=None):

@@ -14,7 +14,8 @@
 --   savings_gross = baseline_price × selected quantity − Σ quantity × unit_price over the
 --                  selected platform purchases in [from_day, as_of_date] (NULL when the batch
 --                  and generic have no baseline price); the caller counts a negative as 0
--- Same agreement figures as the CTEs of assessment_institutions.sql (keep them in step).
+-- Same agreement figures as the CTEs of assessment_institutions.sql (keep them in step:
+-- tests/test_annual_assessment.py checks in every scenario that the two agree).
 -- Params: :year_start, :year_end, :eps, :branch_code (NULL = all).
 WITH public_institutions AS (
     SELECT i.institution_code, i.institution_name, i.branch_code

@@ -12,7 +12,8 @@
 --      day (its batch's cycle covers it) ÷ the quantity of all products of those generic names,
 --      any channel; rank_position among the institutions that pass C1 and have such purchases,
 --      highest share first (ties: institution code), compared by cross-multiplication
--- The agreement CTEs are those of assessment_agreements.sql (keep them in step).
+-- The agreement CTEs are those of assessment_agreements.sql (keep them in step:
+-- tests/test_annual_assessment.py checks in every scenario that the two agree).
 -- Params: :year_start, :year_end, :drug_min_rate, :hvc_min_rate, :eps, :branch_code.
 WITH public_institutions AS (
     SELECT i.institution_code, i.institution_name, i.branch_code
