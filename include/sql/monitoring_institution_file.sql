@@ -44,53 +44,48 @@ WITH active AS (
       AND (:batch_code IS NULL OR a.batch_code = :batch_code)
 ),
 -- Two passes, each fact row joined to its own active agreements on equalities (institution,
--- generic) with the segment range as a filter, then one aggregate by agreement: M's full
--- facts give the figures in M; the selected facts of :first_month .. :month_start (platform
--- purchases of selected products, M included) give the cumulative figure. SQLite keeps the
--- facts as the outer loop and finds the agreements through an automatic index on the CTE;
+-- generic) with the segment range as a filter, each aggregated by agreement on its own: M's
+-- full facts give the figures in M; the selected facts of :first_month .. :month_start
+-- (platform purchases of selected products, M included) give the cumulative figure. (One
+-- aggregate over both passes' UNION ALL added four zeros to every selected fact's row: 1.4 M
+-- rows × five NUMERIC sums instead of 0.2 M × four and 1.2 M × one.) SQLite keeps the facts
+-- as the outer loop and finds the agreements through an automatic index on the CTE;
 -- PostgreSQL hashes them (the caller's planner settings: it underestimates these joins and
 -- would otherwise sort the fact rows by text keys for a merge join).
-per_agreement AS (
-    SELECT figures_in.agreement_id,
-           SUM(figures_in.selected_quantity) AS selected_quantity,
-           SUM(figures_in.selected_amount) AS selected_amount,
-           SUM(figures_in.same_generic_quantity) AS same_generic_quantity,
-           SUM(figures_in.same_generic_amount) AS same_generic_amount,
-           SUM(figures_in.cumulative_selected_quantity) AS cumulative_selected_quantity
-    FROM (
-        SELECT ac.agreement_id,
-               CASE WHEN f.channel = 'platform' AND p.is_selected = TRUE AND p.batch_code = ac.batch_code
-                    THEN f.quantity ELSE 0 END AS selected_quantity,
-               CASE WHEN f.channel = 'platform' AND p.is_selected = TRUE AND p.batch_code = ac.batch_code
-                    THEN f.amount ELSE 0 END AS selected_amount,
-               f.quantity AS same_generic_quantity,
-               f.amount AS same_generic_amount,
-               0 AS cumulative_selected_quantity
-        FROM purchase_facts f
-        CROSS JOIN products p
-        CROSS JOIN active ac
-        WHERE f.month_start = :month_start
-          AND p.product_code = f.product_code
-          AND ac.institution_code = f.institution_code
-          AND ac.generic_name = p.generic_name
-          AND f.segment_start >= ac.from_day
-          AND f.segment_start <= ac.as_of_date
-        UNION ALL
-        SELECT ac.agreement_id, 0, 0, 0, 0, s.quantity
-        FROM selected_purchase_facts s
-        CROSS JOIN products p
-        CROSS JOIN active ac
-        WHERE s.month_start >= :first_month
-          AND s.month_start <= :month_start
-          AND p.product_code = s.product_code
-          AND p.is_selected = TRUE
-          AND ac.institution_code = s.institution_code
-          AND ac.generic_name = p.generic_name
-          AND ac.batch_code = p.batch_code
-          AND s.segment_start >= ac.period_start
-          AND s.segment_start <= ac.as_of_date
-    ) figures_in
-    GROUP BY figures_in.agreement_id
+in_month AS (
+    SELECT ac.agreement_id,
+           SUM(CASE WHEN f.channel = 'platform' AND p.is_selected = TRUE AND p.batch_code = ac.batch_code
+                    THEN f.quantity ELSE 0 END) AS selected_quantity,
+           SUM(CASE WHEN f.channel = 'platform' AND p.is_selected = TRUE AND p.batch_code = ac.batch_code
+                    THEN f.amount ELSE 0 END) AS selected_amount,
+           SUM(f.quantity) AS same_generic_quantity,
+           SUM(f.amount) AS same_generic_amount
+    FROM purchase_facts f
+    CROSS JOIN products p
+    CROSS JOIN active ac
+    WHERE f.month_start = :month_start
+      AND p.product_code = f.product_code
+      AND ac.institution_code = f.institution_code
+      AND ac.generic_name = p.generic_name
+      AND f.segment_start >= ac.from_day
+      AND f.segment_start <= ac.as_of_date
+    GROUP BY ac.agreement_id
+),
+cumulative AS (
+    SELECT ac.agreement_id, SUM(s.quantity) AS cumulative_selected_quantity
+    FROM selected_purchase_facts s
+    CROSS JOIN products p
+    CROSS JOIN active ac
+    WHERE s.month_start >= :first_month
+      AND s.month_start <= :month_start
+      AND p.product_code = s.product_code
+      AND p.is_selected = TRUE
+      AND ac.institution_code = s.institution_code
+      AND ac.generic_name = p.generic_name
+      AND ac.batch_code = p.batch_code
+      AND s.segment_start >= ac.period_start
+      AND s.segment_start <= ac.as_of_date
+    GROUP BY ac.agreement_id
 ),
 figures AS (
     SELECT ac.agreement_id, ac.institution_code, ac.branch_code, ac.batch_code, ac.generic_name,
@@ -99,14 +94,15 @@ figures AS (
            COALESCE(m.selected_amount, 0) AS selected_amount,
            COALESCE(m.same_generic_quantity, 0) AS same_generic_quantity,
            COALESCE(m.same_generic_amount, 0) AS same_generic_amount,
-           COALESCE(m.cumulative_selected_quantity, 0) AS cumulative_selected_quantity,
+           COALESCE(c.cumulative_selected_quantity, 0) AS cumulative_selected_quantity,
            as_of.day_ordinal - period_start.day_ordinal + 1 AS elapsed_days,
            period_end.day_ordinal - period_start.day_ordinal + 1 AS total_days
     FROM active ac
     JOIN work_calendar period_start ON period_start.day = ac.period_start
     JOIN work_calendar period_end ON period_end.day = ac.period_end
     JOIN work_calendar as_of ON as_of.day = ac.as_of_date
-    LEFT JOIN per_agreement m ON m.agreement_id = ac.agreement_id
+    LEFT JOIN in_month m ON m.agreement_id = ac.agreement_id
+    LEFT JOIN cumulative c ON c.agreement_id = ac.agreement_id
 )
 SELECT :period, agreement_id, institution_code, branch_code, batch_code, generic_name, as_of_date,
        agreed_quantity, selected_quantity, selected_amount, same_generic_quantity,
